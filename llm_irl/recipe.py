@@ -1,0 +1,118 @@
+"""Recipes: YAML files whose keys are a trainer config's fields plus a few script keys.
+
+    trainer: iq                 # sft | iq | ...
+    model_name_or_path: builtin:tiny
+    dataset: data/train.jsonl   # a file, a datasets name, or builtin:markov
+    td_weight: 0.1              # any field of the trainer's config
+
+Command-line flags (`--key value` or `--key=value`) override the YAML. Every value goes through
+the config's own argument parser, so an unknown key or a badly typed value is refused by name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field, fields
+
+import yaml
+from transformers import HfArgumentParser
+
+
+class ConfigError(ValueError):
+    """A recipe or flag that cannot be used; the message names the key."""
+
+
+@dataclass
+class ScriptArguments:
+    trainer: str = field(metadata={"help": "Which trainer: sft, iq, ..."})
+    model_name_or_path: str = field(metadata={"help": "Hub name, local directory, or builtin:tiny."})
+    dataset: str = field(metadata={"help": "Demonstrations: a .jsonl/.json/.csv/.parquet file, a datasets name, "
+                                            "or builtin:markov."})
+    dataset_split: str = field(default="train", metadata={"help": "Split of a datasets name to train on."})
+    dataset_config: str | None = field(default=None, metadata={"help": "Config name of a datasets name."})
+    eval_dataset: str | None = field(default=None, metadata={"help": "Held-out demonstrations, same forms."})
+    eval_split: str = field(default="test", metadata={"help": "Split of eval_dataset when it is a datasets name."})
+
+
+class _Parser(HfArgumentParser):
+    def error(self, message):  # argparse would print a usage screen of every TrainingArguments flag
+        raise ConfigError(message)
+
+
+def _to_argv(values: dict) -> list[str]:
+    argv = []
+    for key, value in values.items():
+        if isinstance(value, (list, tuple)):
+            argv += [f"--{key}", *map(str, value)]
+        elif isinstance(value, dict):
+            argv += [f"--{key}", json.dumps(value)]
+        else:
+            argv += [f"--{key}", str(value)]
+    return argv
+
+
+def parse_flags(argv: list[str]) -> dict[str, str]:
+    """`--key value`, `--key=value` and bare `--flag` (meaning true) into a dict of strings."""
+    out, i = {}, 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("--"):
+            raise ConfigError(f"expected a --key, got {arg!r}")
+        key, eq, value = arg[2:].partition("=")
+        if not eq:
+            if i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                value, i = argv[i + 1], i + 1
+            else:
+                value = "true"
+        out[key.replace("-", "_")] = value
+        i += 1
+    return out
+
+
+def load_yaml(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such recipe file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not valid UTF-8") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else path
+        raise ConfigError(f"{where}: invalid YAML ({getattr(e, 'problem', e)})") from None
+    if data is None:
+        raise ConfigError(f"{path}: the recipe is empty")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a recipe must be a mapping of keys to values")
+    return data
+
+
+def build(recipe: dict, overrides: dict[str, str], registry: dict, source: str = "recipe"):
+    """(ScriptArguments, trainer config) from YAML values and string overrides."""
+    merged = {**recipe, **overrides}
+    name = merged.get("trainer")
+    if name is None:
+        raise ConfigError(f"{source}: missing key 'trainer' (one of {', '.join(registry)})")
+    if name not in registry:
+        raise ConfigError(f"unknown trainer {name!r}; choose one of {', '.join(registry)}")
+    config_cls = registry[name][1]
+    known = {f.name for f in fields(ScriptArguments)} | {f.name for f in fields(config_cls) if f.init}
+    for key in merged:
+        if key not in known:
+            where = "command line" if key in overrides else source
+            hint = difflib.get_close_matches(key, known, n=1)
+            raise ConfigError(f"{where}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    parser = _Parser((ScriptArguments, config_cls), allow_abbrev=False)
+    nulls = {k: None for k, v in merged.items() if v is None}
+    parser.set_defaults(**nulls)
+    try:
+        script, config = parser.parse_args_into_dataclasses(
+            args=_to_argv({k: v for k, v in merged.items() if v is not None}), return_remaining_strings=False
+        )
+    except ConfigError:
+        raise
+    except ValueError as e:  # a config's own range check (__post_init__)
+        raise ConfigError(str(e).strip().splitlines()[0]) from None
+    return script, config

@@ -1,0 +1,44 @@
+"""Teacher-forced log-likelihood of completions under a model (held-out NLL, forward KL)."""
+
+from __future__ import annotations
+
+import torch
+
+from llm_irl.data import encode_prompt_completion, pad_batch
+
+
+@torch.no_grad()
+def completion_logprobs(
+    model, tokenizer, prompts: list[str], completions: list[str], *, batch_size: int = 64, max_length: int = 512
+) -> list[tuple[float, int]]:
+    """(sum of log π over completion tokens incl. EOS, number of those tokens) per pair.
+
+    The completion is tokenised exactly as in training (EOS appended), so this is the
+    model-side counterpart of an expert's `score`.
+    """
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    rows = [
+        encode_prompt_completion(tokenizer, p, c, max_length=max_length)
+        for p, c in zip(prompts, completions, strict=True)
+    ]
+    out: list[tuple[float, int]] = []
+    for start in range(0, len(rows), batch_size):
+        batch = pad_batch(rows[start : start + batch_size], tokenizer.pad_token_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        actions = batch["labels"][:, 1:]
+        mask = actions != -100
+        logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, actions.clamp_min(0).unsqueeze(-1)).squeeze(-1)
+        sums = (logp * mask).sum(-1)
+        counts = mask.sum(-1)
+        out.extend((float(s), int(n)) for s, n in zip(sums, counts))
+    model.train(was_training)
+    return out
+
+
+def mean_nll(model, tokenizer, prompts: list[str], completions: list[str], **kw) -> float:
+    """Token-mean negative log-likelihood of the completions (nats per token)."""
+    scores = completion_logprobs(model, tokenizer, prompts, completions, **kw)
+    return -sum(s for s, _ in scores) / max(sum(n for _, n in scores), 1)

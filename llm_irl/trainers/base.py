@@ -1,0 +1,115 @@
+"""What every demonstration trainer shares: loading, tokenising, batching, per-term logging.
+
+Subclasses implement `demo_loss(model, inputs) -> (loss, stats)`. The trainers are
+`transformers.Trainer`s, so checkpoints, resumption, accelerate/DDP/FSDP/DeepSpeed, callbacks and
+`save_pretrained` output (safetensors, tokenizer, `trainer_state.json`) work as users expect.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+
+import torch
+from transformers import Trainer
+
+from llm_irl.data import DemoCollator, load_demonstrations
+from llm_irl.modeling import ensure_pad_token, load_model, load_tokenizer
+
+
+class DemoTrainer(Trainer):
+    config_class: type = None  # set by subclasses
+    # compute_loss returns a token-mean per micro-batch; Trainer divides it by the accumulation steps
+    loss_is_scaled_for_ga = False
+
+    def __init__(
+        self,
+        model,
+        args=None,
+        train_dataset=None,
+        eval_dataset=None,
+        processing_class=None,
+        peft_config=None,
+        data_collator=None,
+        **kwargs,
+    ):
+        args = args if args is not None else self.config_class(output_dir="outputs")
+        if processing_class is None:
+            processing_class = load_tokenizer(model, trust_remote_code=args.trust_remote_code)
+        processing_class = ensure_pad_token(processing_class)
+        model = load_model(model, dtype=args.model_dtype, trust_remote_code=args.trust_remote_code, seed=args.seed)
+        model = self.prepare_model(model, args)
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+        # a source given by name reads its "train" split for training and its "test" split for evaluation
+        train_dataset = self._tokenize(train_dataset, processing_class, args, "train")
+        if isinstance(eval_dataset, dict):
+            eval_dataset = {k: self._tokenize(v, processing_class, args, "test") for k, v in eval_dataset.items()}
+        else:
+            eval_dataset = self._tokenize(eval_dataset, processing_class, args, "test")
+        data_collator = data_collator or DemoCollator(processing_class.pad_token_id)
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=data_collator,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processing_class,
+            **kwargs,
+        )
+        # our losses ignore num_items_in_batch; don't let Trainer count tokens for them
+        self.model_accepts_loss_kwargs = False
+        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+
+    # ------------------------------------------------------------------ hooks for subclasses
+
+    def prepare_model(self, model, args):
+        """Attach whatever the objective needs to the model before PEFT and accelerate see it."""
+        return model
+
+    def demo_loss(self, model, inputs) -> tuple[torch.Tensor, dict]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ Trainer overrides
+
+    @staticmethod
+    def _tokenize(dataset, tokenizer, args, split: str):
+        if dataset is None:
+            return None
+        if hasattr(dataset, "column_names") and "input_ids" in dataset.column_names:
+            return dataset  # already tokenised by the user
+        return load_demonstrations(dataset, tokenizer, max_length=args.max_length, split=split)
+
+    def _save(self, output_dir=None, state_dict=None):
+        """Standard `save_pretrained` output, with the arguments as JSON instead of a pickle."""
+        super()._save(output_dir, state_dict)
+        output_dir = output_dir or self.args.output_dir
+        pickled = os.path.join(output_dir, "training_args.bin")
+        if os.path.exists(pickled):
+            os.remove(pickled)
+        with open(os.path.join(output_dir, "training_args.json"), "w") as f:
+            f.write(self.args.to_json_string())
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, stats = self.demo_loss(model, inputs)
+        mode = "train" if model.training else "eval"
+        for name, value in stats.items():
+            self._metrics[mode][name].append(float(value))
+        return (loss, {"loss": loss}) if return_outputs else loss
+
+    def log(self, logs: dict, start_time=None) -> None:
+        mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
+        averaged = {name: sum(v) / len(v) for name, v in self._metrics[mode].items() if v}
+        if mode == "eval":
+            averaged = {f"eval_{name}": v for name, v in averaged.items()}
+        logs = {**logs, **averaged}
+        self._metrics[mode].clear()
+        super().log(logs, start_time)
+
+    def eos_token_ids(self):
+        eos = self.processing_class.eos_token_id
+        model_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        ids = {eos} | (set(model_eos) if isinstance(model_eos, list) else {model_eos} if model_eos is not None else set())
+        return sorted(ids)

@@ -1,0 +1,80 @@
+"""Trainer configs: `transformers.TrainingArguments` plus the fields each objective needs.
+
+Every new field carries help text, so `llm-irl train --help`-style listings and the YAML recipes
+describe themselves. Defaults that differ from `TrainingArguments` follow TRL's SFT choices.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+VALUE_PARAMS = ("logits", "head")
+
+
+@dataclass
+class SFTConfig(TrainingArguments):
+    """Supervised fine-tuning (behaviour cloning) on demonstrations."""
+
+    max_length: int | None = field(
+        default=1024,
+        metadata={"help": "Longest sequence in tokens (prompt + completion). Longer completions are cut at the "
+                          "end and kept as truncated, not terminal; a prompt that fills it is an error."},
+    )
+    model_dtype: str = field(
+        default="auto",
+        metadata={"help": "dtype to load a model by name in: auto, float32, bfloat16 or float16."},
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow a Hub model's own Python code to run when loading it. Off by default."}
+    )
+    log_entropy: bool = field(default=True, metadata={"help": "Log the mean policy entropy at action tokens."})
+    learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate of AdamW."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every this many optimiser steps."})
+    prediction_loss_only: bool = field(
+        default=True, metadata={"help": "Evaluation returns losses only (no [B, T, V] logits kept)."}
+    )
+    remove_unused_columns: bool = field(
+        default=False, metadata={"help": "Kept False: the collator picks the columns it needs."}
+    )
+
+    def __post_init__(self):
+        if self.max_length is not None and self.max_length < 2:
+            raise ValueError(f"max_length must be at least 2 (a prompt token and an action), got {self.max_length}")
+        if self.model_dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise ValueError(f"model_dtype must be auto, float32, bfloat16 or float16, got {self.model_dtype!r}")
+        super().__post_init__()
+
+
+@dataclass
+class IQConfig(SFTConfig):
+    """Inverse soft-Q learning (IQ-Learn, χ² form) on demonstrations: MLE plus a TD regulariser."""
+
+    gamma: float = field(
+        default=0.99, metadata={"help": "Discount γ in the implied reward r = Q(s,a) − γ·V(s'); in (0, 1]."}
+    )
+    td_weight: float = field(
+        default=0.1,
+        metadata={"help": "λ = 1/(4c) of the χ² regulariser: weight of the mean squared implied reward r². "
+                          "0 is SFT exactly."},
+    )
+    alpha: float = field(
+        default=1.0, metadata={"help": "Entropy temperature α: V = α·logsumexp(Q/α), π = softmax(Q/α)."}
+    )
+    value_param: str = field(
+        default="logits",
+        metadata={"help": "Where V comes from: 'logits' (V = α·logsumexp of the logits, no new parameters) or "
+                          "'head' (a separate scalar value head V_ψ on the last hidden state)."},
+    )
+
+    def __post_init__(self):
+        if not 0.0 < self.gamma <= 1.0:
+            raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
+        if self.td_weight < 0:
+            raise ValueError(f"td_weight must be >= 0, got {self.td_weight}")
+        if self.alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        if self.value_param not in VALUE_PARAMS:
+            raise ValueError(f"value_param must be one of {VALUE_PARAMS}, got {self.value_param!r}")
+        super().__post_init__()

@@ -1,0 +1,140 @@
+"""The MDP quantities and losses against a brute-force, loop-by-loop reading of DESIGN.md §2–3."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from llm_irl.losses import iq_loss, iq_value_head_loss, sft_loss
+from llm_irl.soft_q import policy_entropy, token_mdp
+
+EOS = 2
+VOCAB = 5
+
+
+def random_batch(seed=0, B=4, T=7):
+    """Random logits with prompts, EOS-terminated rows, a truncated row and right padding."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(B, T, VOCAB, generator=g) * 2
+    tokens = torch.randint(3, VOCAB, (B, T), generator=g)
+    labels = torch.full((B, T), -100)
+    # row 0: prompt of 2, completion ends with EOS at t=5, then padding
+    labels[0, 2:5] = tokens[0, 2:5]
+    labels[0, 5] = EOS
+    # row 1: truncated, actions to the very last position, no EOS
+    labels[1, 1:] = tokens[1, 1:]
+    # row 2: EOS as the last token of the tensor
+    labels[2, 3:6] = tokens[2, 3:6]
+    labels[2, 6] = EOS
+    # row 3: a single action that is EOS right after the prompt
+    labels[3, 4] = EOS
+    return logits, labels
+
+
+def brute_force_iq(logits, labels, gamma, td_weight, alpha):
+    """One action at a time with plain floats: V by explicit sum over the vocabulary."""
+    B, T, V = logits.shape
+    def v_of(b, t):
+        return alpha * math.log(sum(math.exp(float(logits[b, t, a]) / alpha) for a in range(V)))
+    terms, nlls, tds = [], [], []
+    for b in range(B):
+        for t in range(T - 1):
+            a = int(labels[b, t + 1])
+            if a == -100:
+                continue
+            q = float(logits[b, t, a])
+            v = v_of(b, t)
+            v_next = 0.0 if a == EOS else v_of(b, t + 1)
+            r = q - gamma * v_next
+            terms.append(-(q - v) + td_weight * r * r)
+            nlls.append(-(q - v) / alpha)
+            tds.append(r * r)
+    n = len(terms)
+    return sum(terms) / n, sum(nlls) / n, sum(tds) / n
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("gamma,td_weight,alpha", [(0.99, 0.1, 1.0), (1.0, 0.5, 1.0), (0.9, 1.0, 0.5), (0.95, 0.0, 2.0)])
+def test_iq_loss_matches_brute_force(seed, gamma, td_weight, alpha):
+    logits, labels = random_batch(seed)
+    loss, stats = iq_loss(logits.double(), labels, eos_token_id=EOS, gamma=gamma, td_weight=td_weight, alpha=alpha)
+    want_loss, want_nll, want_td = brute_force_iq(logits.double(), labels, gamma, td_weight, alpha)
+    assert loss.item() == pytest.approx(want_loss, abs=1e-6)
+    assert stats["nll"].item() == pytest.approx(want_nll, abs=1e-6)
+    assert stats["td"].item() == pytest.approx(want_td, abs=1e-6)
+
+
+def test_td_weight_zero_is_cross_entropy():
+    logits, labels = random_batch(3)
+    loss, _ = iq_loss(logits, labels, eos_token_id=EOS, td_weight=0.0)
+    ce = F.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1), ignore_index=-100)
+    assert torch.allclose(loss, ce, atol=1e-6)
+    assert torch.allclose(sft_loss(logits, labels)[0], ce, atol=1e-6)
+
+
+def test_terminal_zeroes_next_value_and_truncation_bootstraps():
+    logits, labels = random_batch(1)
+    mdp = token_mdp(logits, labels, eos_token_id=EOS)
+    v_all = torch.logsumexp(logits, -1)
+    # row 0: EOS at label position 5 -> action index 4 is terminal with V(s') = 0
+    assert mdp.terminal[0, 4] and mdp.v_next[0, 4] == 0
+    assert torch.allclose(mdp.v_next[0, 3], v_all[0, 4])
+    # row 1 is truncated: the last action bootstraps from the final position's logits
+    assert not mdp.terminal[1].any()
+    assert torch.allclose(mdp.v_next[1, -1], v_all[1, -1])
+    # prompts and padding are never actions
+    assert mdp.mask.sum() == (labels[:, 1:] != -100).sum()
+    assert not mdp.mask[0, :1].any() and not mdp.mask[0, 5:].any()
+
+
+def test_several_eos_ids_are_all_terminal():
+    logits, labels = random_batch(2)
+    labels[1, -1] = 4
+    mdp = token_mdp(logits, labels, eos_token_id=[EOS, 4])
+    assert mdp.terminal[1, -1]
+
+
+def test_q_equals_v_plus_alpha_log_pi():
+    logits, labels = random_batch(4)
+    alpha = 0.7
+    mdp = token_mdp(logits, labels, eos_token_id=EOS, alpha=alpha)
+    log_pi = torch.log_softmax(logits[:, :-1] / alpha, -1).gather(-1, mdp.actions.unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(mdp.q, mdp.v + alpha * log_pi, atol=1e-5)
+
+
+def test_value_head_loss_matches_brute_force():
+    logits, labels = random_batch(5)
+    values = torch.randn(labels.shape, generator=torch.Generator().manual_seed(9))
+    gamma, lam = 0.9, 0.3
+    loss, stats = iq_value_head_loss(logits.double(), values.double(), labels, eos_token_id=EOS, gamma=gamma, td_weight=lam)
+    terms = []
+    for b in range(labels.shape[0]):
+        for t in range(labels.shape[1] - 1):
+            a = int(labels[b, t + 1])
+            if a == -100:
+                continue
+            logp = float(torch.log_softmax(logits[b, t].double(), -1)[a])
+            v_next = 0.0 if a == EOS else float(values[b, t + 1])
+            r = logp + float(values[b, t]) - gamma * v_next
+            terms.append(-logp + lam * r * r)
+    assert loss.item() == pytest.approx(sum(terms) / len(terms), abs=1e-6)
+
+
+def test_gradient_reaches_next_state_value():
+    """The χ² term differentiates through V(s'), as in IQ-Learn, not a stop-gradient target."""
+    logits, labels = random_batch(6)
+    logits.requires_grad_(True)
+    iq_loss(logits, labels, eos_token_id=EOS, td_weight=1.0)[0].backward()
+    # row 1's final position is only a bootstrap state (no action taken there)
+    assert logits.grad[1, -1].abs().sum() > 0
+    sft_grad = torch.autograd.grad(sft_loss(logits, labels)[0], logits)[0]
+    assert sft_grad[1, -1].abs().sum() == 0
+
+
+def test_policy_entropy_matches_definition():
+    logits, labels = random_batch(7)
+    mask = labels[:, 1:] != -100
+    p = torch.softmax(logits[:, :-1], -1)
+    want = (-(p * p.log()).sum(-1))[mask].mean()
+    assert torch.allclose(policy_entropy(logits[:, :-1], mask, chunk=3), want, atol=1e-6)
