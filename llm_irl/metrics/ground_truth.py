@@ -160,11 +160,14 @@ def relative_diversity(
     model = _as_groups(model_groups)
     expert = _as_groups(expert_groups)
     if len(model) != len(expert):
-        raise ValueError(f"relative_diversity needs equal counts: {len(model)} model groups vs {len(expert)} expert groups")
+        raise ValueError(
+            f"relative_diversity needs equal counts: {len(model)} model groups vs {len(expert)} expert groups"
+        )
     for i, (m, e) in enumerate(zip(model, expert)):
         if len(m) != len(e):
             raise ValueError(
-                f"relative_diversity needs equal counts: group {i} has {len(m)} model samples vs {len(e)} expert samples"
+                f"relative_diversity needs equal counts: "
+                f"group {i} has {len(m)} model samples vs {len(e)} expert samples"
             )
     if not model:
         raise ValueError("relative_diversity needs at least one group")

@@ -104,7 +104,7 @@ class DemoTrainer(Trainer):
         averaged = {name: sum(v) / len(v) for name, v in self._metrics[mode].items() if v}
         if mode == "eval":
             averaged = {f"eval_{name}": v for name, v in averaged.items()}
-        logs = {**logs, **averaged}
+        logs.update(averaged)  # in place: Trainer.evaluate returns this same dict
         self._metrics[mode].clear()
         super().log(logs, start_time)
 

@@ -1,0 +1,257 @@
+"""Sample completions from the current policy (online IQ, GAIL/AIRL/margin trainers).
+
+A rollout is one episode of the token MDP (DESIGN.md §2): the prompt is the initial state, each
+generated token an action, EOS the terminal action. A completion cut at ``max_new_tokens`` is
+*truncated*, not terminal, and ``Rollouts.terminated`` records which is which so that a trainer
+can bootstrap ``V(s')`` on truncated samples.
+
+Sampling goes through ``model.generate`` (KV cache, left-padded prompts) so it costs what plain HF
+generation costs; ``benchmarks/bench_rollout.py`` checks the overhead stays under 5%.
+
+Log-probabilities: ``Rollouts.logprobs`` are ``log softmax(raw logits)[a_t]``, i.e. ``log π(a_t|s_t)``
+of the policy at temperature 1, whatever ``temperature`` / ``top_p`` were used to *sample*. They are
+what a teacher-forced forward pass of the same model gives (tests check this to 1e-4), hence the
+right ``old_logprobs`` for PPO ratios and the ``log π`` of AIRL. When sampling with temperature ≠ 1
+or top_p < 1 the behaviour policy differs from π; these are still π's numbers, not the sampler's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+__all__ = ["Rollouts", "generate_rollouts", "resolve_eos_pad"]
+
+
+@dataclass
+class Rollouts:
+    """Sampled completions, one entry per sample (sample ``k`` of prompt ``i`` at ``i*num_samples+k``).
+
+    Attributes:
+        prompt_ids: prompt token ids (no padding).
+        completion_ids: generated ids up to and including the first EOS; nothing after it.
+        logprobs: ``log π(a_t|s_t)`` of each completion token under the raw logits at temperature 1
+            (not the tempered / top-p sampling distribution). Same length as ``completion_ids``.
+        terminated: True when the completion ended with EOS, False when cut at ``max_new_tokens``.
+    """
+
+    prompt_ids: list[list[int]] = field(default_factory=list)
+    completion_ids: list[list[int]] = field(default_factory=list)
+    logprobs: list[list[float]] = field(default_factory=list)
+    terminated: list[bool] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.completion_ids)
+
+    def to_batch(self, pad_token_id: int) -> dict[str, torch.Tensor]:
+        """Right-padded training batch (the project's convention: labels aligned with input_ids).
+
+        Returns:
+            input_ids [B, T] long: prompt + completion, then ``pad_token_id``.
+            attention_mask [B, T] long: 1 on prompt and completion tokens.
+            labels [B, T] long: completion ids, -100 on prompt and padding (prompt tokens are the
+                initial state, not actions).
+            old_logprobs [B, T] float32: ``log π`` of the token at the same position, 0 where the
+                label is -100. Note the HF shift: it pairs with ``log_softmax(logits[:, t-1])[labels[:, t]]``.
+            terminated [B] bool.
+        """
+        if len(self) == 0:
+            raise ValueError("Rollouts is empty: nothing to batch.")
+        lengths = [len(p) + len(c) for p, c in zip(self.prompt_ids, self.completion_ids)]
+        B, T = len(self), max(lengths)
+        input_ids = torch.full((B, T), pad_token_id, dtype=torch.long)
+        attention_mask = torch.zeros((B, T), dtype=torch.long)
+        labels = torch.full((B, T), -100, dtype=torch.long)
+        old_logprobs = torch.zeros((B, T), dtype=torch.float32)
+        for i, (p, c, lp) in enumerate(zip(self.prompt_ids, self.completion_ids, self.logprobs)):
+            n_p, n = len(p), len(p) + len(c)
+            input_ids[i, :n] = torch.tensor(p + c, dtype=torch.long)
+            attention_mask[i, :n] = 1
+            labels[i, n_p:n] = torch.tensor(c, dtype=torch.long)
+            old_logprobs[i, n_p:n] = torch.tensor(lp, dtype=torch.float32)
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "labels": labels,
+            "old_logprobs": old_logprobs,
+            "terminated": torch.tensor(self.terminated, dtype=torch.bool),
+        }
+
+
+def _as_id_list(x: int | Sequence[int] | None) -> list[int]:
+    if x is None:
+        return []
+    if isinstance(x, int):
+        return [x]
+    return [int(i) for i in x]
+
+
+def resolve_eos_pad(model: Any, tokenizer: Any | None) -> tuple[list[int], int]:
+    """EOS ids and pad id for sampling.
+
+    EOS set: the tokenizer's ``eos_token_id`` (an int or a list) together with the model's
+    ``generation_config.eos_token_id``; chat models often list several end-of-turn ids there
+    (Llama-3, Qwen2.5) and stopping on any of them is what users expect. Tokenizer ids come first.
+    Pad: the tokenizer's ``pad_token_id``, else the generation config's, else the first EOS id
+    (padding never reaches the model unmasked, so reusing EOS is safe).
+    """
+    gen_cfg = getattr(model, "generation_config", None)
+    eos: list[int] = []
+    for source in (getattr(tokenizer, "eos_token_id", None), getattr(gen_cfg, "eos_token_id", None)):
+        eos += [i for i in _as_id_list(source) if i not in eos]
+    if not eos:
+        raise ValueError(
+            "No EOS token id: give the tokenizer an eos_token or set model.generation_config.eos_token_id."
+        )
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(gen_cfg, "pad_token_id", None)
+    if isinstance(pad, (list, tuple)):
+        pad = pad[0] if pad else None
+    return eos, int(pad) if pad is not None else eos[0]
+
+
+def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(p) for p in prompts)
+    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        if len(p):
+            input_ids[i, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
+            attention_mask[i, width - len(p):] = 1
+    return input_ids.to(device), attention_mask.to(device)
+
+
+def _sample_batch(
+    model: Any,
+    prompts: Sequence[Sequence[int]],
+    eos: list[int],
+    pad_id: int,
+    gen_kwargs: dict[str, Any],
+) -> tuple[list[list[int]], list[list[float]], list[bool]]:
+    device = next(model.parameters()).device
+    input_ids, attention_mask = _left_pad(prompts, pad_id, device)
+    out = model.generate(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        output_logits=True,
+        return_dict_in_generate=True,
+        **gen_kwargs,
+    )
+    gen = out.sequences[:, input_ids.shape[1]:]  # [B, T_gen]; finished rows are padded by generate
+    # log π(a_t|s_t) from the raw (unprocessed, temperature-1) logits, one step at a time so we never
+    # hold a second [B, T, V] tensor next to the one generate already returned.
+    logprobs = torch.stack(
+        [
+            step.gather(-1, gen[:, t: t + 1]).squeeze(-1) - torch.logsumexp(step, dim=-1)
+            for t, step in enumerate(out.logits)
+        ],
+        dim=1,
+    )
+    # Cut after the first EOS: what generate writes after it is padding, not actions.
+    is_eos = torch.isin(gen, torch.tensor(eos, device=gen.device))
+    terminated = is_eos.any(dim=1)
+    lengths = torch.where(terminated, is_eos.int().argmax(dim=1) + 1, gen.shape[1])
+    gen_l, lp_l, len_l = gen.tolist(), logprobs.float().tolist(), lengths.tolist()  # one device sync each
+    return (
+        [g[:n] for g, n in zip(gen_l, len_l)],
+        [lp[:n] for lp, n in zip(lp_l, len_l)],
+        terminated.tolist(),
+    )
+
+
+def generate_rollouts(
+    model: Any,
+    tokenizer: Any | None,
+    prompts: list[list[int]],
+    *,
+    max_new_tokens: int = 64,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+    num_samples: int = 1,
+    batch_size: int = 32,
+    seed: int | None = None,
+    **generate_kwargs: Any,
+) -> Rollouts:
+    """Sample ``num_samples`` completions per prompt from ``model`` with ``model.generate``.
+
+    Args:
+        model: a HF causal LM, possibly wrapped by accelerate/DDP (``.module`` is unwrapped) or a
+            peft ``PeftModel``. Put in eval mode for sampling (no dropout), then restored.
+        tokenizer: anything with ``eos_token_id`` (int or list) and ``pad_token_id`` (may be None),
+            or None to use ``model.generation_config``; see ``resolve_eos_pad``.
+        prompts: token ids per prompt (non-empty; they are left-padded per batch).
+        max_new_tokens: length limit; a completion reaching it without EOS is truncated.
+        temperature, top_p: sampling distribution ``softmax(logits/temperature)`` with nucleus
+            ``top_p``. Everything else is pure sampling (top_k off, no repetition penalty), whatever
+            the checkpoint's ``generation_config`` says, so samples come from the policy itself.
+        num_samples: samples per prompt; sample ``k`` of prompt ``i`` is at index ``i*num_samples+k``.
+        batch_size: sequences per ``generate`` call.
+        seed: if given, ``torch.manual_seed(seed)`` inside ``torch.random.fork_rng`` (global RNG state
+            is left untouched). Same seed, prompts and batch_size -> same samples.
+        **generate_kwargs: passed to ``generate`` (e.g. ``min_new_tokens``, ``bad_words_ids``); they
+            change what is sampled, but ``logprobs`` stay those of the raw policy.
+
+    Returns:
+        Rollouts (see its docstring; ``logprobs`` are log π at temperature 1).
+    """
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
+    if num_samples < 1 or batch_size < 1:
+        raise ValueError(f"num_samples and batch_size must be >= 1, got {num_samples}, {batch_size}.")
+    if any(len(p) == 0 for p in prompts):
+        raise ValueError("Empty prompt: every prompt needs at least one token (e.g. BOS).")
+
+    # DDP / accelerate wrappers hide generate() behind `.module`; a PeftModel has its own generate
+    # (adapters active), so only unwrap what cannot generate.
+    while not hasattr(model, "generate") and hasattr(model, "module"):
+        model = model.module
+    eos, pad_id = resolve_eos_pad(model, tokenizer)
+    gen_kwargs: dict[str, Any] = dict(
+        do_sample=True,
+        temperature=temperature,
+        top_p=top_p,
+        # Neutralise checkpoint defaults (HF's global top_k=50, a repo's repetition_penalty, ...):
+        # on-policy samples must come from softmax(logits / temperature), optionally nucleus-cut.
+        top_k=0,
+        min_p=None,
+        top_h=None,
+        typical_p=1.0,
+        epsilon_cutoff=0.0,
+        eta_cutoff=0.0,
+        repetition_penalty=1.0,
+        no_repeat_ngram_size=0,
+        num_beams=1,
+        num_return_sequences=1,
+        max_new_tokens=max_new_tokens,
+        eos_token_id=eos,
+        pad_token_id=pad_id,
+        use_cache=True,
+    )
+    gen_kwargs.update(generate_kwargs)
+
+    expanded = [list(p) for p in prompts for _ in range(num_samples)]
+    result = Rollouts()
+    was_training = model.training
+    device = next(model.parameters()).device
+    fork_devices = [device] if device.type != "cpu" else []
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(
+            devices=fork_devices, enabled=seed is not None, device_type=device.type if fork_devices else "cuda"
+        ):
+            if seed is not None:
+                torch.manual_seed(seed)
+            for start in range(0, len(expanded), batch_size):
+                chunk = expanded[start: start + batch_size]
+                completions, logprobs, terminated = _sample_batch(model, chunk, eos, pad_id, gen_kwargs)
+                result.prompt_ids += chunk
+                result.completion_ids += completions
+                result.logprobs += logprobs
+                result.terminated += terminated
+    finally:
+        model.train(was_training)
+    return result

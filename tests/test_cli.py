@@ -1,0 +1,114 @@
+"""The CLI end to end: recipes, the embedded default, a local model directory on real text, errors."""
+
+import codecs
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from llm_irl.cli import main
+from llm_irl.quickstart import ARMS, recipe
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLI = os.path.join(os.path.dirname(sys.executable), "llm-irl")
+
+
+@pytest.mark.parametrize("arm", list(ARMS))
+def test_recipes_reproduce_the_quickstart_arms(arm):
+    with open(os.path.join(ROOT, "recipes", f"quickstart_{arm}.yaml")) as f:
+        assert yaml.safe_load(f) == recipe(arm)
+
+
+def test_train_then_generate_on_the_embedded_default(tmp_path, capsys):
+    out = str(tmp_path / "iq")
+    code = main(["train", os.path.join(ROOT, "recipes/quickstart_iq.yaml"), "--max_steps", "3",
+                 "--output_dir", out, "--td_weight=0.2", "--per_device_eval_batch_size", "64"])
+    assert code == 0
+    assert {"model.safetensors", "tokenizer.json", "trainer_state.json"} <= set(os.listdir(out))
+    assert json.load(open(os.path.join(out, "training_args.json")))["td_weight"] == 0.2
+    capsys.readouterr()
+    assert main(["generate", out, "--prompt", "topic1 kalo", "--num_samples", "3", "--max_new_tokens", "5"]) == 0
+    lines = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 3 and all(l["prompt"] == "topic1 kalo" for l in lines)
+    assert all(len(l["completion"].split()) <= 5 for l in lines)
+
+
+def _real_text_model_dir(tmp_path):
+    """A GPT-2-shaped model with a byte-level BPE tokenizer trained here on real English text."""
+    import this  # noqa: F401  (the Zen of Python, stored rot13 in the stdlib)
+    import csv as csv_module
+    import json as json_module
+
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    zen = codecs.decode(sys.modules["this"].s, "rot13")
+    lines = [l for text in (zen, json_module.__doc__, csv_module.__doc__) for l in text.splitlines() if len(l.split()) > 3]
+    core = Tokenizer(models.BPE())
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.train_from_iterator(lines, trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"]))
+    tok = PreTrainedTokenizerFast(tokenizer_object=core, eos_token="<|endoftext|>")
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_embd=32, n_layer=2, n_head=2, n_positions=128,
+                                       eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id))
+    model_dir = str(tmp_path / "local-model")
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    data = tmp_path / "corpus.jsonl"
+    data.write_text("".join(json.dumps({"text": l}) + "\n" for l in lines))
+    return model_dir, str(data)
+
+
+def test_console_script_trains_a_local_model_on_real_text(tmp_path):
+    model_dir, data = _real_text_model_dir(tmp_path)
+    recipe_path = tmp_path / "r.yaml"
+    out = str(tmp_path / "out")
+    recipe_path.write_text(yaml.safe_dump({
+        "trainer": "iq", "model_name_or_path": model_dir, "dataset": data, "output_dir": out,
+        "max_steps": 3, "per_device_train_batch_size": 4, "max_length": 64, "learning_rate": 1e-3, "save_strategy": "no",
+    }))
+    proc = subprocess.run([CLI, "train", str(recipe_path)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    AutoModelForCausalLM.from_pretrained(out, use_safetensors=True)
+    assert AutoTokenizer.from_pretrained(out).eos_token == "<|endoftext|>"
+
+
+def _recipe(tmp_path, **changes):
+    r = {**recipe("iq", str(tmp_path)), "max_steps": 1, **changes}
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump({k: v for k, v in r.items() if v is not ...}))
+    return str(path)
+
+
+BAD = {
+    "unknown key": ({"tdweight": 1.0}, [], "unknown key 'tdweight' (did you mean 'td_weight'?)"),
+    "unknown flag": ({}, ["--gama", "0.9"], "command line: unknown key 'gama' (did you mean 'gamma'?)"),
+    "bad value": ({}, ["--td_weight", "abc"], "invalid float value: 'abc'"),
+    "negative td_weight": ({"td_weight": -1}, [], "td_weight must be >= 0"),
+    "gamma out of range": ({}, ["--gamma", "1.5"], "gamma must be in (0, 1]"),
+    "unknown trainer": ({"trainer": "ppo"}, [], "unknown trainer 'ppo'"),
+    "missing data file": ({"dataset": "nope/data.jsonl"}, [], "nope/data.jsonl: no such file"),
+    "missing model dir": ({"model_name_or_path": "./no/such/model"}, [], "model directory './no/such/model' does not exist"),
+    "no trainer": ({"trainer": ...}, [], "missing key 'trainer'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_recipes_are_refused_in_one_line(tmp_path, capsys, case):
+    changes, flags, message = BAD[case]
+    code = main(["train", _recipe(tmp_path, **changes), *flags])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_bad_yaml_names_the_line(tmp_path, capsys):
+    path = tmp_path / "r.yaml"
+    path.write_text("trainer: iq\nmodel_name_or_path: [unclosed\n")
+    assert main(["train", str(path)]) == 2
+    assert f"{path}:3: invalid YAML" in capsys.readouterr().err

@@ -1,0 +1,135 @@
+"""Data formats, tokenisation, truncation, and the errors that name file and line."""
+
+import json
+
+import pytest
+from tiny_models import tokenizer
+
+from llm_irl.data import DataError, DemoCollator, encode_messages, load_demonstrations, read_rows
+
+TOK = tokenizer()
+EOS = TOK.eos_token_id
+
+
+def ids(text):
+    return TOK(text, add_special_tokens=False)["input_ids"]
+
+
+def write(path, text, mode="w"):
+    with open(path, mode) as f:
+        f.write(text)
+    return str(path)
+
+
+ROWS = [{"prompt": "topic1 kalo", "completion": "mise lone"}, {"prompt": "topic2 kami", "completion": "lodo"}]
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "json", "csv", "parquet"])
+def test_every_file_format_gives_the_same_tokens(tmp_path, suffix):
+    path = str(tmp_path / f"d.{suffix}")
+    if suffix == "jsonl":
+        write(path, "\n".join(json.dumps(r) for r in ROWS) + "\n")
+    elif suffix == "json":
+        write(path, json.dumps(ROWS))
+    elif suffix == "csv":
+        write(path, "prompt,completion\n" + "".join(f"{r['prompt']},{r['completion']}\n" for r in ROWS))
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist(ROWS), path)
+    ds = load_demonstrations(path, TOK, max_length=32)
+    assert ds[0]["input_ids"] == ids("topic1 kalo mise lone") + [EOS]
+    assert ds[0]["labels"] == [-100, -100] + ids("mise lone") + [EOS]
+    assert ds[1]["labels"] == [-100, -100] + ids("lodo") + [EOS]
+
+
+def test_text_rows_are_all_actions():
+    ds = load_demonstrations([{"text": "kalo mise lone"}], TOK, max_length=32)
+    assert ds[0]["input_ids"] == ids("kalo mise lone") + [EOS] == ds[0]["labels"]
+
+
+def test_truncation_drops_eos_and_is_logged(caplog):
+    ds = load_demonstrations([{"prompt": "topic1 kalo", "completion": "mise lone loka kazu"}], TOK, max_length=4)
+    assert ds[0]["input_ids"] == ids("topic1 kalo mise lone")  # no EOS: truncated, not terminal
+    assert "1 of 1 demonstrations were cut" in caplog.text
+
+
+def test_prompt_without_room_is_refused():
+    with pytest.raises(DataError, match=r"row 0: prompt has 2 tokens, leaving no room.*max_length=2"):
+        load_demonstrations([{"prompt": "topic1 kalo", "completion": "mise"}], TOK, max_length=2)
+
+
+def test_plain_messages_mark_only_assistant_turns():
+    messages = [{"role": "user", "content": "kalo"}, {"role": "assistant", "content": "mise lone"},
+                {"role": "user", "content": "lodo"}, {"role": "assistant", "content": "kami"}]
+    enc = encode_messages(TOK, messages)
+    actions = [t for t in enc["labels"] if t != -100]
+    assert actions == ids("mise lone") + [EOS] + ids("kami") + [EOS]
+
+
+def test_chat_template_messages_mark_only_assistant_turns():
+    tok = tokenizer()
+    tok.chat_template = (
+        "{% for m in messages %}{{ '<bos> ' + m['role'] + ' ' }}{{ m['content'] }}{{ ' <eos> ' }}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<bos> assistant ' }}{% endif %}"
+    )
+    messages = [{"role": "system", "content": "topic1"}, {"role": "user", "content": "kalo"},
+                {"role": "assistant", "content": "mise lone"}]
+    enc = encode_messages(tok, messages)
+    actions = [t for t in enc["labels"] if t != -100]
+    assert actions == ids("mise lone") + [EOS]
+    assert enc["input_ids"] == tok(tok.apply_chat_template(messages, tokenize=False), add_special_tokens=False)["input_ids"]
+
+
+def test_collator_pads_right_with_ignored_labels():
+    batch = DemoCollator(TOK.pad_token_id)([{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]},
+                                            {"input_ids": [5], "labels": [-100]}])
+    assert batch["input_ids"].tolist() == [[5, 6, 7], [5, TOK.pad_token_id, TOK.pad_token_id]]
+    assert batch["labels"].tolist() == [[-100, 6, 7], [-100, -100, -100]]
+    assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+BAD_FILES = {
+    "invalid json": ("d.jsonl", '{"prompt": "a", "completion": "b"}\n{"prompt": "a",\n', r"d\.jsonl:2: invalid JSON"),
+    "missing field": ("d.jsonl", '{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n',
+                      r"d\.jsonl:2: row has none of prompt\+completion, messages, text \(found \['prompt'\]\)"),
+    "wrong type": ("d.jsonl", '{"prompt": "a", "completion": 3}\n', r"d\.jsonl:1: 'completion' must be a string, got int"),
+    "mixed formats": ("d.jsonl", '{"prompt": "a", "completion": "b"}\n{"text": "c"}\n',
+                      r"d\.jsonl:2: row is in text format but the first row is in prompt_completion format"),
+    "empty": ("d.jsonl", "", r"d\.jsonl: no rows"),
+    "not an object": ("d.jsonl", "[1, 2]\n", r"d\.jsonl:1: a row must be an object, got list"),
+    "bad messages": ("d.jsonl", '{"messages": [{"role": "robot", "content": "x"}]}\n', r"d\.jsonl:1: message 0 needs a 'role'"),
+    "no assistant": ("d.jsonl", '{"messages": [{"role": "user", "content": "x"}]}\n', r"d\.jsonl:1: conversation has no assistant"),
+    "json not a list": ("d.json", '{"prompt": "a"}', r"d\.json: expected a JSON list of rows, got dict"),
+    "json syntax": ("d.json", '[{"prompt": "a", "completion": "b"},\n {"prompt": }]', r"d\.json:2: invalid JSON"),
+    "csv extra cell": ("d.csv", "prompt,completion\na,b\na,b,c\n", r"d\.csv:3: more cells than the header"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FILES))
+def test_bad_files_name_file_and_line(tmp_path, case):
+    name, text, pattern = BAD_FILES[case]
+    path = write(tmp_path / name, text)
+    with pytest.raises(DataError, match=pattern):
+        load_demonstrations(path, TOK, max_length=32)
+
+
+def test_non_utf8_names_the_line(tmp_path):
+    path = write(tmp_path / "d.jsonl", b'{"prompt": "a", "completion": "b"}\n{"prompt": "\xff"}\n', mode="wb")
+    with pytest.raises(DataError, match=r"d\.jsonl:2: not valid UTF-8"):
+        read_rows(path)
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        read_rows(str(tmp_path / "nope.jsonl"))
+    with pytest.raises(DataError, match="is a directory"):
+        read_rows(str(tmp_path))
+
+
+def test_tokenizer_without_eos_is_refused():
+    tok = tokenizer()
+    tok.eos_token = None
+    with pytest.raises(DataError, match="no eos_token"):
+        load_demonstrations(ROWS, tok, max_length=32)

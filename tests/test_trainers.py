@@ -1,0 +1,85 @@
+"""Both trainers train tiny models of many architectures and move every parameter."""
+
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from tiny_models import CONFIGS, demos, tiny_lm, tokenizer
+
+from llm_irl import IQConfig, IQTrainer, SFTConfig, SFTTrainer
+
+
+def _train(trainer_cls, config_cls, model, tmp_path, **overrides):
+    args = config_cls(
+        output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=8, learning_rate=1e-2,
+        logging_steps=1, save_strategy="no", max_length=24, disable_tqdm=True, **overrides,
+    )
+    trainer = trainer_cls(model=model, args=args, train_dataset=demos(), eval_dataset=demos(16, seed=1),
+                          processing_class=tokenizer())
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    return trainer, before
+
+
+def _unmoved(trainer, before):
+    return [n for n, p in trainer.model.named_parameters() if torch.equal(p.detach(), before[n])]
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama", "qwen2"])
+@pytest.mark.parametrize("kind", ["sft", "iq"])
+def test_trainer_moves_every_parameter(arch, kind, tmp_path):
+    trainer_cls, config_cls = (SFTTrainer, SFTConfig) if kind == "sft" else (IQTrainer, IQConfig)
+    trainer, before = _train(trainer_cls, config_cls, tiny_lm(arch), tmp_path)
+    assert _unmoved(trainer, before) == []
+    logged = trainer.state.log_history[0]
+    for key in ["loss", "nll", "entropy"] + (["td", "reward", "v0"] if kind == "iq" else []):
+        assert key in logged and logged[key] == logged[key]  # present and not NaN
+
+
+@pytest.mark.parametrize("arch", sorted(set(CONFIGS) - {"gpt2", "llama", "qwen2"}))
+def test_iq_trains_more_architectures(arch, tmp_path):
+    trainer, before = _train(IQTrainer, IQConfig, tiny_lm(arch), tmp_path)
+    assert _unmoved(trainer, before) == []
+
+
+def test_value_head_variant_trains_and_saves(tmp_path):
+    trainer, before = _train(IQTrainer, IQConfig, tiny_lm("llama"), tmp_path, value_param="head")
+    assert "value_head.weight" in before and _unmoved(trainer, before) == []
+    trainer.save_model()
+    weights = load_file(os.path.join(tmp_path, "model.safetensors"))
+    assert "value_head.weight" in weights
+
+
+def test_td_weight_zero_iq_equals_sft(tmp_path):
+    """λ = 0 is behaviour cloning exactly: same losses and same weights, step for step."""
+    sft, _ = _train(SFTTrainer, SFTConfig, tiny_lm("llama"), tmp_path / "sft")
+    iq, _ = _train(IQTrainer, IQConfig, tiny_lm("llama"), tmp_path / "iq", td_weight=0.0)
+    sft_losses = [h["loss"] for h in sft.state.log_history if "loss" in h]
+    iq_losses = [h["loss"] for h in iq.state.log_history if "loss" in h]
+    assert sft_losses == pytest.approx(iq_losses, rel=1e-5)
+    for (n, p), q in zip(sft.model.named_parameters(), iq.model.parameters()):
+        assert torch.allclose(p, q, atol=1e-5), n
+
+
+def test_output_dir_is_standard_and_pickle_free(tmp_path):
+    trainer, _ = _train(IQTrainer, IQConfig, tiny_lm("qwen2"), tmp_path)
+    trainer.save_model()
+    trainer.save_state()
+    files = set(os.listdir(tmp_path))
+    assert {"model.safetensors", "config.json", "tokenizer.json", "trainer_state.json", "training_args.json"} <= files
+    assert not any(f.endswith((".bin", ".pt", ".pth", ".pkl")) for f in files)
+    state = json.load(open(tmp_path / "trainer_state.json"))
+    assert any("td" in h for h in state["log_history"])
+    from transformers import AutoModelForCausalLM
+
+    reloaded = AutoModelForCausalLM.from_pretrained(tmp_path, use_safetensors=True)
+    for (n, p), q in zip(trainer.model.named_parameters(), reloaded.parameters()):
+        assert torch.equal(p.cpu(), q), n
+
+
+def test_evaluate_logs_components(tmp_path):
+    trainer, _ = _train(IQTrainer, IQConfig, tiny_lm("llama"), tmp_path)
+    metrics = trainer.evaluate()
+    assert {"eval_loss", "eval_nll", "eval_td"} <= set(metrics)
