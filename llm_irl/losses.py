@@ -103,3 +103,38 @@ def iq_value_head_loss(
     if log_entropy:
         stats["entropy"] = policy_entropy(logits[:, :-1], mdp.mask, alpha)
     return loss, stats
+
+
+def online_iq_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    is_policy: torch.Tensor,
+    *,
+    eos_token_id: int | Sequence[int],
+    gamma: float = 0.99,
+    td_weight: float = 0.1,
+    alpha: float = 1.0,
+    log_entropy: bool = True,
+) -> tuple[torch.Tensor, dict]:
+    """Online IQ-Learn (χ²) on a batch mixing demonstrations and policy samples.
+
+        L = −E_demo[Q(s,a) − γ·V(s')] + E_mix[V(s) − γ·V(s')] + λ·E_mix[r²]
+
+    `is_policy` [B] marks the rows sampled from the current policy. The reward term runs over
+    the demonstrations only, the value and χ² terms over the mixture (IQ-Learn's "value" loss
+    with its "regularize" option). With no policy rows the value terms telescope and this is
+    the offline loss `iq_loss` (−(Q − V) = −α·log π) up to float rounding.
+    """
+    mdp = token_mdp(logits, labels, eos_token_id=eos_token_id, alpha=alpha)
+    demo = mdp.mask & ~is_policy[:, None]
+    policy = mdp.mask & is_policy[:, None]
+    r = mdp.reward(gamma)
+    td = _masked_mean(r.square(), mdp.mask)
+    loss = -_masked_mean(r, demo) + _masked_mean(mdp.v - gamma * mdp.v_next, mdp.mask) + td_weight * td
+    nll = _masked_mean(-mdp.log_pi, demo)
+    stats = _iq_stats(mdp, nll, r, td)
+    stats["reward"] = _masked_mean(r, demo).detach()
+    stats["reward_policy"] = _masked_mean(r, policy).detach()
+    if log_entropy:
+        stats["entropy"] = policy_entropy(logits[:, :-1], mdp.mask, alpha)
+    return loss, stats

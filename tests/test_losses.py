@@ -138,3 +138,43 @@ def test_policy_entropy_matches_definition():
     p = torch.softmax(logits[:, :-1], -1)
     want = (-(p * p.log()).sum(-1))[mask].mean()
     assert torch.allclose(policy_entropy(logits[:, :-1], mask, chunk=3), want, atol=1e-6)
+
+
+def brute_force_online(logits, labels, is_policy, gamma, lam):
+    B, T, V = logits.shape
+    demo_r, mix_v, mix_r2 = [], [], []
+    for b in range(B):
+        for t in range(T - 1):
+            a = int(labels[b, t + 1])
+            if a == -100:
+                continue
+            v = math.log(sum(math.exp(float(logits[b, t, k])) for k in range(V)))
+            v_next = 0.0 if a == EOS else math.log(sum(math.exp(float(logits[b, t + 1, k])) for k in range(V)))
+            r = float(logits[b, t, a]) - gamma * v_next
+            if not is_policy[b]:
+                demo_r.append(r)
+            mix_v.append(v - gamma * v_next)
+            mix_r2.append(r * r)
+    mean = lambda xs: sum(xs) / len(xs)
+    return -mean(demo_r) + mean(mix_v) + lam * mean(mix_r2)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_online_iq_loss_matches_brute_force(seed):
+    from llm_irl.losses import online_iq_loss
+
+    logits, labels = random_batch(seed)
+    is_policy = torch.tensor([False, True, False, True])
+    loss, stats = online_iq_loss(logits.double(), labels, is_policy, eos_token_id=EOS, gamma=0.9, td_weight=0.3)
+    assert loss.item() == pytest.approx(brute_force_online(logits.double(), labels, is_policy, 0.9, 0.3), abs=1e-6)
+    assert "reward_policy" in stats
+
+
+def test_online_iq_without_policy_rows_is_offline_iq():
+    from llm_irl.losses import online_iq_loss
+
+    logits, labels = random_batch(11)
+    none = torch.zeros(labels.shape[0], dtype=torch.bool)
+    online, _ = online_iq_loss(logits.double(), labels, none, eos_token_id=EOS, gamma=0.95, td_weight=0.2)
+    offline, _ = iq_loss(logits.double(), labels, eos_token_id=EOS, gamma=0.95, td_weight=0.2)
+    assert online.item() == pytest.approx(offline.item(), abs=1e-9)

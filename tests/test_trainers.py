@@ -83,3 +83,28 @@ def test_evaluate_logs_components(tmp_path):
     trainer, _ = _train(IQTrainer, IQConfig, tiny_lm("llama"), tmp_path)
     metrics = trainer.evaluate()
     assert {"eval_loss", "eval_nll", "eval_td"} <= set(metrics)
+
+
+def test_prompts_of_and_policy_rows():
+    from llm_irl.trainers.iq import num_policy_rows, prompts_of
+
+    ids = torch.tensor([[5, 6, 7, 8], [5, 9, 0, 0]])
+    labels = torch.tensor([[-100, -100, 7, 8], [5, 9, -100, -100]])
+    assert prompts_of(ids, labels) == [[5, 6], [5]]
+    assert num_policy_rows(9, 0.1) == 1 and num_policy_rows(8, 0.5) == 8 and num_policy_rows(3, 0.25) == 1
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_online_iq_trains_with_policy_samples(arch, tmp_path):
+    trainer, before = _train(IQTrainer, IQConfig, tiny_lm(arch), tmp_path, policy_mix=0.25, max_new_tokens=8,
+                             rollout_every=2)
+    assert _unmoved(trainer, before) == []
+    logged = [h for h in trainer.state.log_history if "reward_policy" in h]
+    assert logged and all(0 < h["sample_len"] <= 8 for h in logged)
+
+
+def test_policy_mix_zero_is_offline_iq(tmp_path):
+    offline, _ = _train(IQTrainer, IQConfig, tiny_lm("llama"), tmp_path / "a")
+    explicit, _ = _train(IQTrainer, IQConfig, tiny_lm("llama"), tmp_path / "b", policy_mix=0.0, max_new_tokens=4)
+    for p, q in zip(offline.model.parameters(), explicit.model.parameters()):
+        assert torch.equal(p, q)

@@ -68,7 +68,27 @@ class IQConfig(SFTConfig):
                           "'head' (a separate scalar value head V_ψ on the last hidden state)."},
     )
 
+    policy_mix: float = field(
+        default=0.0,
+        metadata={"help": "Fraction of each batch made of samples from the current policy (online IQ; the paper "
+                          "used 0.1). 0 is offline IQ exactly. In [0, 1)."},
+    )
+    rollout_every: int = field(
+        default=1, metadata={"help": "Refresh the policy samples every this many optimiser steps (online IQ)."}
+    )
+    max_new_tokens: int = field(default=64, metadata={"help": "Length limit of policy samples (online IQ)."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of policy samples (online IQ)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass of policy samples (online IQ)."})
+
     def __post_init__(self):
+        if not 0.0 <= self.policy_mix < 1.0:
+            raise ValueError(f"policy_mix must be in [0, 1), got {self.policy_mix}")
+        if self.rollout_every < 1:
+            raise ValueError(f"rollout_every must be >= 1, got {self.rollout_every}")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature <= 0 or not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"need temperature > 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}")
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.td_weight < 0:

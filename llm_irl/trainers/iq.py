@@ -1,4 +1,8 @@
-"""Offline inverse soft-Q learning: the demonstrations' likelihood plus a TD-consistency regulariser.
+"""Inverse soft-Q learning: the demonstrations' likelihood plus a TD-consistency regulariser.
+
+Offline (`policy_mix=0`), every batch is demonstrations. Online (`policy_mix>0`), each batch is
+topped up with completions the current policy samples for the batch's own prompts, refreshed
+every `rollout_every` optimiser steps, and the loss is `online_iq_loss` over the mixture.
 
 With `value_param="logits"` V is the logsumexp of the logits and the model needs nothing new.
 With `value_param="head"` a scalar value head V_ψ rides on the last hidden state; it is a
@@ -7,10 +11,15 @@ submodule named `value_head`, so it trains, checkpoints and saves with the model
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
-from llm_irl.losses import iq_loss, iq_value_head_loss
+from llm_irl.data import pad_batch
+from llm_irl.losses import iq_loss, iq_value_head_loss, online_iq_loss
+from llm_irl.rollout import generate_rollouts
+from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.trainers.base import DemoTrainer
 from llm_irl.trainers.configs import IQConfig
 
@@ -26,24 +35,76 @@ def attach_value_head(model: nn.Module) -> nn.Module:
     return model
 
 
+def prompts_of(input_ids: torch.Tensor, labels: torch.Tensor) -> list[list[int]]:
+    """Each row's tokens before its first action (at least one token: the state to act in)."""
+    out = []
+    for ids, lab in zip(input_ids.tolist(), labels.tolist()):
+        first = next((t for t, l in enumerate(lab) if l != IGNORE_INDEX), len(lab))
+        out.append(ids[: max(first, 1)])
+    return out
+
+
+def num_policy_rows(num_demo_rows: int, policy_mix: float) -> int:
+    """Policy rows to add to `num_demo_rows` demonstrations so they make `policy_mix` of the batch."""
+    return max(1, math.ceil(num_demo_rows * policy_mix / (1.0 - policy_mix)))
+
+
 class IQTrainer(DemoTrainer):
     """Inverse soft-Q learning over any `AutoModelForCausalLM` (logits are Q-values)."""
 
     config_class = IQConfig
 
     def prepare_model(self, model, args):
+        self._policy_batch, self._policy_batch_step = None, None
         return attach_value_head(model) if args.value_param == "head" else model
 
-    def demo_loss(self, model, inputs):
+    def _loss_kwargs(self) -> dict:
         a = self.args
-        use_head = a.value_param == "head"
+        return dict(eos_token_id=self.eos_token_ids(), gamma=a.gamma, td_weight=a.td_weight, alpha=a.alpha,
+                    log_entropy=a.log_entropy)
+
+    def demo_loss(self, model, inputs):
+        if self.args.policy_mix > 0 and model.training:
+            return self._online_loss(model, inputs)
+        use_head = self.args.value_param == "head"
         out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=use_head)
-        kw = dict(eos_token_id=self.eos_token_ids(), gamma=a.gamma, td_weight=a.td_weight, alpha=a.alpha,
-                  log_entropy=a.log_entropy)
         if not use_head:
-            return iq_loss(out.logits, inputs["labels"], **kw)
+            return iq_loss(out.logits, inputs["labels"], **self._loss_kwargs())
         values = _value_head(model)(out.hidden_states[-1]).squeeze(-1)
-        return iq_value_head_loss(out.logits, values, inputs["labels"], **kw)
+        return iq_value_head_loss(out.logits, values, inputs["labels"], **self._loss_kwargs())
+
+    def _online_loss(self, model, inputs):
+        if self.args.value_param == "head":
+            raise ValueError("online IQ (policy_mix > 0) supports value_param='logits' only")
+        policy = self._policy_samples(model, inputs)
+        demo_rows = [{"input_ids": i[m.bool()].tolist(), "labels": l[m.bool()].tolist()}
+                     for i, l, m in zip(inputs["input_ids"], inputs["labels"], inputs["attention_mask"])]
+        batch = pad_batch(demo_rows + policy, self.processing_class.pad_token_id)
+        batch = {k: v.to(inputs["input_ids"].device) for k, v in batch.items()}
+        is_policy = torch.arange(len(batch["input_ids"]), device=batch["input_ids"].device) >= len(demo_rows)
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss, stats = online_iq_loss(logits, batch["labels"], is_policy, **self._loss_kwargs())
+        stats["sample_len"] = sum(len(r["input_ids"]) - r["labels"].count(IGNORE_INDEX) for r in policy) / len(policy)
+        return loss, stats
+
+    def _policy_samples(self, model, inputs) -> list[dict]:
+        """Completions of the current policy for this batch's prompts, cached for `rollout_every` steps."""
+        step = self.state.global_step
+        if self._policy_batch is None or step - self._policy_batch_step >= self.args.rollout_every:
+            prompts = prompts_of(inputs["input_ids"], inputs["labels"])
+            n = num_policy_rows(len(prompts), self.args.policy_mix)
+            prompts = [prompts[i % len(prompts)] for i in range(n)]
+            rollouts = generate_rollouts(
+                self.accelerator.unwrap_model(model), self.processing_class, prompts,
+                max_new_tokens=self.args.max_new_tokens, temperature=self.args.temperature, top_p=self.args.top_p,
+                seed=self.args.seed + step,  # seeded by step, so a resumed run samples what it would have
+            )
+            self._policy_batch = [
+                {"input_ids": p + c, "labels": [IGNORE_INDEX] * len(p) + c}
+                for p, c in zip(rollouts.prompt_ids, rollouts.completion_ids)
+            ]
+            self._policy_batch_step = step
+        return self._policy_batch
 
 
 def _value_head(model) -> nn.Module:
