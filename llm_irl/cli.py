@@ -19,6 +19,7 @@ import sys
 
 from llm_irl.data import DataError
 from llm_irl.recipe import ConfigError
+from llm_irl.reliability import NonFiniteLossError
 
 
 class UsageError(ValueError):
@@ -26,9 +27,8 @@ class UsageError(ValueError):
 
 
 def cmd_train(argv: list[str]) -> int:
-    from transformers.trainer_utils import get_last_checkpoint
-
     from llm_irl.recipe import build, load_yaml, parse_flags
+    from llm_irl.reliability import last_complete_checkpoint
     from llm_irl.trainers import TRAINERS
 
     if not argv or argv[0].startswith("--"):
@@ -38,9 +38,9 @@ def cmd_train(argv: list[str]) -> int:
     script, config = build(load_yaml(path), flags, TRAINERS, source=path)
     checkpoint = None
     if resume:
-        checkpoint = get_last_checkpoint(config.output_dir) if os.path.isdir(config.output_dir) else None
+        checkpoint = last_complete_checkpoint(config.output_dir)
         if checkpoint is None:
-            raise UsageError(f"--resume: no checkpoint-* folder in {config.output_dir}")
+            raise UsageError(f"--resume: no complete checkpoint-* folder in {config.output_dir}")
     trainer_cls = TRAINERS[script.trainer][0]
     trainer = trainer_cls(
         model=script.model_name_or_path,
@@ -49,6 +49,11 @@ def cmd_train(argv: list[str]) -> int:
         eval_dataset=_source(script.eval_dataset, script.eval_split, script.dataset_config),
     )
     trainer.train(resume_from_checkpoint=checkpoint)
+    if (signum := trainer.graceful_stop.received) is not None:
+        saved = last_complete_checkpoint(config.output_dir)
+        print(f"llm-irl train: stopped by signal {signum}; checkpoint saved to {saved}; continue with --resume",
+              file=sys.stderr)
+        return 128 + signum
     trainer.save_model()
     trainer.save_state()
     if trainer.eval_dataset is not None:
@@ -112,7 +117,20 @@ def cmd_quickstart(argv: list[str]) -> int:
     return quickstart_main(argv)
 
 
-COMMANDS = {"train": cmd_train, "generate": cmd_generate, "quickstart": cmd_quickstart}
+def cmd_evaluate(argv: list[str]) -> int:
+    from llm_irl.evaluate import main as evaluate_main
+
+    return evaluate_main(argv)
+
+
+def cmd_compare(argv: list[str]) -> int:
+    from llm_irl.compare import main as compare_main
+
+    return compare_main(argv)
+
+
+COMMANDS = {"train": cmd_train, "generate": cmd_generate, "quickstart": cmd_quickstart, "evaluate": cmd_evaluate,
+            "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,6 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, UsageError, FileNotFoundError) as e:
         print(f"llm-irl {argv[0]}: error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteLossError as e:
+        print(f"llm-irl {argv[0]}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"llm-irl {argv[0]}: interrupted", file=sys.stderr)
         return 130

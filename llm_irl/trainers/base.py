@@ -15,6 +15,7 @@ from transformers import Trainer
 
 from llm_irl.data import DemoCollator, load_demonstrations
 from llm_irl.modeling import ensure_pad_token, load_model, load_tokenizer
+from llm_irl.reliability import GracefulStop, NonFiniteLossError, last_complete_checkpoint, mark_complete
 
 
 class DemoTrainer(Trainer):
@@ -62,6 +63,8 @@ class DemoTrainer(Trainer):
         # our losses ignore num_items_in_batch; don't let Trainer count tokens for them
         self.model_accepts_loss_kwargs = False
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self.graceful_stop = GracefulStop()
+        self.add_callback(self.graceful_stop)
 
     # ------------------------------------------------------------------ hooks for subclasses
 
@@ -94,10 +97,31 @@ class DemoTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, stats = self.demo_loss(model, inputs)
+        if model.training and self.args.nan_policy == "stop" and not torch.isfinite(loss):
+            last = last_complete_checkpoint(self.args.output_dir)
+            raise NonFiniteLossError(
+                f"loss is {loss.item()} at step {self.state.global_step}; stopped before the optimiser step "
+                f"(last good checkpoint: {last or 'none'}); lower the learning rate, or set nan_policy=skip"
+            )
         mode = "train" if model.training else "eval"
         for name, value in stats.items():
             self._metrics[mode][name].append(float(value))
         return (loss, {"loss": loss}) if return_outputs else loss
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        if self.args.nan_policy == "skip" and not all(
+            p.grad is None or torch.isfinite(p.grad).all() for p in model.parameters()
+        ):
+            # gradients are all-reduced already, so every process sees the same verdict and skips alike
+            model.zero_grad(set_to_none=True)
+            self._metrics["train"]["skipped_steps"].append(1.0)
+        return loss
+
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        if self.args.should_save:
+            mark_complete(os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}"))
 
     def log(self, logs: dict, start_time=None) -> None:
         mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"

@@ -30,6 +30,11 @@ class SFTConfig(TrainingArguments):
         default=False, metadata={"help": "Allow a Hub model's own Python code to run when loading it. Off by default."}
     )
     log_entropy: bool = field(default=True, metadata={"help": "Log the mean policy entropy at action tokens."})
+    nan_policy: str = field(
+        default="stop",
+        metadata={"help": "On a NaN/inf loss: 'stop' the run before the optimiser step (the last checkpoint stays "
+                          "good) or 'skip' the step, dropping its gradients."},
+    )
     learning_rate: float = field(default=2e-5, metadata={"help": "Peak learning rate of AdamW."})
     logging_steps: float = field(default=10, metadata={"help": "Log every this many optimiser steps."})
     prediction_loss_only: bool = field(
@@ -42,6 +47,8 @@ class SFTConfig(TrainingArguments):
     def __post_init__(self):
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"max_length must be at least 2 (a prompt token and an action), got {self.max_length}")
+        if self.nan_policy not in ("stop", "skip"):
+            raise ValueError(f"nan_policy must be 'stop' or 'skip', got {self.nan_policy!r}")
         if self.model_dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"model_dtype must be auto, float32, bfloat16 or float16, got {self.model_dtype!r}")
         super().__post_init__()
