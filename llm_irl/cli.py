@@ -47,6 +47,7 @@ def cmd_train(argv: list[str]) -> int:
         args=config,
         train_dataset=_source(script.dataset, script.dataset_split, script.dataset_config),
         eval_dataset=_source(script.eval_dataset, script.eval_split, script.dataset_config),
+        peft_config=script.peft_config(),
     )
     trainer.train(resume_from_checkpoint=checkpoint)
     if (signum := trainer.graceful_stop.received) is not None:

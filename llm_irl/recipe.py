@@ -33,6 +33,24 @@ class ScriptArguments:
     dataset_config: str | None = field(default=None, metadata={"help": "Config name of a datasets name."})
     eval_dataset: str | None = field(default=None, metadata={"help": "Held-out demonstrations, same forms."})
     eval_split: str = field(default="test", metadata={"help": "Split of eval_dataset when it is a datasets name."})
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of every weight."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = lora_alpha / lora_r)."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: list[str] = field(
+        default_factory=lambda: ["all-linear"],
+        metadata={"help": "Modules to adapt: names such as q_proj v_proj, or all-linear."},
+    )
+
+    def peft_config(self):
+        """A `peft.LoraConfig` when use_peft is set, else None."""
+        if not self.use_peft:
+            return None
+        from peft import LoraConfig
+
+        targets = self.lora_target_modules
+        return LoraConfig(r=self.lora_r, lora_alpha=self.lora_alpha, lora_dropout=self.lora_dropout,
+                          target_modules=targets[0] if targets == ["all-linear"] else targets, task_type="CAUSAL_LM")
 
 
 class _Parser(HfArgumentParser):

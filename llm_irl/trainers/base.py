@@ -15,13 +15,27 @@ from transformers import Trainer
 
 from llm_irl.data import DemoCollator, load_demonstrations
 from llm_irl.modeling import ensure_pad_token, load_model, load_tokenizer
+from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.reliability import GracefulStop, NonFiniteLossError, last_complete_checkpoint, mark_complete
+
+
+def wrap_peft(model, peft_config):
+    """LoRA (or any PEFT method) on `model`; extra heads the objective attached train and save in full."""
+    from peft import get_peft_model
+
+    extra = [name for name in ("value_head",) if hasattr(model, name)]
+    if extra:
+        peft_config.modules_to_save = sorted(set(peft_config.modules_to_save or []) | set(extra))
+    return get_peft_model(model, peft_config)
 
 
 class DemoTrainer(Trainer):
     config_class: type = None  # set by subclasses
-    # compute_loss returns a token-mean per micro-batch; Trainer divides it by the accumulation steps
-    loss_is_scaled_for_ga = False
+    # True when demo_loss is a token-mean over the batch's action tokens: compute_loss then rescales it
+    # to (token sum) / (action tokens in the whole accumulated, all-process batch), so the gradient is
+    # the same whatever the split over micro-batches and processes. Trainers whose loss is not a
+    # token-mean set it False and Trainer divides by the accumulation steps instead.
+    token_mean_loss = True
 
     def __init__(
         self,
@@ -41,9 +55,7 @@ class DemoTrainer(Trainer):
         model = load_model(model, dtype=args.model_dtype, trust_remote_code=args.trust_remote_code, seed=args.seed)
         model = self.prepare_model(model, args)
         if peft_config is not None:
-            from peft import get_peft_model
-
-            model = get_peft_model(model, peft_config)
+            model = wrap_peft(model, peft_config)
         # a source given by name reads its "train" split for training and its "test" split for evaluation
         train_dataset = self._tokenize(train_dataset, processing_class, args, "train")
         if isinstance(eval_dataset, dict):
@@ -60,8 +72,8 @@ class DemoTrainer(Trainer):
             processing_class=processing_class,
             **kwargs,
         )
-        # our losses ignore num_items_in_batch; don't let Trainer count tokens for them
-        self.model_accepts_loss_kwargs = False
+        # makes Trainer count the action tokens of each accumulated batch (num_items_in_batch)
+        self.model_accepts_loss_kwargs = self.token_mean_loss
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self.graceful_stop = GracefulStop()
         self.add_callback(self.graceful_stop)
@@ -103,6 +115,11 @@ class DemoTrainer(Trainer):
                 f"loss is {loss.item()} at step {self.state.global_step}; stopped before the optimiser step "
                 f"(last good checkpoint: {last or 'none'}); lower the learning rate, or set nan_policy=skip"
             )
+        if self.token_mean_loss and num_items_in_batch is not None and model.training:
+            local_actions = (inputs["labels"][:, 1:] != IGNORE_INDEX).sum()
+            loss = loss * local_actions / num_items_in_batch
+            if self.args.average_tokens_across_devices:  # DDP averages gradients over processes: undo it
+                loss = loss * self.accelerator.num_processes
         mode = "train" if model.training else "eval"
         for name, value in stats.items():
             self._metrics[mode][name].append(float(value))

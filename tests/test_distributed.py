@@ -1,0 +1,57 @@
+"""Two CPU processes (gloo DDP) end where one process with the same global batch ends."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import torch
+from safetensors.torch import load_file
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+
+# Variable-length demonstrations on purpose: a per-process token-mean would weight tokens unequally
+# across processes; the trainers normalise by the global action-token count instead.
+SCRIPT = textwrap.dedent("""
+    import os, sys
+    sys.path.insert(0, {tests!r})
+    from tiny_models import demos, tiny_lm, tokenizer
+    from llm_irl import IQConfig, IQTrainer
+    out, batch, accum = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    args = IQConfig(output_dir=out, max_steps=3, per_device_train_batch_size=batch, gradient_accumulation_steps=accum,
+                    learning_rate=1e-3, save_strategy="no", max_length=24, disable_tqdm=True, ddp_backend="gloo" if "WORLD_SIZE" in os.environ else None,
+                    use_cpu=True, dataloader_drop_last=True, seed=0)
+    trainer = IQTrainer(model=tiny_lm("llama"), args=args, train_dataset=demos(96), processing_class=tokenizer())
+    trainer.train()
+    trainer.save_model()
+""").format(tests=TESTS)
+
+
+def _run(cmd, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_two_processes_equal_one_with_the_same_global_batch(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    _run([sys.executable, str(script), one, "8", "1"], tmp_path)
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+          str(script), two, "4", "1"], tmp_path)
+    a, b = load_file(os.path.join(one, "model.safetensors")), load_file(os.path.join(two, "model.safetensors"))
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-5, f"largest weight difference {worst}"
+
+
+def test_gradient_accumulation_equals_a_big_batch(tmp_path):
+    script = tmp_path / "train.py"
+    script.write_text(SCRIPT)
+    big, accum = str(tmp_path / "big"), str(tmp_path / "accum")
+    _run([sys.executable, str(script), big, "8", "1"], tmp_path)
+    _run([sys.executable, str(script), accum, "2", "4"], tmp_path)
+    a, b = load_file(os.path.join(big, "model.safetensors")), load_file(os.path.join(accum, "model.safetensors"))
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-5, f"largest weight difference {worst}"
