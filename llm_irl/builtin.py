@@ -38,6 +38,28 @@ def default_expert() -> MarkovExpert:
     return MarkovExpert(seed=0)
 
 
+def expert_named(name: str):
+    """A seeded expert by task name (markov, grammar, arithmetic), default settings."""
+    from llm_irl.tasks import make_expert
+
+    return default_expert() if name == "markov" else make_expert(name)
+
+
+def _parse(name: str) -> tuple[str, int | None]:
+    """`builtin:grammar:500` -> ("grammar", 500); the size is the number of training rows."""
+    parts = name[len(PREFIX) :].split(":")
+    if len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+        raise ValueError(f"bad builtin dataset {name!r}; use builtin:TASK or builtin:TASK:NUM_TRAIN_ROWS")
+    return parts[0], int(parts[1]) if len(parts) == 2 else None
+
+
+def expert_of(source) -> object | None:
+    """The synthetic expert behind a `builtin:` dataset name (its likelihood is exact), else None."""
+    if not is_builtin(source):
+        return None
+    return expert_named(_parse(source)[0])
+
+
 def tiny_model_config(vocab_size: int) -> LlamaConfig:
     return LlamaConfig(
         vocab_size=vocab_size,
@@ -55,24 +77,33 @@ def tiny_model_config(vocab_size: int) -> LlamaConfig:
 
 
 def load_builtin_model(name: str, seed: int = 0):
-    """Return (model, tokenizer) for a `builtin:` name."""
+    """(model, tokenizer) for `builtin:tiny` (the Markov expert's vocabulary) or `builtin:tiny-TASK`."""
     import torch
 
-    if name != "builtin:tiny":
-        raise ValueError(f"unknown builtin model {name!r}; the only one is 'builtin:tiny'")
-    tok = word_tokenizer(default_expert().vocab)
+    from llm_irl.tasks import EXPERTS
+
+    task = "markov" if name == "builtin:tiny" else name.removeprefix("builtin:tiny-")
+    if not name.startswith("builtin:tiny") or task not in EXPERTS:
+        raise ValueError(f"unknown builtin model {name!r}; use builtin:tiny or builtin:tiny-TASK with TASK in "
+                         f"{sorted(EXPERTS)}")
+    tok = word_tokenizer(expert_named(task).vocab)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = AutoModelForCausalLM.from_config(tiny_model_config(len(tok)))
     return model, tok
 
 
+TEST_ROWS, TEST_SEED, TRAIN_SEED, DEFAULT_TRAIN_ROWS = 200, 2, 1, 2000
+
+
 def builtin_dataset(name: str, split: str = "train") -> list[dict[str, str]]:
-    """Demonstrations of the embedded expert; `train` and `test` use disjoint seeds."""
-    if name != "builtin:markov":
-        raise ValueError(f"unknown builtin dataset {name!r}; the only one is 'builtin:markov'")
-    sizes_and_seeds = {"train": (2000, 1), "test": (200, 2)}
-    if split not in sizes_and_seeds:
-        raise ValueError(f"builtin:markov has splits {sorted(sizes_and_seeds)}, not {split!r}")
-    n, seed = sizes_and_seeds[split]
-    return default_expert().demonstrations(n, seed=seed)
+    """Demonstrations of a builtin expert: `builtin:TASK[:NUM_TRAIN_ROWS]`; train and test seeds differ."""
+    from llm_irl.tasks import EXPERTS
+
+    task, num_train = _parse(name)
+    if task not in EXPERTS:
+        raise ValueError(f"unknown builtin dataset {name!r}; tasks are {sorted(EXPERTS)}")
+    if split not in ("train", "test"):
+        raise ValueError(f"builtin datasets have splits train and test, not {split!r}")
+    n, seed = (num_train or DEFAULT_TRAIN_ROWS, TRAIN_SEED) if split == "train" else (TEST_ROWS, TEST_SEED)
+    return expert_named(task).demonstrations(n, seed=seed)
