@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
+from llm_irl.data import DataError
 from llm_irl.tasks.markov import MarkovExpert
 
 PREFIX = "builtin:"
@@ -49,7 +50,7 @@ def _parse(name: str) -> tuple[str, int | None]:
     """`builtin:grammar:500` -> ("grammar", 500); the size is the number of training rows."""
     parts = name[len(PREFIX) :].split(":")
     if len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
-        raise ValueError(f"bad builtin dataset {name!r}; use builtin:TASK or builtin:TASK:NUM_TRAIN_ROWS")
+        raise DataError(f"bad builtin dataset {name!r}; use builtin:TASK or builtin:TASK:NUM_TRAIN_ROWS")
     return parts[0], int(parts[1]) if len(parts) == 2 else None
 
 
@@ -102,8 +103,8 @@ def builtin_dataset(name: str, split: str = "train") -> list[dict[str, str]]:
 
     task, num_train = _parse(name)
     if task not in EXPERTS:
-        raise ValueError(f"unknown builtin dataset {name!r}; tasks are {sorted(EXPERTS)}")
+        raise DataError(f"unknown builtin dataset {name!r}; tasks are {sorted(EXPERTS)}")
     if split not in ("train", "test"):
-        raise ValueError(f"builtin datasets have splits train and test, not {split!r}")
+        raise DataError(f"builtin datasets have splits train and test, not {split!r}")
     n, seed = (num_train or DEFAULT_TRAIN_ROWS, TRAIN_SEED) if split == "train" else (TEST_ROWS, TEST_SEED)
     return expert_named(task).demonstrations(n, seed=seed)

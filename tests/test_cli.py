@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -79,6 +80,10 @@ def test_console_script_trains_a_local_model_on_real_text(tmp_path):
 
 
 def _recipe(tmp_path, **changes):
+    (tmp_path / "empty.jsonl").write_text("")
+    (tmp_path / "latin1.jsonl").write_bytes('{"prompt": "caf\xe9", "completion": "x"}\n'.encode("latin-1"))
+    files = {"EMPTY": str(tmp_path / "empty.jsonl"), "LATIN1": str(tmp_path / "latin1.jsonl")}
+    changes = {k: files.get(v, v) if isinstance(v, str) else v for k, v in changes.items()}
     r = {**recipe("iq", str(tmp_path)), "max_steps": 1, **changes}
     path = tmp_path / "r.yaml"
     path.write_text(yaml.safe_dump({k: v for k, v in r.items() if v is not ...}))
@@ -95,15 +100,24 @@ BAD = {
     "missing data file": ({"dataset": "nope/data.jsonl"}, [], "nope/data.jsonl: no such file"),
     "missing model dir": ({"model_name_or_path": "./no/such/model"}, [], "model directory './no/such/model' does not exist"),
     "no trainer": ({"trainer": ...}, [], "missing key 'trainer'"),
+    "policy_mix out of range": ({}, ["--policy_mix", "1.5"], "policy_mix must be in [0, 1)"),
+    "bad nan_policy": ({}, ["--nan_policy", "ignore"], "nan_policy must be 'stop' or 'skip'"),
+    "max_length too small": ({}, ["--max_length", "1"], "max_length must be at least 2"),
+    "prompt fills max_length": ({}, ["--max_length", "2"], "leaving no room for a completion under max_length=2"),
+    "unknown builtin data": ({"dataset": "builtin:poetry"}, [], "unknown builtin dataset 'builtin:poetry'"),
+    "empty data file": ({"dataset": "EMPTY"}, [], "empty.jsonl: no rows"),
+    "non-UTF-8 data": ({"dataset": "LATIN1"}, [], "latin1.jsonl:1: not valid UTF-8"),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_recipes_are_refused_in_one_line(tmp_path, capsys, case):
     changes, flags, message = BAD[case]
+    start = time.perf_counter()
     code = main(["train", _recipe(tmp_path, **changes), *flags])
+    elapsed = time.perf_counter() - start
     err = capsys.readouterr().err.strip()
-    assert code == 2
+    assert code == 2 and elapsed < 30, (code, elapsed)
     assert message in err and len(err.splitlines()) == 1, err
 
 
@@ -126,3 +140,11 @@ def test_every_training_recipe_parses():
             continue  # compare recipes have their own schema
         # bf16 needs a GPU; everything else must parse here
         build(data, {"bf16": "false", "gradient_checkpointing": "false"}, TRAINERS, source=name)
+
+
+@pytest.mark.parametrize("text,message", [("", "the recipe is empty"), ("- a\n- b\n", "a recipe must be a mapping")])
+def test_recipe_must_be_a_mapping(tmp_path, capsys, text, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    assert main(["train", str(path)]) == 2
+    assert message in capsys.readouterr().err
