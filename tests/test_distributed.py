@@ -5,7 +5,6 @@ import subprocess
 import sys
 import textwrap
 
-import torch
 from safetensors.torch import load_file
 
 TESTS = os.path.dirname(os.path.abspath(__file__))

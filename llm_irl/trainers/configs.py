@@ -29,6 +29,13 @@ class SFTConfig(TrainingArguments):
     trust_remote_code: bool = field(
         default=False, metadata={"help": "Allow a Hub model's own Python code to run when loading it. Off by default."}
     )
+    loss_chunk_size: int | None = field(
+        default=0,
+        metadata={"help": "Compute the loss through the LM head in chunks of this many positions, never holding "
+                          "[batch, seq, vocab] logits, and only at action positions; 0 sizes chunks by the vocabulary "
+                          "(~32 MiB of fp32 logits each). None: the model's full logits. Models whose logits are "
+                          "post-processed (soft-capping, logit scaling, LoRA on lm_head) fall back to full logits."},
+    )
     log_entropy: bool = field(default=True, metadata={"help": "Log the mean policy entropy at action tokens."})
     nan_policy: str = field(
         default="stop",
@@ -47,6 +54,8 @@ class SFTConfig(TrainingArguments):
     def __post_init__(self):
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"max_length must be at least 2 (a prompt token and an action), got {self.max_length}")
+        if self.loss_chunk_size is not None and self.loss_chunk_size < 0:
+            raise ValueError(f"loss_chunk_size must be >= 0 or None, got {self.loss_chunk_size}")
         if self.nan_policy not in ("stop", "skip"):
             raise ValueError(f"nan_policy must be 'stop' or 'skip', got {self.nan_policy!r}")
         if self.model_dtype not in ("auto", "float32", "bfloat16", "float16"):

@@ -16,10 +16,11 @@ import math
 import torch
 from torch import nn
 
+from llm_irl.chunked import chunked_mdp_and_entropy, lm_head_hidden
 from llm_irl.data import pad_batch
-from llm_irl.losses import iq_loss, iq_value_head_loss, online_iq_loss
+from llm_irl.losses import iq_objective, online_iq_objective, value_head_objective
 from llm_irl.rollout import generate_rollouts
-from llm_irl.soft_q import IGNORE_INDEX
+from llm_irl.soft_q import IGNORE_INDEX, policy_entropy, token_mdp
 from llm_irl.trainers.base import DemoTrainer
 from llm_irl.trainers.configs import IQConfig
 
@@ -58,20 +59,36 @@ class IQTrainer(DemoTrainer):
         self._policy_batch, self._policy_batch_step = None, None
         return attach_value_head(model) if args.value_param == "head" else model
 
-    def _loss_kwargs(self) -> dict:
+    def forward_mdp(self, model, input_ids, attention_mask, labels, *, want_hidden: bool = False):
+        """(TokenMDP, policy entropy or None, last hidden state or None) of one forward pass.
+
+        Through the chunked LM-head path when the config asks for it and the model allows it,
+        else from the full logits.
+        """
         a = self.args
-        return dict(eos_token_id=self.eos_token_ids(), gamma=a.gamma, td_weight=a.td_weight, alpha=a.alpha,
-                    log_entropy=a.log_entropy)
+        kw = dict(eos_token_id=self.eos_token_ids(), alpha=a.alpha)
+        if a.loss_chunk_size is not None and (head := lm_head_hidden(model, input_ids, attention_mask)) is not None:
+            mdp, entropy = chunked_mdp_and_entropy(head.hidden, head.weight, labels, lm_head_bias=head.bias,
+                                                   chunk_size=a.loss_chunk_size, log_entropy=a.log_entropy, **kw)
+            return mdp, entropy, head.hidden
+        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=want_hidden)
+        mdp = token_mdp(out.logits, labels, **kw)
+        entropy = policy_entropy(out.logits[:, :-1], mdp.mask, a.alpha) if a.log_entropy else None
+        return mdp, entropy, out.hidden_states[-1] if want_hidden else None
 
     def demo_loss(self, model, inputs):
-        if self.args.policy_mix > 0 and model.training:
+        a = self.args
+        if a.policy_mix > 0 and model.training:
             return self._online_loss(model, inputs)
-        use_head = self.args.value_param == "head"
-        out = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], output_hidden_states=use_head)
-        if not use_head:
-            return iq_loss(out.logits, inputs["labels"], **self._loss_kwargs())
-        values = _value_head(model)(out.hidden_states[-1]).squeeze(-1)
-        return iq_value_head_loss(out.logits, values, inputs["labels"], **self._loss_kwargs())
+        use_head = a.value_param == "head"
+        mdp, entropy, hidden = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"],
+                                                inputs["labels"], want_hidden=use_head)
+        if use_head:
+            values = _value_head(model)(hidden).squeeze(-1)
+            loss, stats = value_head_objective(mdp, values, gamma=a.gamma, td_weight=a.td_weight)
+        else:
+            loss, stats = iq_objective(mdp, gamma=a.gamma, td_weight=a.td_weight)
+        return loss, _add_entropy(stats, entropy)
 
     def _online_loss(self, model, inputs):
         if self.args.value_param == "head":
@@ -82,10 +99,10 @@ class IQTrainer(DemoTrainer):
         batch = pad_batch(demo_rows + policy, self.processing_class.pad_token_id)
         batch = {k: v.to(inputs["input_ids"].device) for k, v in batch.items()}
         is_policy = torch.arange(len(batch["input_ids"]), device=batch["input_ids"].device) >= len(demo_rows)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        loss, stats = online_iq_loss(logits, batch["labels"], is_policy, **self._loss_kwargs())
+        mdp, entropy, _ = self.forward_mdp(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
+        loss, stats = online_iq_objective(mdp, is_policy, gamma=self.args.gamma, td_weight=self.args.td_weight)
         stats["sample_len"] = sum(len(r["input_ids"]) - r["labels"].count(IGNORE_INDEX) for r in policy) / len(policy)
-        return loss, stats
+        return loss, _add_entropy(stats, entropy)
 
     def _policy_samples(self, model, inputs) -> list[dict]:
         """Completions of the current policy for this batch's prompts, cached for `rollout_every` steps."""
@@ -105,6 +122,12 @@ class IQTrainer(DemoTrainer):
             ]
             self._policy_batch_step = step
         return self._policy_batch
+
+
+def _add_entropy(stats: dict, entropy) -> dict:
+    if entropy is not None:
+        stats["entropy"] = entropy
+    return stats
 
 
 def _value_head(model) -> nn.Module:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llm_irl.chunked import chunked_sft_loss, lm_head_hidden
 from llm_irl.losses import sft_loss
 from llm_irl.trainers.base import DemoTrainer
 from llm_irl.trainers.configs import SFTConfig
@@ -13,5 +14,9 @@ class SFTTrainer(DemoTrainer):
     config_class = SFTConfig
 
     def demo_loss(self, model, inputs):
-        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
-        return sft_loss(logits, inputs["labels"], log_entropy=self.args.log_entropy)
+        a, ids, mask, labels = self.args, inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
+        if a.loss_chunk_size is not None and (head := lm_head_hidden(model, ids, mask)) is not None:
+            return chunked_sft_loss(head.hidden, head.weight, labels, lm_head_bias=head.bias,
+                                    chunk_size=a.loss_chunk_size, log_entropy=a.log_entropy)
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        return sft_loss(logits, labels, log_entropy=a.log_entropy)

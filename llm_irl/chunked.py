@@ -1,0 +1,392 @@
+"""Memory-lean SFT and IQ losses: the LM head applied chunk by chunk, never a [B, T, V] tensor.
+
+The full-logits path (`soft_q.token_mdp`) holds fp32 logits of every position, B·T·V floats
+(2 × 512 × 128k fp32 is 0.5 GiB, and backward holds a softmax of the same size). Yet every
+objective of DESIGN.md §3 needs only two numbers per position from the vocabulary axis:
+
+    V(s_t)    = α·logsumexp(z_t/α),   z_t = W·h_t (+ b)      (every state an action or V(s') needs)
+    Q(s_t, a) = z_t[a]                                       (the taken action only)
+
+and their gradients are
+
+    ∂V/∂z = softmax(z/α) = π(·|s),   ∂Q/∂z = onehot(a),
+    ∂L/∂h_t = g_t·W,   ∂L/∂W = Σ_t g_tᵀ·h_t,   g_t = ∂L/∂V_t·π_t + ∂L/∂Q_t·onehot(a_t).
+
+So `_ChunkedSoftQ` computes (V, Q) over chunks of rows in forward, saves only the hidden rows and
+V, and in backward recomputes each chunk's logits to form g. Peak extra memory is O(chunk·V)
+instead of O(B·T·V), for one extra LM-head matmul per chunk. Only rows whose V or Q a loss reads
+are computed at all (each action's state and, for IQ, its next state): prompt and padding rows
+are skipped, which pays back much of that extra matmul ("completion-only positions").
+
+`lm_head_hidden` gets (hidden, W, b) from a Hugging Face causal LM without the full logits.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llm_irl.losses import iq_objective
+from llm_irl.soft_q import IGNORE_INDEX, TokenMDP, eos_mask, upcast
+
+# logits of 2^23 fp32 floats (32 MiB) per chunk: 256 rows at a 32k vocabulary, 64 at 128k
+_CHUNK_ELEMENTS = 1 << 23
+
+
+def default_chunk_size(vocab_size: int) -> int:
+    """Rows per chunk so that one chunk's fp32 logits stay near 32 MiB (at least 16 rows)."""
+    return max(16, _CHUNK_ELEMENTS // max(vocab_size, 1))
+
+
+# ---------------------------------------------------------------------------------- the kernel
+
+
+def _chunk_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """z = h·Wᵀ + b in the model's dtype (as its lm_head computes it), upcast to at least fp32."""
+    return upcast(F.linear(h, weight, bias))
+
+
+class _ChunkedSoftQ(torch.autograd.Function):
+    """(V, Q, entropy) of selected hidden rows [N, H] under the head (W [V, H], b), chunk by chunk.
+
+    `targets` [N] is the taken action of each row, -1 for rows whose V alone is needed (Q is 0
+    there). The entropy output carries no gradient and is empty unless asked for.
+
+    Per chunk, forward makes one [chunk, V] matmul and a few in-place passes over its result;
+    backward makes the same matmul again and two gradient matmuls. Everything about the one-hot
+    ∂Q/∂z is done once for all rows, outside the loop: it is a gather of W's rows, not a
+    [chunk, V] operation.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, alpha: float, chunk_size: int, want_entropy: bool):
+        n = hidden.shape[0]
+        out_dtype = upcast(hidden[:0]).dtype
+        v = hidden.new_empty(n, dtype=out_dtype)
+        q = hidden.new_zeros(n, dtype=out_dtype)
+        entropy = hidden.new_empty(n if want_entropy else 0, dtype=out_dtype)
+        starts = range(0, n, chunk_size)
+        # acting rows (sorted), and where each chunk's share of them begins: one host sync in all
+        acting = (targets >= 0).nonzero().squeeze(1)
+        bounds = torch.searchsorted(acting, torch.tensor([*starts, n], device=acting.device)).tolist()
+        for i, s in enumerate(starts):
+            e = min(s + chunk_size, n)
+            z = _chunk_logits(hidden[s:e], weight, bias)
+            # Q from the very logits V is made of, so log π = (Q − V)/α ≤ 0 in any precision
+            rows = acting[bounds[i]:bounds[i + 1]]
+            q[rows] = z[rows - s, targets[rows]]
+            # the chunk's logits are ours to overwrite: each step below is one in-place pass
+            if alpha != 1.0:
+                z.div_(alpha)
+            m = z.amax(-1, keepdim=True)
+            y = z.sub_(m)  # y = z − max, so exp never overflows
+            if want_entropy:  # H(π) = log S − Σ e·y / S, with e = exp(y), S = Σ e
+                p = y.exp()
+                total = p.sum(-1)
+                entropy[s:e] = total.log() - p.mul_(y).sum(-1) / total
+            else:
+                total = y.exp_().sum(-1)
+            v[s:e] = alpha * (m.squeeze(-1) + total.log())
+        ctx.save_for_backward(hidden, weight, bias, targets, v)
+        ctx.alpha, ctx.chunk_size = alpha, chunk_size
+        ctx.set_materialize_grads(False)  # a loss that reads only Q (or only V) skips the other half
+        ctx.mark_non_differentiable(entropy)
+        return v, q, entropy
+
+    @staticmethod
+    def backward(ctx, g_v, g_q, _g_entropy):
+        hidden, weight, bias, targets, v = ctx.saved_tensors
+        alpha, chunk_size = ctx.alpha, ctx.chunk_size
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        # sums over chunks in at least fp32: half-precision partial sums would drift
+        acc = upcast(hidden[:0]).dtype
+        grad_h = torch.zeros_like(hidden, dtype=acc) if need_h else None
+        grad_w = torch.zeros_like(weight, dtype=acc) if need_w else None
+        grad_b = torch.zeros_like(bias, dtype=acc) if need_b else None
+        n = hidden.shape[0]
+        # ∂L/∂z = diag(∂L/∂V)·π + diag(∂L/∂Q)·onehot(a). The diagonal scaling goes on the small
+        # [chunk, H] operands rather than the [chunk, V] softmax, so the only [chunk, V] passes
+        # are the recomputed matmul and one exp.
+        if g_v is not None:
+            for s in range(0, n, chunk_size):
+                e = min(s + chunk_size, n)
+                h, gv = hidden[s:e], g_v[s:e, None]
+                z = _chunk_logits(h, weight, bias)
+                if alpha != 1.0:
+                    z.div_(alpha)
+                pi = z.sub_((v[s:e] / alpha)[:, None]).exp_().to(hidden.dtype)
+                if need_h:
+                    grad_h[s:e] = gv * (pi @ weight).to(acc)
+                if need_w and pi.dtype == acc:
+                    grad_w.addmm_(pi.T, gv * h)
+                elif need_w:
+                    grad_w += (pi.T @ (gv * h).to(hidden.dtype)).to(acc)
+                if need_b:
+                    grad_b += (g_v[s:e].to(hidden.dtype) @ pi).to(acc)
+        # the one-hot part, for all acting rows at once: a gather and a scatter of W's rows
+        if g_q is not None:
+            rows = (targets >= 0).nonzero().squeeze(1)
+            a, gq = targets[rows], g_q[rows, None]
+            if need_h:
+                grad_h[rows] += gq * weight[a].to(acc)
+            if need_w:
+                grad_w.index_add_(0, a, gq * hidden[rows].to(acc))
+            if need_b:
+                grad_b.index_add_(0, a, gq.squeeze(1))
+        return (
+            grad_h.to(hidden.dtype) if need_h else None,
+            grad_w.to(weight.dtype) if need_w else None,
+            grad_b.to(bias.dtype) if need_b else None,
+            None, None, None, None,
+        )
+
+
+# ---------------------------------------------------------------------------------- token MDP
+
+
+def _select_rows(labels: torch.Tensor, eos_token_id, with_next: bool):
+    """Flat [B·T] rows whose logits a loss needs, and the action each row takes (-1: V only).
+
+    Row b·T + t is the state of action `labels[b, t+1]`; with `with_next`, row b·T + t + 1 is
+    also needed for that action's V(s') unless the action is EOS (terminal, V(s') = 0).
+    """
+    actions = labels[:, 1:]
+    mask = actions != IGNORE_INDEX
+    safe = actions.masked_fill(~mask, 0)
+    terminal = eos_mask(safe, eos_token_id) & mask if with_next else torch.zeros_like(mask)
+    need = torch.zeros_like(labels, dtype=torch.bool)
+    need[:, :-1] |= mask
+    if with_next:
+        need[:, 1:] |= mask & ~terminal
+    target = torch.full_like(labels, -1)
+    target[:, :-1] = torch.where(mask, safe, -1)
+    rows = need.flatten().nonzero().squeeze(1)
+    return rows, target.flatten()[rows], mask, terminal, safe
+
+
+def _chunked_values(hidden, weight, bias, labels, *, eos_token_id, alpha, chunk_size, with_next, want_entropy):
+    """V and Q scattered back to [B, T] (0 on rows not computed), plus mask, terminal, actions, entropy."""
+    if hidden.shape[:2] != labels.shape:
+        raise ValueError(f"hidden {tuple(hidden.shape)} and labels {tuple(labels.shape)} disagree on [B, T]")
+    if weight.shape[1] != hidden.shape[-1]:
+        raise ValueError(f"lm_head weight {tuple(weight.shape)} does not take hidden size {hidden.shape[-1]}")
+    B, T = labels.shape
+    chunk_size = chunk_size or default_chunk_size(weight.shape[0])
+    rows, targets, mask, terminal, actions = _select_rows(labels, eos_token_id, with_next)
+    selected = hidden.reshape(B * T, -1).index_select(0, rows)
+    v_rows, q_rows, ent_rows = _ChunkedSoftQ.apply(selected, weight, bias, targets, alpha, chunk_size, want_entropy)
+    zeros = v_rows.new_zeros(B * T)
+    values = zeros.index_copy(0, rows, v_rows).view(B, T)
+    q = zeros.index_copy(0, rows, q_rows).view(B, T)[:, :-1]
+    entropy = None
+    if want_entropy:
+        acting = ent_rows[targets >= 0]
+        entropy = acting.mean() if acting.numel() else v_rows.new_zeros(())
+    return values, q, mask, terminal, actions, entropy
+
+
+def chunked_token_mdp(
+    hidden: torch.Tensor,
+    lm_head_weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    eos_token_id: int | Sequence[int],
+    alpha: float = 1.0,
+    chunk_size: int | None = None,
+    lm_head_bias: torch.Tensor | None = None,
+) -> TokenMDP:
+    """`soft_q.token_mdp(hidden @ Wᵀ + b, labels, ...)` without the [B, T, V] logits.
+
+    `hidden` [B, T, H] is what the model's lm_head consumes (final-normed last hidden states),
+    `lm_head_weight` [V, H]. Q, V and V(s') agree with `token_mdp` at action positions; at
+    positions that are not actions (prompt, padding) they are 0 instead, which every loss masks.
+    `chunk_size` rows of logits exist at a time (default: `default_chunk_size(V)`).
+    """
+    return chunked_mdp_and_entropy(hidden, lm_head_weight, labels, eos_token_id=eos_token_id, alpha=alpha,
+                                   chunk_size=chunk_size, lm_head_bias=lm_head_bias)[0]
+
+
+def chunked_mdp_and_entropy(
+    hidden, lm_head_weight, labels, *, eos_token_id, alpha=1.0, chunk_size=None, lm_head_bias=None,
+    log_entropy: bool = False,
+) -> tuple[TokenMDP, torch.Tensor | None]:
+    """`chunked_token_mdp` plus, if asked, the mean policy entropy at action states (same pass)."""
+    values, q, mask, terminal, actions, entropy = _chunked_values(
+        hidden, lm_head_weight, lm_head_bias, labels, eos_token_id=eos_token_id, alpha=alpha,
+        chunk_size=chunk_size, with_next=True, want_entropy=log_entropy,
+    )
+    v_next = values[:, 1:].masked_fill(terminal, 0.0)
+    mdp = TokenMDP(q=q, v=values[:, :-1], v_next=v_next, mask=mask, terminal=terminal, actions=actions, alpha=alpha)
+    return mdp, entropy
+
+
+@torch.no_grad()
+def chunked_policy_entropy(
+    hidden: torch.Tensor,
+    lm_head_weight: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    alpha: float = 1.0,
+    chunk_size: int | None = None,
+    lm_head_bias: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Mean entropy (nats) of π = softmax((h·Wᵀ + b)/α) over the rows of `hidden` where `mask` is true.
+
+    `hidden` is [..., H] and `mask` its leading shape (as `soft_q.policy_entropy`, for logging).
+    The chunked losses compute the same number inside their forward pass, at no extra matmul.
+    """
+    rows = hidden[mask]
+    if rows.shape[0] == 0:
+        return rows.new_zeros((), dtype=upcast(rows[:0]).dtype)
+    chunk_size = chunk_size or default_chunk_size(lm_head_weight.shape[0])
+    targets = torch.full((rows.shape[0],), -1, device=rows.device, dtype=torch.long)
+    _, _, entropy = _ChunkedSoftQ.apply(rows, lm_head_weight, lm_head_bias, targets, alpha, chunk_size, True)
+    return entropy.mean()
+
+
+# ---------------------------------------------------------------------------------- losses
+
+
+def chunked_sft_loss(
+    hidden: torch.Tensor,
+    lm_head_weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    log_entropy: bool = True,
+    chunk_size: int | None = None,
+    lm_head_bias: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """`losses.sft_loss` on the logits h·Wᵀ + b: token-mean of −log π(a|s) = V(s) − Q(s, a)."""
+    values, q, mask, _, _, entropy = _chunked_values(
+        hidden, lm_head_weight, lm_head_bias, labels, eos_token_id=None, alpha=1.0,
+        chunk_size=chunk_size, with_next=False, want_entropy=log_entropy,
+    )
+    nll = values[:, :-1] - q
+    loss = (nll * mask).sum() / mask.sum().clamp_min(1)
+    stats = {"nll": loss.detach()}
+    if log_entropy:
+        stats["entropy"] = entropy
+    return loss, stats
+
+
+def chunked_iq_loss(
+    hidden: torch.Tensor,
+    lm_head_weight: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    eos_token_id: int | Sequence[int],
+    gamma: float = 0.99,
+    td_weight: float = 0.1,
+    alpha: float = 1.0,
+    log_entropy: bool = True,
+    chunk_size: int | None = None,
+    lm_head_bias: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict]:
+    """`losses.iq_loss` on the logits h·Wᵀ + b, same value, gradients and stats:
+
+        L = E_demo[ −α·log π(a|s) + λ·(Q(s, a) − γ·V(s'))² ]
+
+    token-mean over action tokens; stats `nll`, `td`, `reward`, `v0` and, if asked, `entropy`.
+    """
+    mdp, entropy = chunked_mdp_and_entropy(
+        hidden, lm_head_weight, labels, eos_token_id=eos_token_id, alpha=alpha, chunk_size=chunk_size,
+        lm_head_bias=lm_head_bias, log_entropy=log_entropy,
+    )
+    loss, stats = iq_objective(mdp, gamma=gamma, td_weight=td_weight)
+    if log_entropy:
+        stats["entropy"] = entropy
+    return loss, stats
+
+
+# ---------------------------------------------------------------------------------- HF models
+
+
+class LMHeadInputs(NamedTuple):
+    """What a causal LM's output layer consumes: logits = hidden·weightᵀ + bias."""
+
+    hidden: torch.Tensor  # [B, T, H]
+    weight: torch.Tensor  # [V, H]
+    bias: torch.Tensor | None  # [V] or None
+
+
+# config fields that post-process h·Wᵀ (Gemma 2/3 soft-capping, Cohere and Granite scaling, ...)
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_softcapping", "logit_scale", "logits_scaling", "output_mult")
+_NOT_PLAIN = weakref.WeakSet()  # models whose lm_head check failed once: no second wasted forward
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """Through DDP/DeepSpeed's `.module` and PEFT's base model to the transformers model itself."""
+    for _ in range(8):
+        if isinstance(getattr(model, "module", None), nn.Module):
+            model = model.module
+        elif hasattr(model, "get_base_model") and model.get_base_model() is not model:
+            model = model.get_base_model()
+        else:
+            break
+    return model
+
+
+def plain_lm_head(model: nn.Module) -> nn.Linear | None:
+    """The model's output layer if its logits are exactly hidden·Wᵀ + b, by config; else None.
+
+    None for logits post-processed by the config, a head that is not a plain `nn.Linear` (a
+    LoRA-wrapped head trains adapters this path would bypass; quantised heads pack W), a
+    sharded W (FSDP2), or a forward without `logits_to_keep`.
+    """
+    inner = _unwrap(model)
+    if inner in _NOT_PLAIN:
+        return None
+    config = getattr(inner, "config", None)
+    if config is None:
+        return None
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for name in _LOGIT_POSTPROCESSING:
+        if getattr(text_config, name, None) not in (None, 1, 1.0):
+            return None
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    if type(head) is not nn.Linear:
+        return None
+    # FSDP2 shards W as a DTensor (ZeRO-3 empties it outside forward, which the shape check catches)
+    if type(head.weight).__name__ == "DTensor":
+        return None
+    if "logits_to_keep" not in inspect.signature(inner.forward).parameters:
+        return None
+    return head
+
+
+def lm_head_hidden(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> LMHeadInputs | None:
+    """(hidden [B, T, H], W, b) of a causal LM's forward pass, without its [B, T, V] logits.
+
+    Runs `model` (wrappers and all, so DDP hooks fire) with `logits_to_keep=1`, so only the last
+    position's logits are computed, and takes `hidden_states[-1]`, the final-normed state the
+    head consumes (Llama, Qwen2, Mistral, Gemma, Phi-3, GPT-2, GPT-NeoX, OPT). The last
+    position's logits double as a check: if `hidden[:, -1]·Wᵀ + b` does not reproduce them the
+    model is remembered as unsupported and None is returned, and the caller runs its
+    full-logits path (one wasted forward, once per model).
+    """
+    head = plain_lm_head(model)
+    if head is None:
+        return None
+    out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1, output_hidden_states=True,
+                use_cache=False)
+    hidden = out.hidden_states[-1] if out.hidden_states else None
+    shapes_fit = hidden is not None and hidden.shape[:2] == input_ids.shape
+    if not shapes_fit or head.weight.shape != (out.logits.shape[-1], hidden.shape[-1]):
+        _NOT_PLAIN.add(_unwrap(model))
+        return None
+    with torch.no_grad():
+        want = out.logits[:, -1].float()
+        got = F.linear(hidden[:, -1], head.weight, head.bias).float()
+        tol = 8 * torch.finfo(out.logits.dtype).eps * (1.0 + want.abs().max())
+        if not torch.allclose(got, want, rtol=0.0, atol=float(tol)):
+            _NOT_PLAIN.add(_unwrap(model))
+            return None
+    return LMHeadInputs(hidden, head.weight, head.bias)

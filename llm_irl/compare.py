@@ -1,0 +1,249 @@
+"""`llm-irl compare`: train every arm with the same data, budget and seeds, evaluate them alike, report.
+
+run as:
+    llm-irl compare recipes/compare_quickstart.yaml
+    llm-irl compare recipes/compare_quickstart.yaml --seeds 1 --max_steps 50 --output_dir runs/try
+
+A compare recipe is a training recipe without `trainer` and `seed`, plus evaluation keys and an
+`arms:` mapping (see recipes/compare_quickstart.yaml):
+
+    model_name_or_path: builtin:tiny     # every key that is not a compare or evaluation key is a
+    dataset: builtin:markov              # training key, common to all arms
+    max_steps: 300                       # the budget
+    seeds: 3                             # a count (0, 1, 2) or a list [0, 7, 9]
+    temperatures: [0.7, 1.0, 1.3]        # evaluation keys: see llm_irl.evaluate.EvalConfig
+    k: 8
+    num_prompts: 50
+    arms:                                # arm name -> trainer and trainer-specific overrides
+      sft: {trainer: sft}
+      iq: {trainer: iq, td_weight: 0.1}
+    other_trainers: true                 # also run every other trainer in llm_irl.trainers.TRAINERS
+
+An arm may not override what makes the comparison fair: model, data, budget, length, seed.
+Each (arm, seed) trains from the same initialisation seed and samples with that seed; the figures
+of an arm are the mean over seeds with a 95% Student-t interval over seeds (with one seed: the
+run's own bootstrap interval over prompts). Output: report.md, results.json and PNG plots in
+output_dir; each run's model, samples.jsonl and eval.json in output_dir/runs/ARM/seedS.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields, replace
+
+import numpy as np
+
+from llm_irl.evaluate import EvalConfig, EvalTask, estimate, eval_config, evaluate_expert, evaluate_model, load_task
+from llm_irl.recipe import ConfigError, build, load_yaml, parse_flags
+
+COMPARE_KEYS = ("arms", "seeds", "other_trainers", "output_dir")
+EVAL_KEYS = tuple(f.name for f in fields(EvalConfig) if f.name != "sample_seed")  # each run samples with its seed
+SHARED_KEYS = ("eval_dataset", "eval_split", "dataset_config")  # read by both training and evaluation
+# what an arm may not change, or it would not be the same data, budget and seeds
+FAIR_KEYS = ("model_name_or_path", "dataset", "dataset_split", "dataset_config", "max_steps", "num_train_epochs",
+             "per_device_train_batch_size", "gradient_accumulation_steps", "max_length", "seed", "output_dir")
+
+
+@dataclass
+class ComparePlan:
+    """A validated compare recipe: what to train, how often, and how to evaluate it."""
+
+    common: dict  # training keys shared by every arm
+    arms: dict[str, dict]  # arm -> {"trainer": name, **overrides}
+    seeds: list[int]
+    eval: EvalConfig
+    output_dir: str
+
+    def run_dir(self, arm: str, seed: int) -> str:
+        return os.path.join(self.output_dir, "runs", arm, f"seed{seed}")
+
+    def training_recipe(self, arm: str, seed: int) -> dict:
+        return {**self.common, **self.arms[arm], "seed": seed, "output_dir": self.run_dir(arm, seed)}
+
+
+def parse_seeds(value) -> list[int]:
+    """`3` -> [0, 1, 2]; `[0, 7]` or "0,7" -> [0, 7]."""
+    if isinstance(value, str):
+        value = [int(v) for v in value.split(",")] if "," in value else int(value)
+    if isinstance(value, bool) or not isinstance(value, (int, list)):
+        raise ConfigError(f"seeds must be a count or a list of integers, got {value!r}")
+    seeds = list(range(value)) if isinstance(value, int) else [int(v) for v in value]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds must be at least one distinct integer, got {value!r}")
+    return seeds
+
+
+def _flag(value) -> bool:
+    return value if isinstance(value, bool) else str(value).lower() in ("true", "1", "yes")
+
+
+def make_plan(recipe: dict, overrides: dict[str, str] | None = None, source: str = "recipe") -> ComparePlan:
+    """Split a compare recipe into common training keys, arms, seeds and evaluation; check every arm."""
+    from llm_irl.trainers import TRAINERS  # read at run time: other trainers register themselves there
+
+    merged = {**recipe, **(overrides or {})}
+    for key in ("trainer", "seed"):
+        if key in merged:
+            raise ConfigError(f"{source}: a compare recipe has no {key!r}: arms name their trainer, "
+                              "'seeds' lists the seeds")
+    arms_spec = merged.get("arms") or {}
+    if not isinstance(arms_spec, dict):
+        raise ConfigError(f"{source}: 'arms' must map arm names to trainer overrides, e.g. iq: {{trainer: iq}}")
+    arms = {}
+    for name, spec in arms_spec.items():
+        spec = dict(spec or {})
+        spec.setdefault("trainer", name)
+        if unfair := [k for k in FAIR_KEYS if k in spec]:
+            raise ConfigError(f"{source}: arm {name!r} may not set {', '.join(unfair)}: every arm gets the same "
+                              "model, data, budget and seeds (set them at the top level)")
+        arms[str(name)] = spec
+    if _flag(merged.get("other_trainers", True)):
+        used = {spec["trainer"] for spec in arms.values()}
+        arms.update({t: {"trainer": t} for t in TRAINERS if t not in used and t not in arms})
+    if not arms:
+        raise ConfigError(f"{source}: no arms to compare")
+    evaluation = eval_config({k: merged[k] for k in EVAL_KEYS if k in merged})
+    common = {k: v for k, v in merged.items() if k not in COMPARE_KEYS and (k not in EVAL_KEYS or k in SHARED_KEYS)}
+    plan = ComparePlan(common=common, arms=arms, seeds=parse_seeds(merged.get("seeds", 3)), eval=evaluation,
+                       output_dir=str(merged.get("output_dir", "runs/compare")))
+    for arm in plan.arms:  # fail on a bad key now, not after hours of training the arms before it
+        build(plan.training_recipe(arm, plan.seeds[0]), {}, TRAINERS, source=f"{source}: arm {arm!r}")
+    return plan
+
+
+def train_and_evaluate(plan: ComparePlan, arm: str, seed: int, train_rows, task: EvalTask, *,
+                       progress: bool) -> dict:
+    """Train one (arm, seed), save the model, evaluate it; the run's eval.json is its record."""
+    from llm_irl.report import write_atomic
+    from llm_irl.trainers import TRAINERS
+
+    script, config = build(plan.training_recipe(arm, seed), {"disable_tqdm": str(not progress)}, TRAINERS)
+    trainer = TRAINERS[script.trainer][0](model=script.model_name_or_path, args=config, train_dataset=train_rows)
+    trainer.train()
+    trainer.save_model()
+    run_dir = plan.run_dir(arm, seed)
+    result = evaluate_model(trainer.model, trainer.processing_class, task, replace(plan.eval, sample_seed=seed),
+                            samples_path=os.path.join(run_dir, "samples.jsonl"), progress=progress)
+    write_atomic(os.path.join(run_dir, "eval.json"), json.dumps(result, indent=1))
+    del trainer  # free the model and optimiser before the next arm
+    gc.collect()
+    return result
+
+
+def run_compare(plan: ComparePlan, *, progress: bool = True, log=print) -> dict:
+    """Train and evaluate every (arm, seed), then summarise over seeds. Returns results.json's content."""
+    from llm_irl.data import read_rows
+    from llm_irl.modeling import load_tokenizer
+
+    start = time.time()
+    # read once: every arm trains on exactly these rows and is judged on exactly these prompts
+    train_rows = read_rows(plan.common["dataset"], plan.common.get("dataset_split", "train"),
+                           plan.common.get("dataset_config"))
+    task = load_task(plan.eval)
+    # the expert's own samples, under the same metrics (EAD-2 counts against the model's vocabulary)
+    expert = evaluate_expert(task, plan.eval, vocab_size=len(load_tokenizer(plan.common["model_name_or_path"])))
+    runs: dict[str, dict[str, dict]] = {arm: {} for arm in plan.arms}
+    seconds: dict[str, list[float]] = {arm: [] for arm in plan.arms}
+    total, done = len(plan.arms) * len(plan.seeds), 0
+    for seed in plan.seeds:  # seed-major: a stopped run still has every arm on its first seeds
+        for arm, spec in plan.arms.items():
+            done += 1
+            log(f"[{done}/{total}] {arm} (trainer {spec['trainer']}), seed {seed}: training "
+                f"{plan.common.get('max_steps', '?')} steps, then sampling and scoring ...")
+            t0 = time.time()
+            runs[arm][str(seed)] = train_and_evaluate(plan, arm, seed, train_rows, task, progress=progress)
+            seconds[arm].append(time.time() - t0)
+            log(f"[{done}/{total}] {arm}, seed {seed}: done in {seconds[arm][-1]:.0f}s")
+    return {
+        "arms": plan.arms,
+        "seeds": plan.seeds,
+        "common": plan.common,
+        "eval": asdict(plan.eval),
+        "interval": interval_note(len(plan.seeds)),
+        "sample_quality": (task.sample_quality() or (None,))[0],
+        "summary": {arm: summarize(list(by_seed.values())) for arm, by_seed in runs.items()},
+        "expert": expert,
+        "runs": runs,
+        "seconds_per_run": {arm: float(np.mean(s)) for arm, s in seconds.items()},
+        "runtime_s": time.time() - start,
+    }
+
+
+# ---------------------------------------------------------------------------- statistics over seeds
+
+
+def t_quantile(p: float, df: int) -> float:
+    """Quantile of Student's t for p in (0.5, 1); scipy is not a dependency.
+
+    With t = √df·tan θ the density becomes c·cos^(df−1) θ on [0, π/2): bounded and smooth, so
+    Simpson's rule on 2000 panels is accurate to ~1e-9, and bisection on θ finds the quantile.
+    """
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(math.pi)
+
+    def cdf(theta: float) -> float:
+        f = np.cos(np.linspace(0.0, theta, 2001)) ** (df - 1)
+        return 0.5 + c * theta / 6000 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+
+    lo, hi = 0.0, math.pi / 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
+    return math.sqrt(df) * math.tan((lo + hi) / 2)
+
+
+def seed_interval(values: list[float], level: float = 0.95) -> dict:
+    """Mean over seeds with its Student-t interval: mean ± t·s/√n."""
+    x = np.asarray(values, dtype=float)
+    half = t_quantile(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return estimate(x.mean(), x.mean() - half, x.mean() + half, len(x))
+
+
+def interval_note(num_seeds: int) -> str:
+    if num_seeds >= 2:
+        return f"mean over {num_seeds} seeds, 95% Student-t interval over seeds"
+    return ("one seed: 95% bootstrap interval over prompts where the metric is per prompt, "
+            "no interval where it is pooled")
+
+
+def summarize(results: list[dict]) -> dict:
+    """An arm's figures over its seeds, in the shape of one evaluation result."""
+
+    def combine(per_seed: list[dict]) -> dict:
+        return per_seed[0] if len(per_seed) == 1 else seed_interval([e["value"] for e in per_seed])
+
+    def section(sections: list[dict]) -> dict:
+        names = [n for n in sections[0] if all(n in s for s in sections)]
+        return {n: combine([s[n] for s in sections]) for n in names}
+
+    temps = results[0]["temperatures"]
+    return {"metrics": section([r["metrics"] for r in results]),
+            "temperatures": {t: section([r["temperatures"][t] for r in results]) for t in temps}}
+
+
+# ---------------------------------------------------------------------------- command line
+
+USAGE = "usage: llm-irl compare RECIPE.yaml [--key value ...]   (e.g. --seeds 1 --max_steps 50 --output_dir DIR)"
+
+
+def main(argv: list[str]) -> int:
+    from llm_irl.cli import UsageError
+    from llm_irl.report import all_verdicts, brief_table, verdict_summary, write_report
+
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    if not argv or argv[0].startswith("-"):
+        raise UsageError(USAGE)
+    path = argv[0]
+    plan = make_plan(load_yaml(path), parse_flags(argv[1:]), source=path)
+    print(f"comparing {', '.join(plan.arms)} over seeds {plan.seeds}; writing to {plan.output_dir}", flush=True)
+    results = run_compare(plan, log=lambda line: print(line, flush=True))
+    paths = write_report(results, plan.output_dir, title=os.path.basename(path))
+    print(brief_table(results))
+    print("\n".join(verdict_summary(all_verdicts(results))))
+    print(f"finished in {results['runtime_s'] / 60:.1f} min; wrote " + ", ".join(paths.values()))
+    return 0

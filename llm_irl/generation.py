@@ -1,0 +1,123 @@
+"""Sampling for evaluation: k samples per prompt at several temperatures, saved as JSONL.
+
+Sampling itself is `llm_irl.rollout.generate_rollouts` (KV cache, left-padded batches, pure
+sampling from softmax(logits/T) with nucleus top_p). This module adds what evaluation needs on
+top: a sweep over temperatures, a progress bar, a seed per batch derived from one run seed, and
+one JSONL row per sample, so every text metric can be recomputed later without sampling again.
+
+run as (through the CLI):
+    llm-irl evaluate runs/quickstart/iq --samples samples.jsonl
+
+Each JSONL row holds: prompt_index, prompt, sample_index, sample (decoded text), temperature,
+top_p, seed (the run seed), logprobs (log π(a_t|s_t) of each generated token under the model at
+temperature 1, whatever temperature sampled it: see `llm_irl.rollout`), completion_ids (the
+generated token ids, EOS included when it ended the sample; kept because decode → encode does not
+round-trip for every tokenizer, and rewards must score the exact actions) and terminated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from llm_irl.rollout import generate_rollouts
+
+
+@dataclass
+class Sample:
+    """One sampled completion of one prompt at one temperature."""
+
+    prompt_index: int
+    prompt: str
+    sample_index: int  # 0..k-1 among the prompt's samples at this temperature
+    sample: str
+    temperature: float
+    top_p: float
+    seed: int
+    logprobs: list[float]
+    completion_ids: list[int]
+    terminated: bool
+
+
+def batch_seed(seed: int, temperature_index: int, batch_index: int) -> int:
+    """A distinct, reproducible torch seed for each generate batch of a run."""
+    return int(np.random.SeedSequence([seed, temperature_index, batch_index]).generate_state(1)[0])
+
+
+def generate_samples(
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    *,
+    k: int,
+    temperatures: Sequence[float],
+    top_p: float = 1.0,
+    max_new_tokens: int = 64,
+    seed: int = 0,
+    batch_size: int = 64,
+    progress: bool = True,
+) -> list[Sample]:
+    """`k` samples of every prompt at every temperature, ordered by temperature, prompt, sample.
+
+    Prompts go to `generate_rollouts` a few at a time (`batch_size // k` prompts, so one
+    generate call holds about `batch_size` sequences) so the progress bar moves, and each call
+    gets its own seed from `batch_seed`: same model, prompts, k, batch_size and seed give the
+    same samples.
+    """
+    from tqdm.auto import tqdm
+
+    if k < 1:
+        raise ValueError(f"k (samples per prompt) must be >= 1, got {k}")
+    if not temperatures or any(t <= 0 for t in temperatures):
+        raise ValueError(f"temperatures must be a non-empty list of values > 0, got {list(temperatures)}")
+    ids = [tokenizer(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    per_call = max(1, batch_size // k)
+    starts = range(0, len(prompts), per_call)
+    samples: list[Sample] = []
+    with tqdm(total=len(temperatures) * len(starts), desc="sampling", unit="batch", disable=not progress,
+              leave=False) as bar:
+        for t_index, temperature in enumerate(temperatures):
+            for b_index, start in enumerate(starts):
+                out = generate_rollouts(
+                    model, tokenizer, ids[start: start + per_call], max_new_tokens=max_new_tokens,
+                    temperature=temperature, top_p=top_p, num_samples=k, batch_size=per_call * k,
+                    seed=batch_seed(seed, t_index, b_index),
+                )
+                for j, (completion, logprobs, terminated) in enumerate(
+                        zip(out.completion_ids, out.logprobs, out.terminated)):
+                    i = start + j // k
+                    samples.append(Sample(
+                        prompt_index=i, prompt=prompts[i], sample_index=j % k,
+                        sample=tokenizer.decode(completion, skip_special_tokens=True),
+                        temperature=float(temperature), top_p=float(top_p), seed=seed,
+                        logprobs=logprobs, completion_ids=completion, terminated=terminated,
+                    ))
+                bar.update()
+    return samples
+
+
+def save_jsonl(samples: Sequence[Sample], path: str) -> None:
+    """One JSON object per line, written atomically (a crash never leaves half a file)."""
+    from llm_irl.report import write_atomic  # here, not at the top: report -> evaluate -> generation
+
+    write_atomic(path, "".join(json.dumps(asdict(s)) + "\n" for s in samples))
+
+
+def load_jsonl(path: str) -> list[Sample]:
+    """Samples written by `save_jsonl`."""
+    with open(path, encoding="utf-8") as f:
+        return [Sample(**json.loads(line)) for line in f if line.strip()]
+
+
+def by_temperature(samples: Sequence[Sample]) -> dict[float, list[list[Sample]]]:
+    """{temperature: samples grouped by prompt (in prompt order), each group in sample order}."""
+    table: dict[float, dict[int, list[Sample]]] = {}
+    for s in samples:
+        table.setdefault(s.temperature, {}).setdefault(s.prompt_index, []).append(s)
+    return {
+        t: [sorted(group, key=lambda s: s.sample_index) for _, group in sorted(groups.items())]
+        for t, groups in table.items()
+    }

@@ -1,0 +1,172 @@
+"""Evaluation, the compare pipeline end to end on a tiny budget, the report's verdicts, and their CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from llm_irl import cli
+from llm_irl.compare import make_plan, parse_seeds, run_compare, seed_interval, summarize, t_quantile
+from llm_irl.evaluate import EvalConfig, estimate, load_task, text_metrics
+from llm_irl.quickstart import ARMS, COMMON, compare_recipe
+from llm_irl.recipe import ConfigError, load_yaml
+from llm_irl.report import all_verdicts, verdict, verdict_summary, write_report
+
+TINY = {
+    "model_name_or_path": "builtin:tiny", "dataset": "builtin:markov", "eval_dataset": "builtin:markov",
+    "max_length": 16, "max_steps": 3, "per_device_train_batch_size": 8, "save_strategy": "no", "report_to": "none",
+    "seeds": 2, "k": 3, "num_prompts": 4, "temperatures": [0.7, 1.0], "max_new_tokens": 8, "n_boot": 100,
+    "num_heldout": 20, "other_trainers": False,
+    "arms": {"sft": {"trainer": "sft"}, "iq": {"trainer": "iq", "td_weight": 0.1}},
+}
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory):
+    out = tmp_path_factory.mktemp("compare")
+    plan = make_plan({**TINY, "output_dir": str(out)})
+    results = run_compare(plan, progress=False, log=lambda line: None)
+    return out, results, write_report(results, str(out), title="tiny")
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+def test_compare_writes_report_results_and_plots(compared):
+    out, results, paths = compared
+    assert set(results["summary"]) == {"sft", "iq"}
+    assert set(results["runs"]["iq"]) == {"0", "1"}
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["verdicts"] and saved["summary"]["sft"]["temperatures"]["0.7"]["expert_loglik"]["n"] == 2
+    for name in ("quality_vs_diversity.png", "by_temperature.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text()
+    for text in ("## Verdicts", "Student-t interval over seeds", "![quality_vs_diversity.png]", "expert (own samples)"):
+        assert text in report
+    assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]  # atomic writes leave nothing behind
+    run = out / "runs" / "iq" / "seed1"
+    assert (run / "samples.jsonl").exists() and (run / "eval.json").exists() and (run / "config.json").exists()
+
+
+def test_evaluate_cli_on_a_compared_model(compared, tmp_path, capsys):
+    out, _, _ = compared
+    rc = cli.main(["evaluate", str(out / "runs" / "sft" / "seed0"), "--num_prompts", "3", "--k", "2",
+                   "--temperatures", "0.5,1.0", "--max_new_tokens", "6", "--n_boot", "50", "--num_heldout", "10",
+                   "--output", str(tmp_path / "eval.json"), "--samples", str(tmp_path / "s.jsonl")])
+    assert rc == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert set(result["temperatures"]) == {"0.5", "1"}
+    assert "heldout_nll" in result["metrics"] and "expert_loglik" in result["temperatures"]["1"]
+    assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 2 * 3 * 2
+    assert "T=0.5" in capsys.readouterr().out
+    # the saved samples give the same figures without sampling again
+    rc = cli.main(["evaluate", str(out / "runs" / "sft" / "seed0"), "--num_prompts", "3", "--k", "2",
+                   "--temperatures", "0.5,1.0", "--n_boot", "50", "--num_heldout", "10",
+                   "--from_samples", str(tmp_path / "s.jsonl"), "--output", str(tmp_path / "again.json")])
+    assert rc == 0 and json.loads((tmp_path / "again.json").read_text())["temperatures"] == result["temperatures"]
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert cli.main(["compare", str(tmp_path / "missing.yaml")]) == 2
+    assert cli.main(["evaluate", "builtin:tiny", "--temperatures", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no such recipe file" in err[0] and "temperatures" in err[1]
+
+
+# ---------------------------------------------------------------------------- verdicts
+
+
+def test_overlapping_intervals_claim_no_winner():
+    v = verdict("expert_loglik", "T=1", {"sft": estimate(-1.30, -1.40, -1.20), "iq": estimate(-1.25, -1.35, -1.15)})
+    assert v["winner"] is None and v["best"] == "iq"
+    assert "intervals overlap (iq, sft): no winner claimed" in v["text"]
+    assert "no arm is shown better" in verdict_summary([v])[0]
+
+
+def test_disjoint_intervals_name_the_winner_in_the_metric_direction():
+    nll = verdict("heldout_nll", "all temperatures", {"sft": estimate(1.5, 1.4, 1.6), "iq": estimate(1.2, 1.1, 1.3)})
+    assert nll["winner"] == "iq" and "**iq better**" in nll["text"]  # lower NLL is better
+    div = verdict("self_bleu_per_input", "T=1", {"sft": estimate(0.2, 0.1, 0.3), "iq": estimate(0.5, 0.4, 0.6)})
+    assert div["winner"] == "sft" and "more diverse" in div["text"]  # lower Self-BLEU is more diverse
+    summary = verdict_summary([nll, div])
+    assert summary[0].startswith("**iq**") and summary[1].startswith("**sft**")
+
+
+def test_pooled_figures_of_one_seed_claim_no_winner():
+    v = verdict("distinct_2_across", "T=1", {"sft": estimate(0.5), "iq": estimate(0.9)})
+    assert v["winner"] is None and "no interval" in v["text"]
+
+
+def test_all_verdicts_cover_each_temperature(compared):
+    _, results, _ = compared
+    where = {v["where"] for v in all_verdicts(results)}
+    assert where == {"all temperatures", "T=0.7", "T=1"}
+
+
+# ---------------------------------------------------------------------------- statistics
+
+
+def test_t_quantile_matches_tables():
+    for df, expected in ((1, 12.706), (2, 4.303), (4, 2.776), (9, 2.262), (30, 2.042)):
+        assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-3)
+
+
+def test_seed_interval_and_single_seed_summary():
+    e = seed_interval([1.0, 2.0, 3.0])  # mean 2, sd 1, half-width t(0.975, 2) / sqrt(3)
+    assert e["value"] == 2.0 and e["hi"] - 2.0 == pytest.approx(4.3027 / math.sqrt(3), abs=1e-3) and e["n"] == 3
+    one = {"metrics": {}, "temperatures": {"1": {"bleu": estimate(3.0, 2.0, 4.0, 10)}}}
+    assert summarize([one]) == one  # one seed: the run's own interval over prompts
+
+
+# ---------------------------------------------------------------------------- recipes
+
+
+def test_make_plan_checks_fairness_and_keys():
+    with pytest.raises(ConfigError, match="may not set max_steps"):
+        make_plan({**TINY, "arms": {"iq": {"trainer": "iq", "max_steps": 10}}})
+    with pytest.raises(ConfigError, match="'seeds' lists the seeds"):
+        make_plan({**TINY, "seed": 1})
+    with pytest.raises(ConfigError, match="learning_rat"):
+        make_plan({**TINY, "learning_rat": 0.1})
+    with pytest.raises(ConfigError, match="unknown trainer"):
+        make_plan({**TINY, "arms": {"x": {"trainer": "nope"}}})
+
+
+def test_other_trainers_adds_every_registered_trainer():
+    from llm_irl.trainers import TRAINERS
+
+    plan = make_plan({**TINY, "arms": {"mine": {"trainer": "sft"}}, "other_trainers": True})
+    assert set(plan.arms) == {"mine"} | (set(TRAINERS) - {"sft"})
+    assert plan.seeds == [0, 1] and plan.eval.k == 3 and "k" not in plan.common
+
+
+def test_parse_seeds():
+    assert parse_seeds(3) == [0, 1, 2] and parse_seeds("2") == [0, 1]
+    assert parse_seeds([0, 7]) == [0, 7] and parse_seeds("0,7") == [0, 7]
+    with pytest.raises(ConfigError):
+        parse_seeds([1, 1])
+
+
+def test_quickstart_recipes_spell_the_embedded_default():
+    assert load_yaml("recipes/compare_quickstart.yaml") == compare_recipe(3, True, "runs/compare_quickstart")
+    plan = make_plan(compare_recipe(1))
+    assert set(plan.arms) == set(ARMS) and plan.common["max_steps"] == COMMON["max_steps"]
+
+
+# ---------------------------------------------------------------------------- the task
+
+
+def test_references_and_exact_match_from_a_file(tmp_path):
+    rows = [{"prompt": "2 plus 2 is", "completion": "the answer is 4"}, {"prompt": "3 plus 4 is", "completion": "7"}]
+    path = tmp_path / "qa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    task = load_task(EvalConfig(eval_dataset=str(path), num_prompts=2, exact_match="number"))
+    assert task.expert is None and task.references == ["the answer is 4", "7"]  # no expert: references by default
+    out = text_metrics([["4", "it is 4"], ["8", "7"]], task, EvalConfig(n_boot=50), vocab_size=100)
+    assert out["exact_match"]["value"] == pytest.approx(0.75)
+    assert 0 <= out["rouge1"]["value"] <= 1 and out["bleu"]["lo"] is None
+    assert task.sample_quality()[0] == "exact_match"
+    markov = load_task(EvalConfig(num_prompts=3))
+    assert markov.expert is not None and markov.references is None and markov.sample_quality()[0] == "expert_loglik"
