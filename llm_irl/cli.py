@@ -74,7 +74,7 @@ def cmd_generate(argv: list[str]) -> int:
     import torch
 
     from llm_irl.modeling import load_model, load_tokenizer
-    from llm_irl.rollout import generate_rollouts
+    from llm_irl.rollout import completion_text, generate_rollouts
 
     p = argparse.ArgumentParser(prog="llm-irl generate", description="Sample completions from a model.")
     p.add_argument("model", help="model directory, hub name, or builtin:tiny")
@@ -100,8 +100,8 @@ def cmd_generate(argv: list[str]) -> int:
     ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
     out = generate_rollouts(model, tok, ids, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
                             top_p=a.top_p, num_samples=a.num_samples, seed=a.seed)
-    for i, completion in enumerate(out.completion_ids):
-        text = tok.decode(completion, skip_special_tokens=True)
+    for i, (completion, ended) in enumerate(zip(out.completion_ids, out.terminated)):
+        text = completion_text(tok, completion, ended)
         print(json.dumps({"prompt": prompts[i // a.num_samples], "completion": text}))
     return 0
 

@@ -42,6 +42,7 @@ from llm_irl.metrics import (
     sentence_rouge1,
 )
 from llm_irl.recipe import ConfigError, _Parser, _to_argv
+from llm_irl.metrics.ground_truth import reverse_kl
 from llm_irl.rewards import best_of_n, implied_rewards, spearman
 from llm_irl.tasks import SyntheticExpert
 
@@ -131,6 +132,7 @@ METRICS: dict[str, Metric] = {
     "heldout_nll": Metric("held-out NLL (nats/token)", "NLL", _Q, _DOWN),
     "forward_kl": Metric("forward KL(expert‖model) (nats/token)", "fwd KL", _Q, _DOWN),
     "expert_loglik": Metric("expert log-lik of samples (nats/token)", "expert loglik", _Q, _UP),
+    "reverse_kl": Metric("reverse KL(model‖expert) on T=1 samples ending in EOS (nats/token)", "rev KL", _Q, _DOWN),
     "validity": Metric("validity (fraction the expert could write)", "valid", _Q, _UP),
     "exact_match": Metric("exact match", "EM", _Q, _UP),
     "bleu": Metric("BLEU vs references (0-100)", "BLEU", _Q, _UP),
@@ -271,6 +273,18 @@ def policy_metrics(groups: list[list[Sample]], model, tokenizer, task: EvalTask,
         "mean_length": estimate(np.mean([len(s.completion_ids) for s in flat]), n=len(flat)),
         "terminated": estimate(np.mean([s.terminated for s in flat]), n=len(flat)),
     }
+    on_policy = flat[0].temperature == 1.0 and flat[0].top_p == 1.0
+    if task.expert is not None and on_policy:
+        # reverse KL needs samples from π itself (T = 1, no nucleus) and the expert's EOS charge, so
+        # only samples that ended with EOS count; `terminated` says what fraction that is
+        ended = [s for s in flat if s.terminated]
+        if ended:
+            try:  # one token per expert word, as for forward KL
+                rkl = reverse_kl(task.expert, [s.prompt for s in ended], [s.sample for s in ended],
+                                 [s.logprobs for s in ended])
+                out["reverse_kl"] = estimate(rkl, n=len(ended))
+            except ValueError as e:
+                logger.warning("reverse KL skipped: %s", e)
     if (quality := task.sample_quality()) is not None:
         _, fn = quality
         q = np.array([fn(s.prompt_index, s.sample) for s in flat])

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from llm_irl.rollout import generate_rollouts
+from llm_irl.rollout import completion_text, generate_rollouts
 
 
 @dataclass
@@ -91,7 +91,7 @@ def generate_samples(
                     i = start + j // k
                     samples.append(Sample(
                         prompt_index=i, prompt=prompts[i], sample_index=j % k,
-                        sample=tokenizer.decode(completion, skip_special_tokens=True),
+                        sample=completion_text(tokenizer, completion, terminated),
                         temperature=float(temperature), top_p=float(top_p), seed=seed,
                         logprobs=logprobs, completion_ids=completion, terminated=terminated,
                     ))

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Rollouts", "generate_rollouts", "resolve_eos_pad"]
+__all__ = ["Rollouts", "completion_text", "generate_rollouts", "resolve_eos_pad"]
 
 
 @dataclass
@@ -79,6 +79,16 @@ class Rollouts:
             "old_logprobs": old_logprobs,
             "terminated": torch.tensor(self.terminated, dtype=torch.bool),
         }
+
+
+def completion_text(tokenizer: Any, completion_ids: Sequence[int], terminated: bool) -> str:
+    """A completion as text: every action except the EOS that ended it.
+
+    Other special tokens stay in the text: a model that emits `<pad>` mid-sentence took that
+    action, and the expert and the metrics must charge it for it rather than never see it.
+    """
+    ids = list(completion_ids[:-1]) if terminated else list(completion_ids)
+    return tokenizer.decode(ids, skip_special_tokens=False)
 
 
 def _as_id_list(x: int | Sequence[int] | None) -> list[int]:
