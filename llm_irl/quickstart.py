@@ -38,6 +38,10 @@ COMMON = {
 ARMS = {
     "sft": {"trainer": "sft"},
     "iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.1},
+    # the paper's online variant: a tenth of each batch sampled from the current policy
+    "online_iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.1, "policy_mix": 0.1, "max_new_tokens": 32},
+    "gail": {"trainer": "gail", "disc_loss": "gail", "reward_kind": "neg_log_one_minus_d", "policy_update": "ppo",
+             "mle_weight": 1.0, "kl_coef": 0.01, "disc_steps": 4, "disc_learning_rate": 0.003},
 }
 
 

@@ -1,7 +1,8 @@
 from llm_irl.trainers.configs import IQConfig, SFTConfig
+from llm_irl.trainers.gail import GAILConfig, GAILTrainer
 from llm_irl.trainers.iq import IQTrainer
 from llm_irl.trainers.sft import SFTTrainer
 
-TRAINERS = {"sft": (SFTTrainer, SFTConfig), "iq": (IQTrainer, IQConfig)}
+TRAINERS = {"sft": (SFTTrainer, SFTConfig), "iq": (IQTrainer, IQConfig), "gail": (GAILTrainer, GAILConfig)}
 
-__all__ = ["IQConfig", "IQTrainer", "SFTConfig", "SFTTrainer", "TRAINERS"]
+__all__ = ["GAILConfig", "GAILTrainer", "IQConfig", "IQTrainer", "SFTConfig", "SFTTrainer", "TRAINERS"]
