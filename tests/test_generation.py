@@ -36,7 +36,9 @@ def test_every_prompt_gets_k_samples_at_every_temperature(model_and_tok, samples
         assert len(s.logprobs) == len(s.completion_ids) <= 6
         assert all(lp <= 0 for lp in s.logprobs)
         assert s.terminated == (s.completion_ids[-1] == tok.eos_token_id)
-        assert s.sample == tok.decode(s.completion_ids, skip_special_tokens=True)
+        # every action but the final EOS is in the text, special tokens included
+        actions = s.completion_ids[:-1] if s.terminated else s.completion_ids
+        assert s.sample == tok.decode(actions, skip_special_tokens=False)
     groups = by_temperature(samples)
     assert list(groups) == [0.7, 1.3]
     assert [[s.sample_index for s in g] for g in groups[1.3]] == [[0, 1]] * 3

@@ -9,6 +9,7 @@ import textwrap
 import pytest
 import torch
 import yaml
+from transformers import TrainerCallback
 from safetensors.torch import load_file
 from tiny_models import demos, tiny_lm, tokenizer
 
@@ -94,24 +95,27 @@ def test_incomplete_checkpoint_is_never_latest(tmp_path):
     assert last_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-2")
 
 
-def _nan_on_call(model, calls: set[int]):
-    """Make the LM head output NaN on the given forward calls (0-based), as a diverging run would."""
-    count = {"n": 0}
+class NaNAtStep(TrainerCallback):
+    """Make the LM head output NaN during one training step, as a diverging run would."""
 
-    def hook(module, args, out):
-        n = count["n"]
-        count["n"] += 1
-        return out * float("nan") if n in calls else out
+    def __init__(self, model, step: int):
+        self.step, self.active = step, False
+        model.get_output_embeddings().register_forward_hook(
+            lambda module, args, out: out * float("nan") if self.active else out)
 
-    model.get_output_embeddings().register_forward_hook(hook)
-    return model
+    def on_step_begin(self, args, state, control, **kwargs):
+        self.active = state.global_step == self.step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.active = False
 
 
 def _nan_trainer(tmp_path, **kw):
     args = IQConfig(output_dir=str(tmp_path), max_steps=5, per_device_train_batch_size=8, learning_rate=1e-2,
                     logging_steps=1, save_strategy="steps", save_steps=1, max_length=24, disable_tqdm=True, **kw)
-    return IQTrainer(model=_nan_on_call(tiny_lm("llama"), {2}), args=args, train_dataset=demos(),
-                     processing_class=tokenizer())
+    model = tiny_lm("llama")
+    return IQTrainer(model=model, args=args, train_dataset=demos(), processing_class=tokenizer(),
+                     callbacks=[NaNAtStep(model, 2)])
 
 
 def test_nan_loss_stops_with_last_good_checkpoint(tmp_path):
