@@ -68,8 +68,14 @@ def verdict(metric: str, where: str, estimates: dict[str, dict]) -> dict:
         outcome = "no interval (pooled metric, one seed): no winner claimed"
     else:
         outcome = f"intervals overlap ({', '.join([best, *overlapping])}): no winner claimed"
+    baseline = next(iter(estimates))
+    against_baseline = {  # each other arm against the first (the baseline, sft in the shipped recipes)
+        arm: ("better" if m.sign * (e["value"] - estimates[baseline]["value"]) > 0 else "worse")
+        if disjoint(e, estimates[baseline]) else None
+        for arm, e in estimates.items() if arm != baseline
+    }
     return {"metric": metric, "where": where, "best": best, "winner": None if overlapping else best,
-            "overlapping": overlapping, "kind": m.kind,
+            "overlapping": overlapping, "kind": m.kind, "baseline": baseline, "against_baseline": against_baseline,
             "text": f"{where}, {m.label} ({m.sense}): {figures} → {outcome}"}
 
 
@@ -91,8 +97,29 @@ def all_verdicts(results: dict) -> list[dict]:
     return out
 
 
+def baseline_summary(verdicts: list[dict]) -> list[str]:
+    """Each arm against the baseline arm: where its interval is disjoint and on which side."""
+    if not verdicts:
+        return []
+    baseline, lines = verdicts[0]["baseline"], []
+    words = {("better", False): "better", ("worse", False): "worse",
+             ("better", True): "more diverse", ("worse", True): "less diverse"}
+    for arm in verdicts[0]["against_baseline"]:
+        parts = []
+        for (side, diversity), word in words.items():
+            won = [v for v in verdicts
+                   if v["against_baseline"].get(arm) == side and (v["kind"] == "diversity") == diversity]
+            if won:
+                parts.append(f"{word} on " + "; ".join(f"{METRICS[v['metric']].label} at {v['where']}" for v in won))
+        same = sum(v["against_baseline"].get(arm) is None for v in verdicts)
+        lines.append(f"**{arm} vs {baseline}**: " + "".join(p + "; " for p in parts)
+                     + f"overlap (or no interval) on {same} of {len(verdicts)}.")
+    return lines
+
+
 def verdict_summary(verdicts: list[dict]) -> list[str]:
-    """One line per arm that wins anything, and one for the comparisons without a winner."""
+    """One line per arm that wins anything, one for the comparisons without a winner, and each arm
+    against the baseline."""
     lines = []
     for arm in dict.fromkeys(v["winner"] for v in verdicts if v["winner"]):
         mine = [v for v in verdicts if v["winner"] == arm]
@@ -106,8 +133,8 @@ def verdict_summary(verdicts: list[dict]) -> list[str]:
         lines.append(f"On the other {ties} comparisons the intervals overlap (or there is none): no winner claimed.")
     elif ties:
         lines.append(f"The intervals overlap (or there is none) on all {ties} comparisons: no arm is shown better "
-                     "than another on any metric.")
-    return lines
+                     "than every other on any metric.")
+    return lines + baseline_summary(verdicts)
 
 
 # ---------------------------------------------------------------------------- markdown

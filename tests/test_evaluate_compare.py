@@ -83,6 +83,7 @@ def test_overlapping_intervals_claim_no_winner():
     assert v["winner"] is None and v["best"] == "iq"
     assert "intervals overlap (iq, sft): no winner claimed" in v["text"]
     assert "no arm is shown better" in verdict_summary([v])[0]
+    assert verdict_summary([v])[-1] == "**iq vs sft**: overlap (or no interval) on 1 of 1."
 
 
 def test_disjoint_intervals_name_the_winner_in_the_metric_direction():
@@ -92,6 +93,9 @@ def test_disjoint_intervals_name_the_winner_in_the_metric_direction():
     assert div["winner"] == "sft" and "more diverse" in div["text"]  # lower Self-BLEU is more diverse
     summary = verdict_summary([nll, div])
     assert summary[0].startswith("**iq**") and summary[1].startswith("**sft**")
+    # each arm against the first (the baseline), quality and diversity worded apart
+    assert summary[-1] == ("**iq vs sft**: better on held-out NLL (nats/token) at all temperatures; less diverse on "
+                           "Self-BLEU within a prompt's k samples at T=1; overlap (or no interval) on 0 of 2.")
 
 
 def test_pooled_figures_of_one_seed_claim_no_winner():
