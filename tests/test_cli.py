@@ -148,3 +148,28 @@ def test_recipe_must_be_a_mapping(tmp_path, capsys, text, message):
     path.write_text(text)
     assert main(["train", str(path)]) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arm", [
+    {"trainer": "iq", "policy_mix": 0.25, "max_new_tokens": 8},
+    {"trainer": "gail", "disc_loss": "gail", "max_new_tokens": 8},
+    {"trainer": "gail", "disc_loss": "airl", "normalize_rewards": True, "max_new_tokens": 8},
+    {"trainer": "gail", "disc_loss": "margin", "policy_update": "reinforce", "max_new_tokens": 8},
+], ids=["online_iq", "gail", "airl", "margin"])
+def test_online_and_adversarial_trainers_through_the_cli_on_real_text(tmp_path, arm):
+    model_dir, data = _real_text_model_dir(tmp_path)
+    # the same real lines as prompt/completion rows: the first words are the prompt
+    rows = [json.loads(l)["text"].split(" ") for l in open(data)]
+    pc = tmp_path / "pc.jsonl"
+    pc.write_text("".join(json.dumps({"prompt": " ".join(w[:3]), "completion": " " + " ".join(w[3:])}) + "\n"
+                          for w in rows))
+    out = str(tmp_path / "out")
+    recipe_path = tmp_path / "r.yaml"
+    recipe_path.write_text(yaml.safe_dump({
+        "model_name_or_path": model_dir, "dataset": str(pc), "output_dir": out, "max_steps": 2,
+        "per_device_train_batch_size": 4, "max_length": 64, "learning_rate": 1e-3, "save_strategy": "no", **arm,
+    }))
+    assert main(["train", str(recipe_path)]) == 0
+    from transformers import AutoModelForCausalLM
+
+    AutoModelForCausalLM.from_pretrained(out, use_safetensors=True)
