@@ -65,9 +65,13 @@ def cmd_train(argv: list[str]) -> int:
 
 def _source(name, split, config_name):
     """Read rows here, before any model loads, so the recipe's split is honoured and errors come early."""
-    from llm_irl.data import read_rows
+    from llm_irl.data import read_rows, validate_rows
 
-    return None if name is None else read_rows(name, split, config_name)
+    if name is None:
+        return None
+    rows = read_rows(name, split, config_name)
+    validate_rows(rows)
+    return rows
 
 
 def cmd_generate(argv: list[str]) -> int:

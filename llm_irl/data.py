@@ -275,16 +275,21 @@ def encode_row(row: Row, tokenizer, *, max_length: int | None) -> dict:
     return encode_text(tokenizer, f["text"], max_length=max_length, where=row.where)
 
 
-def encode_rows(rows: Iterable[Row], tokenizer, *, max_length: int | None) -> list[dict]:
-    """Tokenise rows that share one format; truncated completions are counted and logged."""
-    rows = list(rows)
+def validate_rows(rows: list[Row]) -> str:
+    """Check every row before anything expensive happens; all must share the first row's format."""
     first_format = row_format(rows[0])
-    eos = eos_id(tokenizer)
-    out = []
     for row in rows:
         if (fmt := row_format(row)) != first_format:
             raise DataError(f"{row.where}: row is in {fmt} format but the first row is in {first_format} format")
-        out.append(encode_row(row, tokenizer, max_length=max_length))
+    return first_format
+
+
+def encode_rows(rows: Iterable[Row], tokenizer, *, max_length: int | None) -> list[dict]:
+    """Tokenise rows that share one format; truncated completions are counted and logged."""
+    rows = list(rows)
+    first_format = validate_rows(rows)
+    eos = eos_id(tokenizer)
+    out = [encode_row(row, tokenizer, max_length=max_length) for row in rows]
     if first_format != "messages" and (cut := sum(r["input_ids"][-1] != eos for r in out)):
         logger.warning("%d of %d demonstrations were cut at max_length=%s (kept as truncated, not terminal)",
                        cut, len(out), max_length)

@@ -15,8 +15,8 @@ from transformers import Trainer
 
 from llm_irl.data import DemoCollator, load_demonstrations
 from llm_irl.modeling import ensure_pad_token, load_model, load_tokenizer
-from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.reliability import GracefulStop, NonFiniteLossError, last_complete_checkpoint, mark_complete
+from llm_irl.soft_q import IGNORE_INDEX
 
 
 def wrap_peft(model, peft_config):
