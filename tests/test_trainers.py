@@ -122,3 +122,11 @@ def test_chunked_and_full_logits_paths_train_alike(kind, tmp_path):
     for (n, p), q in zip(chunked.model.named_parameters(), full.model.parameters()):
         assert torch.allclose(p, q, atol=1e-4), n
     assert chunked.state.log_history[0]["entropy"] == pytest.approx(full.state.log_history[0]["entropy"], rel=1e-5)
+
+
+def test_gradient_checkpointing_gives_the_same_training(tmp_path):
+    plain, _ = _train(IQTrainer, IQConfig, tiny_lm("llama"), tmp_path / "p")
+    ckpt, before = _train(IQTrainer, IQConfig, tiny_lm("llama"), tmp_path / "c", gradient_checkpointing=True)
+    assert _unmoved(ckpt, before) == []
+    losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (plain, ckpt)]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-5)
