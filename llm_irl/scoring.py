@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from llm_irl.data import encode_prompt_completion, pad_batch
+from llm_irl.soft_q import action_mask, token_logprobs
 
 
 @torch.no_grad()
@@ -28,11 +29,8 @@ def completion_logprobs(
         batch = pad_batch(rows[start : start + batch_size], tokenizer.pad_token_id)
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        actions = batch["labels"][:, 1:]
-        mask = actions != -100
-        logp = torch.log_softmax(logits[:, :-1].float(), -1).gather(-1, actions.clamp_min(0).unsqueeze(-1)).squeeze(-1)
-        sums = (logp * mask).sum(-1)
-        counts = mask.sum(-1)
+        sums = token_logprobs(logits, batch["labels"]).sum(-1)  # zero off actions
+        counts = action_mask(batch["labels"]).sum(-1)
         out.extend((float(s), int(n)) for s, n in zip(sums, counts))
     model.train(was_training)
     return out

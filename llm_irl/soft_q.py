@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 IGNORE_INDEX = -100
 
@@ -102,9 +103,8 @@ def policy_entropy(logits: torch.Tensor, mask: torch.Tensor, alpha: float = 1.0,
         return torch.zeros((), device=logits.device)
     total = torch.zeros((), device=logits.device, dtype=upcast(logits[:0]).dtype)
     for part in selected.split(chunk):
-        z = upcast(part) / alpha
-        logp = torch.log_softmax(z, dim=-1)
-        total += -(logp.exp() * logp).sum()
+        # entr(0) = 0, so −inf logits (banned tokens) give no 0·(−inf) = nan
+        total += torch.special.entr(torch.softmax(upcast(part) / alpha, dim=-1)).sum()
     return total / selected.shape[0]
 
 
@@ -114,3 +114,22 @@ def first_action_value(mdp: TokenMDP) -> torch.Tensor:
     first = mdp.mask.int().argmax(-1)
     v0 = mdp.v.gather(-1, first.unsqueeze(-1)).squeeze(-1)
     return v0[has_action].mean() if has_action.any() else v0.new_zeros(())
+
+
+def action_mask(labels: torch.Tensor) -> torch.Tensor:
+    """True where ``labels[:, t]`` is an action. Position 0 never is: no logits predict it."""
+    mask = labels != IGNORE_INDEX
+    mask[:, 0] = False
+    return mask
+
+
+def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``log π(labels[t] | s_t)`` from ``logits[:, t − 1]``, aligned with labels (as ``old_logprobs``), 0 off actions.
+
+    gather − logsumexp rather than a full log_softmax: one [B, T] result, no second [B, T, V] tensor.
+    """
+    mask = action_mask(labels)
+    actions = labels[:, 1:].masked_fill(~mask[:, 1:], 0)
+    logits = upcast(logits[:, :-1])
+    lp = logits.gather(-1, actions.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    return F.pad(lp, (1, 0)).masked_fill(~mask, 0.0)

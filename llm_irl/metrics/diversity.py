@@ -109,14 +109,12 @@ def compression_ratio(texts: Sequence[str]) -> float:
 def policy_entropy(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean per-token entropy (nats) of ``softmax(logits)`` over positions where ``mask`` is true.
 
-    ``logits``: ``[..., vocab]``; ``mask``: ``[...]`` (bool or 0/1). Returns a 0-dim tensor.
+    ``logits``: ``[..., vocab]``; ``mask``: ``[...]`` (bool or 0/1). Returns a 0-dim tensor. The
+    trainers' own `llm_irl.soft_q.policy_entropy`, imported lazily to keep the text metrics light.
     """
-    import torch  # lazy: keeps the text metrics importable without the torch import cost
+    from llm_irl.soft_q import policy_entropy as soft_q_entropy
 
-    probs = logits.float().softmax(dim=-1)
-    # entr(0) = 0, so -inf logits (banned tokens) do not turn into 0 * -inf = nan.
-    per_token = torch.special.entr(probs).sum(dim=-1)
-    return per_token[mask.bool()].mean()
+    return soft_q_entropy(logits, mask.bool())
 
 
 # --------------------------------------------------------------------------- self-BLEU

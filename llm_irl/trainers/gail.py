@@ -80,7 +80,7 @@ from llm_irl.adversarial_losses import (
 )
 from llm_irl.losses import sft_loss
 from llm_irl.rollout import generate_rollouts
-from llm_irl.soft_q import IGNORE_INDEX, policy_entropy, upcast
+from llm_irl.soft_q import action_mask, policy_entropy, token_logprobs
 from llm_irl.trainers.base import DemoTrainer
 from llm_irl.trainers.configs import SFTConfig
 
@@ -198,25 +198,6 @@ class GAILConfig(SFTConfig):
 
 
 # ----------------------------------------------------------------------------- tensor helpers
-
-
-def action_mask(labels: torch.Tensor) -> torch.Tensor:
-    """True where ``labels[:, t]`` is an action. Position 0 never is: no logits predict it."""
-    mask = labels != IGNORE_INDEX
-    mask[:, 0] = False
-    return mask
-
-
-def token_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """``log π(labels[t] | s_t)`` from ``logits[:, t − 1]``, aligned with labels (as ``old_logprobs``), 0 off actions.
-
-    gather − logsumexp rather than a full log_softmax: one [B, T] result, no second [B, T, V] tensor.
-    """
-    mask = action_mask(labels)
-    actions = labels[:, 1:].masked_fill(~mask[:, 1:], 0)
-    logits = upcast(logits[:, :-1])
-    lp = logits.gather(-1, actions.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    return F.pad(lp, (1, 0)).masked_fill(~mask, 0.0)
 
 
 def demo_prompts(input_ids: torch.Tensor, labels: torch.Tensor) -> list[list[int]]:
