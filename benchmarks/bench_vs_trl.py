@@ -43,8 +43,9 @@ import torch
 from transformers import AutoModelForCausalLM, LlamaConfig, PrinterCallback, Trainer, TrainerCallback
 
 from llm_irl.builtin import word_tokenizer
-from llm_irl.chunked import chunked_iq_loss, chunked_sft_loss, lm_head_hidden
-from llm_irl.data import DemoCollator
+from llm_irl.batching import DemoCollator
+from llm_irl.chunked import chunked_iq_loss, chunked_sft_loss
+from llm_irl.lm_head import lm_head_hidden
 from llm_irl.trainers import IQConfig, IQTrainer
 from llm_irl.losses import iq_loss, sft_loss
 

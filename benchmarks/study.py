@@ -203,7 +203,7 @@ def unlearned(all_results: dict[str, dict]) -> list[str]:
 
 def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], command: str, wall: float | None,
                      path: str) -> None:
-    from llm_irl.report import write_atomic
+    from llm_irl.files import write_atomic
 
     first = next(iter(all_results.values()))
     out = [

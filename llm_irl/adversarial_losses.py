@@ -23,9 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from llm_irl.soft_q import masked_mean
+
 __all__ = [
     "gail_disc_loss",
     "gail_reward",
+    "binary_entropy",
     "airl_disc_loss",
     "airl_reward",
     "margin_disc_loss",
@@ -36,41 +39,52 @@ __all__ = [
     "whiten",
     "kl_penalty",
     "discounted_returns",
+    "leave_one_out_baseline",
     "masked_mean",
 ]
-
-
-def masked_mean(x: Tensor, mask: Tensor | None = None) -> Tensor:
-    """``Σ x·m / max(Σ m, 1)``; plain mean when ``mask`` is None."""
-    if mask is None:
-        return x.mean()
-    m = mask.to(x.dtype)
-    return (x * m).sum() / m.sum().clamp_min(1.0)
 
 
 # ----------------------------------------------------------------------------- GAIL
 
 
-def gail_disc_loss(demo_logits: Tensor, policy_logits: Tensor) -> tuple[Tensor, dict[str, float]]:
+def gail_disc_loss(
+    demo_logits: Tensor, policy_logits: Tensor, label_smoothing: float = 0.0
+) -> tuple[Tensor, dict[str, float]]:
     """Binary cross-entropy of a discriminator D = σ(logit), demos labelled 1, policy samples 0.
 
         L = ½·( E_demo[−log D] + E_policy[−log(1 − D)] )
           = ½·( E_demo[softplus(−logit)] + E_policy[softplus(logit)] )
 
     Each class is averaged on its own, so unequal numbers of demos and samples do not tilt D.
-    All logits 0 (D = ½ everywhere) give L = log 2 ≈ 0.6931.
+    All logits 0 (D = ½ everywhere) give L = log 2 ≈ 0.6931. ``label_smoothing`` ε sets the
+    targets to 1 − ε (demos) and ε (samples): ``BCE(ℓ, y) = softplus(ℓ) − y·ℓ``, which bounds the
+    optimal logit at ±log((1 − ε)/ε) instead of letting a separable batch push it to infinity.
 
     Returns ``(loss, stats)``; stats: ``loss``, ``disc_acc_demo`` = P(logit > 0 | demo),
-    ``disc_acc_policy`` = P(logit < 0 | policy) (a tie at 0 counts as wrong).
+    ``disc_acc_policy`` = P(logit < 0 | policy) (a tie at 0 counts as wrong), ``disc_bal_acc``
+    their mean, ``disc_entropy`` the mean binary entropy of D over both classes (log 2 when D is
+    undecided, 0 when it is sure).
     """
-    loss = 0.5 * (F.softplus(-demo_logits).mean() + F.softplus(policy_logits).mean())
+    eps = label_smoothing
+    demo_term = F.softplus(-demo_logits) if eps == 0 else F.softplus(demo_logits) - (1 - eps) * demo_logits
+    policy_term = F.softplus(policy_logits) if eps == 0 else F.softplus(policy_logits) - eps * policy_logits
+    loss = 0.5 * (demo_term.mean() + policy_term.mean())
     with torch.no_grad():
+        acc_demo = (demo_logits > 0).float().mean().item()
+        acc_policy = (policy_logits < 0).float().mean().item()
         stats = {
             "loss": loss.item(),
-            "disc_acc_demo": (demo_logits > 0).float().mean().item(),
-            "disc_acc_policy": (policy_logits < 0).float().mean().item(),
+            "disc_acc_demo": acc_demo,
+            "disc_acc_policy": acc_policy,
+            "disc_bal_acc": 0.5 * (acc_demo + acc_policy),
+            "disc_entropy": 0.5 * (binary_entropy(demo_logits).mean() + binary_entropy(policy_logits).mean()).item(),
         }
     return loss, stats
+
+
+def binary_entropy(logits: Tensor) -> Tensor:
+    """Entropy (nats) of D = σ(logit): ``−D·log D − (1 − D)·log(1 − D) = softplus(ℓ) − ℓ·σ(ℓ)``."""
+    return F.softplus(logits) - logits * torch.sigmoid(logits)
 
 
 def gail_reward(disc_logits: Tensor, kind: str = "neg_log_one_minus_d") -> Tensor:
@@ -283,3 +297,17 @@ def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float = 1.0) -> Ten
         running = m[..., t] * (rewards[..., t] + gamma * running) + (1 - m[..., t]) * running
         out[..., t] = m[..., t] * running
     return out
+
+
+def leave_one_out_baseline(returns: Tensor, k: int) -> Tensor:
+    """Per-prompt baseline of RLOO (Ahmadian et al. 2024): each sample's baseline is the mean return
+    of the *other* k − 1 samples of its prompt.
+
+    ``returns`` [N] with sample ``j`` of prompt ``i`` at ``i·k + j``. The baseline does not depend
+    on the sample's own actions, so ``return − baseline`` is an unbiased advantage, and it removes
+    what the prompt alone explains (an easy topic scores high whatever the policy writes).
+    """
+    if k < 2 or returns.shape[0] % k:
+        raise ValueError(f"leave_one_out_baseline needs k >= 2 dividing {returns.shape[0]} returns, got k={k}")
+    groups = returns.reshape(-1, k)
+    return ((groups.sum(-1, keepdim=True) - groups) / (k - 1)).reshape(returns.shape)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedTokenizerFast
 
-from llm_irl.data import DataError
+from llm_irl.errors import DataError
 from llm_irl.tasks.markov import MarkovExpert
 
 PREFIX = "builtin:"

@@ -18,19 +18,16 @@ instead of O(B·T·V), for one extra LM-head matmul per chunk. Only rows whose V
 are computed at all (each action's state and, for IQ, its next state): prompt and padding rows
 are skipped, which pays back much of that extra matmul ("completion-only positions").
 
-`lm_head_hidden` gets (hidden, W, b) from a Hugging Face causal LM without the full logits.
+`llm_irl.lm_head.lm_head_hidden` gets (hidden, W, b) from a Hugging Face causal LM without the
+full logits.
 """
 
 from __future__ import annotations
 
-import inspect
-import weakref
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from llm_irl.losses import iq_objective
 from llm_irl.soft_q import IGNORE_INDEX, TokenMDP, eos_mask, upcast
@@ -192,14 +189,8 @@ def _chunked_values(hidden, weight, bias, labels, *, eos_token_id, alpha, chunk_
 
 
 def chunked_token_mdp(
-    hidden: torch.Tensor,
-    lm_head_weight: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    eos_token_id: int | Sequence[int],
-    alpha: float = 1.0,
-    chunk_size: int | None = None,
-    lm_head_bias: torch.Tensor | None = None,
+    hidden: torch.Tensor, lm_head_weight: torch.Tensor, labels: torch.Tensor, *, eos_token_id: int | Sequence[int],
+    alpha: float = 1.0, chunk_size: int | None = None, lm_head_bias: torch.Tensor | None = None,
 ) -> TokenMDP:
     """`soft_q.token_mdp(hidden @ Wᵀ + b, labels, ...)` without the [B, T, V] logits.
 
@@ -276,17 +267,9 @@ def chunked_sft_loss(
 
 
 def chunked_iq_loss(
-    hidden: torch.Tensor,
-    lm_head_weight: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    eos_token_id: int | Sequence[int],
-    gamma: float = 0.99,
-    td_weight: float = 0.1,
-    alpha: float = 1.0,
-    log_entropy: bool = True,
-    chunk_size: int | None = None,
-    lm_head_bias: torch.Tensor | None = None,
+    hidden: torch.Tensor, lm_head_weight: torch.Tensor, labels: torch.Tensor, *, eos_token_id: int | Sequence[int],
+    gamma: float = 0.99, td_weight: float = 0.1, alpha: float = 1.0, terminal_td: str = "include",
+    log_entropy: bool = True, chunk_size: int | None = None, lm_head_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """`losses.iq_loss` on the logits h·Wᵀ + b, same value, gradients and stats:
 
@@ -298,97 +281,7 @@ def chunked_iq_loss(
         hidden, lm_head_weight, labels, eos_token_id=eos_token_id, alpha=alpha, chunk_size=chunk_size,
         lm_head_bias=lm_head_bias, log_entropy=log_entropy,
     )
-    loss, stats = iq_objective(mdp, gamma=gamma, td_weight=td_weight)
+    loss, stats = iq_objective(mdp, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td)
     if log_entropy:
         stats["entropy"] = entropy
     return loss, stats
-
-
-# ---------------------------------------------------------------------------------- HF models
-
-
-class LMHeadInputs(NamedTuple):
-    """What a causal LM's output layer consumes: logits = hidden·weightᵀ + bias."""
-
-    hidden: torch.Tensor  # [B, T, H]
-    weight: torch.Tensor  # [V, H]
-    bias: torch.Tensor | None  # [V] or None
-
-
-# config fields that post-process h·Wᵀ (Gemma 2/3 soft-capping, Cohere and Granite scaling, ...)
-_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_softcapping", "logit_scale", "logits_scaling", "output_mult")
-_NOT_PLAIN = weakref.WeakSet()  # models whose lm_head check failed once: no second wasted forward
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """Through DDP/DeepSpeed's `.module` and PEFT's base model to the transformers model itself."""
-    for _ in range(8):
-        if isinstance(getattr(model, "module", None), nn.Module):
-            model = model.module
-        elif hasattr(model, "get_base_model") and model.get_base_model() is not model:
-            model = model.get_base_model()
-        else:
-            break
-    return model
-
-
-def plain_lm_head(model: nn.Module) -> nn.Linear | None:
-    """The model's output layer if its logits are exactly hidden·Wᵀ + b, by config; else None.
-
-    None for logits post-processed by the config, a head that is not a plain `nn.Linear` (a
-    LoRA-wrapped head trains adapters this path would bypass; quantised heads pack W), a
-    sharded W (FSDP2), or a forward without `logits_to_keep`.
-    """
-    inner = _unwrap(model)
-    if inner in _NOT_PLAIN:
-        return None
-    config = getattr(inner, "config", None)
-    if config is None:
-        return None
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    for name in _LOGIT_POSTPROCESSING:
-        if getattr(text_config, name, None) not in (None, 1, 1.0):
-            return None
-    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
-    if type(head) is not nn.Linear:
-        return None
-    # FSDP2 shards W as a DTensor (ZeRO-3 empties it outside forward, which the shape check catches)
-    if type(head.weight).__name__ == "DTensor":
-        return None
-    if "logits_to_keep" not in inspect.signature(inner.forward).parameters:
-        return None
-    return head
-
-
-def lm_head_hidden(
-    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-) -> LMHeadInputs | None:
-    """(hidden [B, T, H], W, b) of a causal LM's forward pass, without its [B, T, V] logits.
-
-    Runs `model` (wrappers and all, so DDP hooks fire) with `logits_to_keep=1`, so only the last
-    position's logits are computed, and takes `hidden_states[-1]`, the final-normed state the
-    head consumes (Llama, Qwen2, Mistral, Gemma, Phi-3, GPT-2, GPT-NeoX, OPT). The last
-    position's logits double as a check: if `hidden[:, -1]·Wᵀ + b` does not reproduce them the
-    model is remembered as unsupported and None is returned, and the caller runs its
-    full-logits path (one wasted forward, once per model).
-    """
-    head = plain_lm_head(model)
-    if head is None:
-        return None
-    out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1, output_hidden_states=True,
-                use_cache=False)
-    hidden = out.hidden_states[-1] if out.hidden_states else None
-    shapes_fit = hidden is not None and hidden.shape[:2] == input_ids.shape
-    if not shapes_fit or head.weight.shape != (out.logits.shape[-1], hidden.shape[-1]):
-        _NOT_PLAIN.add(_unwrap(model))
-        return None
-    with torch.no_grad():
-        want = out.logits[:, -1].float()
-        if not torch.isfinite(want).all():  # nothing to check against: let the full path surface the NaN
-            return None
-        got = F.linear(hidden[:, -1], head.weight, head.bias).float()
-        tol = 8 * torch.finfo(out.logits.dtype).eps * (1.0 + want.abs().max())
-        if not torch.allclose(got, want, rtol=0.0, atol=float(tol)):
-            _NOT_PLAIN.add(_unwrap(model))
-            return None
-    return LMHeadInputs(hidden, head.weight, head.bias)

@@ -1,12 +1,17 @@
-"""`llm-irl`: train, generate, and the offline quickstart.
+"""`llm-irl`: train, generate, evaluate, compare and the offline quickstart from the command line.
 
 run as:
     llm-irl quickstart
     llm-irl train recipes/quickstart_iq.yaml --max_steps 50
     llm-irl generate runs/quickstart/iq --prompt "topic1 kalo" --num_samples 4
+    llm-irl evaluate runs/quickstart/runs/iq/seed0 --temperatures 0.7,1.0 --output eval.json
+    llm-irl compare recipes/compare_quickstart.yaml --seeds 1
 
 Every user mistake ends in one line on stderr and exit status 2, never a traceback; set
 LLM_IRL_DEBUG=1 to see the traceback of an unexpected error.
+
+This is the package's only top layer: every argv parse and exit status lives here, and the
+library modules below receive parsed configs (no library module imports this one).
 """
 
 from __future__ import annotations
@@ -17,24 +22,18 @@ import logging
 import os
 import sys
 
-from llm_irl.data import DataError
-from llm_irl.recipe import ConfigError
-from llm_irl.reliability import NonFiniteLossError
-
-
-class UsageError(ValueError):
-    """A command-line mistake that isn't about the recipe."""
+from llm_irl.errors import ConfigError, DataError, NonFiniteLossError, UsageError
 
 
 def cmd_train(argv: list[str]) -> int:
-    from llm_irl.recipe import build, load_yaml, parse_flags
+    from llm_irl.recipe import build, load_yaml, parse_bool, parse_flags
     from llm_irl.reliability import last_complete_checkpoint
     from llm_irl.trainers import TRAINERS
 
     if not argv or argv[0].startswith("--"):
         raise UsageError("usage: llm-irl train CONFIG.yaml [--resume] [--key value ...]")
     path, flags = argv[0], parse_flags(argv[1:])
-    resume = flags.pop("resume", "false").lower() in ("true", "1", "yes")
+    resume = parse_bool(flags.pop("resume", False))
     script, config = build(load_yaml(path), flags, TRAINERS, source=path)
     checkpoint = None
     if resume:
@@ -116,22 +115,100 @@ def _prompt_of(row) -> str:
     return row.fields["prompt"]
 
 
-def cmd_quickstart(argv: list[str]) -> int:
-    from llm_irl.quickstart import main as quickstart_main
+def _positional(argv: list[str], usage: str, help_text: str) -> str | None:
+    """The command's one positional argument (argv[0]); None once -h/--help has printed `help_text`."""
+    if argv and argv[0] in ("-h", "--help"):
+        print(help_text)
+        return None
+    if not argv or argv[0].startswith("-"):
+        raise UsageError(usage)
+    return argv[0]
 
-    return quickstart_main(argv)
+
+def _compare_and_report(plan, title: str, *, progress: bool = True) -> tuple[dict, dict[str, str]]:
+    """Train and evaluate every arm of `plan`, write the report, print its console table and verdicts."""
+    from llm_irl.compare import run_compare
+    from llm_irl.report import all_verdicts, brief_table, verdict_summary, write_report
+
+    results = run_compare(plan, progress=progress, log=lambda line: print(line, flush=True))
+    paths = write_report(results, plan.output_dir, title=title)
+    print(brief_table(results))
+    print("\n".join(verdict_summary(all_verdicts(results))))
+    return results, paths
+
+
+def cmd_quickstart(argv: list[str]) -> int:
+    from llm_irl.quickstart import COMMON, EVAL, quickstart_plan
+
+    p = argparse.ArgumentParser(prog="llm-irl quickstart",
+                                description="`llm-irl quickstart`: SFT against inverse soft-Q on the embedded default, "
+                                            "offline, in minutes.")
+    p.add_argument("--output_dir", default="runs/quickstart")
+    p.add_argument("--max_steps", type=int, default=COMMON["max_steps"])
+    p.add_argument("--num_prompts", type=int, default=EVAL["num_prompts"])
+    p.add_argument("--num_samples", type=int, default=EVAL["k"], help="samples per prompt (k)")
+    p.add_argument("--seeds", type=int, default=1, help="training and sampling seeds 0..N-1")
+    a = p.parse_args(argv)
+    plan = quickstart_plan(seeds=a.seeds, output_dir=a.output_dir, max_steps=a.max_steps, num_prompts=a.num_prompts,
+                           k=a.num_samples)
+    results, paths = _compare_and_report(plan, "quickstart", progress=False)
+    print(f"intervals: {results['interval']}")
+    print(f"report: {os.path.abspath(paths['report'])} (plots beside it); "
+          f"{results['runtime_s'] / 60:.1f} min")
+    return 0
+
+
+EVALUATE_USAGE = ("usage: llm-irl evaluate MODEL [--output eval.json] [--samples samples.jsonl | --from_samples "
+                  "samples.jsonl] [--trust_remote_code] [--key value ...]")
 
 
 def cmd_evaluate(argv: list[str]) -> int:
-    from llm_irl.evaluate import main as evaluate_main
+    """`llm-irl evaluate MODEL [--key value ...]`: keys are EvalConfig's, plus where to write the figures
+    (--output) and the samples (--samples), or samples to score instead of sampling (--from_samples)."""
+    from dataclasses import fields
 
-    return evaluate_main(argv)
+    from llm_irl.evaluate import EvalConfig, eval_config, evaluate_saved_model, format_table, load_task
+    from llm_irl.files import write_atomic
+    from llm_irl.generation import load_jsonl
+    from llm_irl.recipe import parse_bool, parse_flags
+
+    help_text = EVALUATE_USAGE + "\n\n" + "\n".join(f"  --{f.name}: {f.metadata['help']}" for f in fields(EvalConfig))
+    if (name := _positional(argv, EVALUATE_USAGE, help_text)) is None:
+        return 0
+    flags = parse_flags(argv[1:])
+    output = flags.pop("output", "eval.json")
+    samples_path = flags.pop("samples", None)
+    reuse = flags.pop("from_samples", None)
+    trust = parse_bool(flags.pop("trust_remote_code", False))
+    config = eval_config(flags, source="command line")
+    task = load_task(config)
+    samples = load_jsonl(reuse) if reuse else None
+    if samples is not None and len(samples) != len(task.prompts) * config.k * len(config.temperatures):
+        raise UsageError(f"--from_samples {reuse}: {len(samples)} samples, but the settings ask for "
+                         f"{len(task.prompts)} prompts x k={config.k} x {len(config.temperatures)} temperatures")
+    result = evaluate_saved_model(name, task, config, trust_remote_code=trust, samples_path=samples_path,
+                                  samples=samples)
+    write_atomic(output, json.dumps(result, indent=1))
+    print(format_table(result))
+    print(f"wrote {os.path.abspath(output)}" + (f" and {samples_path}" if samples_path else ""))
+    return 0
+
+
+COMPARE_USAGE = ("usage: llm-irl compare RECIPE.yaml [--key value ...]   "
+                 "(e.g. --seeds 1 --max_steps 50 --output_dir DIR)")
 
 
 def cmd_compare(argv: list[str]) -> int:
-    from llm_irl.compare import main as compare_main
+    from llm_irl import compare
+    from llm_irl.recipe import load_yaml, parse_flags
 
-    return compare_main(argv)
+    if (path := _positional(argv, COMPARE_USAGE, compare.__doc__)) is None:
+        return 0
+    plan = compare.make_plan(load_yaml(path), parse_flags(argv[1:]), source=path)
+    print(f"comparing {', '.join(plan.arms)} over seeds {plan.seeds}; writing to {plan.output_dir}", flush=True)
+    results, paths = _compare_and_report(plan, os.path.basename(path))
+    print(f"finished in {results['runtime_s'] / 60:.1f} min; wrote " + ", ".join(paths.values()))
+    return 0
 
 
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "quickstart": cmd_quickstart, "evaluate": cmd_evaluate,

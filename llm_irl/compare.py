@@ -1,4 +1,4 @@
-"""`llm-irl compare`: train every arm with the same data, budget and seeds, evaluate them alike, report.
+"""`llm-irl compare`: train every arm with the same data, budget and seeds, and evaluate them alike.
 
 run as:
     llm-irl compare recipes/compare_quickstart.yaml
@@ -24,21 +24,24 @@ Each (arm, seed) trains from the same initialisation seed and samples with that 
 of an arm are the mean over seeds with a 95% Student-t interval over seeds (with one seed: the
 run's own bootstrap interval over prompts). Output: report.md, results.json and PNG plots in
 output_dir; each run's model, samples.jsonl and eval.json in output_dir/runs/ARM/seedS.
+(The command line is parsed in `llm_irl.cli`; the report is written by `llm_irl.report`.)
 """
 
 from __future__ import annotations
 
 import gc
 import json
-import math
 import os
 import time
 from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
-from llm_irl.evaluate import EvalConfig, EvalTask, estimate, eval_config, evaluate_expert, evaluate_model, load_task
-from llm_irl.recipe import ConfigError, build, load_yaml, parse_flags
+from llm_irl.errors import ConfigError
+from llm_irl.evaluate import EvalConfig, EvalTask, eval_config, evaluate_expert, evaluate_model, load_task
+from llm_irl.files import write_atomic
+from llm_irl.metrics.stats import seed_interval
+from llm_irl.recipe import build, parse_bool
 
 COMPARE_KEYS = ("arms", "seeds", "other_trainers", "output_dir")
 EVAL_KEYS = tuple(f.name for f in fields(EvalConfig) if f.name != "sample_seed")  # each run samples with its seed
@@ -77,10 +80,6 @@ def parse_seeds(value) -> list[int]:
     return seeds
 
 
-def _flag(value) -> bool:
-    return value if isinstance(value, bool) else str(value).lower() in ("true", "1", "yes")
-
-
 def make_plan(recipe: dict, overrides: dict[str, str] | None = None, source: str = "recipe") -> ComparePlan:
     """Split a compare recipe into common training keys, arms, seeds and evaluation; check every arm."""
     from llm_irl.trainers import TRAINERS  # read at run time: other trainers register themselves there
@@ -101,12 +100,12 @@ def make_plan(recipe: dict, overrides: dict[str, str] | None = None, source: str
             raise ConfigError(f"{source}: arm {name!r} may not set {', '.join(unfair)}: every arm gets the same "
                               "model, data, budget and seeds (set them at the top level)")
         arms[str(name)] = spec
-    if _flag(merged.get("other_trainers", True)):
+    if parse_bool(merged.get("other_trainers", True)):
         used = {spec["trainer"] for spec in arms.values()}
         arms.update({t: {"trainer": t} for t in TRAINERS if t not in used and t not in arms})
     if not arms:
         raise ConfigError(f"{source}: no arms to compare")
-    evaluation = eval_config({k: merged[k] for k in EVAL_KEYS if k in merged})
+    evaluation = eval_config({k: merged[k] for k in EVAL_KEYS if k in merged}, source=source)
     common = {k: v for k, v in merged.items() if k not in COMPARE_KEYS and (k not in EVAL_KEYS or k in SHARED_KEYS)}
     plan = ComparePlan(common=common, arms=arms, seeds=parse_seeds(merged.get("seeds", 3)), eval=evaluation,
                        output_dir=str(merged.get("output_dir", "runs/compare")))
@@ -118,7 +117,6 @@ def make_plan(recipe: dict, overrides: dict[str, str] | None = None, source: str
 def train_and_evaluate(plan: ComparePlan, arm: str, seed: int, train_rows, task: EvalTask, *,
                        progress: bool) -> dict:
     """Train one (arm, seed), save the model, evaluate it; the run's eval.json is its record."""
-    from llm_irl.report import write_atomic
     from llm_irl.trainers import TRAINERS
 
     script, config = build(plan.training_recipe(arm, seed), {"disable_tqdm": str(not progress)}, TRAINERS)
@@ -176,32 +174,6 @@ def run_compare(plan: ComparePlan, *, progress: bool = True, log=print) -> dict:
 # ---------------------------------------------------------------------------- statistics over seeds
 
 
-def t_quantile(p: float, df: int) -> float:
-    """Quantile of Student's t for p in (0.5, 1); scipy is not a dependency.
-
-    With t = √df·tan θ the density becomes c·cos^(df−1) θ on [0, π/2): bounded and smooth, so
-    Simpson's rule on 2000 panels is accurate to ~1e-9, and bisection on θ finds the quantile.
-    """
-    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(math.pi)
-
-    def cdf(theta: float) -> float:
-        f = np.cos(np.linspace(0.0, theta, 2001)) ** (df - 1)
-        return 0.5 + c * theta / 6000 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
-
-    lo, hi = 0.0, math.pi / 2
-    for _ in range(60):
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
-    return math.sqrt(df) * math.tan((lo + hi) / 2)
-
-
-def seed_interval(values: list[float], level: float = 0.95) -> dict:
-    """Mean over seeds with its Student-t interval: mean ± t·s/√n."""
-    x = np.asarray(values, dtype=float)
-    half = t_quantile(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return estimate(x.mean(), x.mean() - half, x.mean() + half, len(x))
-
-
 def interval_note(num_seeds: int) -> str:
     if num_seeds >= 2:
         return f"mean over {num_seeds} seeds, 95% Student-t interval over seeds"
@@ -222,28 +194,3 @@ def summarize(results: list[dict]) -> dict:
     temps = results[0]["temperatures"]
     return {"metrics": section([r["metrics"] for r in results]),
             "temperatures": {t: section([r["temperatures"][t] for r in results]) for t in temps}}
-
-
-# ---------------------------------------------------------------------------- command line
-
-USAGE = "usage: llm-irl compare RECIPE.yaml [--key value ...]   (e.g. --seeds 1 --max_steps 50 --output_dir DIR)"
-
-
-def main(argv: list[str]) -> int:
-    from llm_irl.cli import UsageError
-    from llm_irl.report import all_verdicts, brief_table, verdict_summary, write_report
-
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
-        return 0
-    if not argv or argv[0].startswith("-"):
-        raise UsageError(USAGE)
-    path = argv[0]
-    plan = make_plan(load_yaml(path), parse_flags(argv[1:]), source=path)
-    print(f"comparing {', '.join(plan.arms)} over seeds {plan.seeds}; writing to {plan.output_dir}", flush=True)
-    results = run_compare(plan, log=lambda line: print(line, flush=True))
-    paths = write_report(results, plan.output_dir, title=os.path.basename(path))
-    print(brief_table(results))
-    print("\n".join(verdict_summary(all_verdicts(results))))
-    print(f"finished in {results['runtime_s'] / 60:.1f} min; wrote " + ", ".join(paths.values()))
-    return 0

@@ -10,6 +10,7 @@ of dicts, or `builtin:markov`. Row formats, as in TRL:
 
 Nothing is dropped silently: a malformed row raises `DataError` naming its file and line, and
 truncation to `max_length` is explicit (a cut completion loses its EOS: truncated, not terminal).
+Batching the encoded rows is `llm_irl.batching`.
 """
 
 from __future__ import annotations
@@ -21,19 +22,15 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-import torch
-
+from llm_irl.errors import DataError
 from llm_irl.soft_q import IGNORE_INDEX
+from llm_irl.special_tokens import eos_token_ids
 
 logger = logging.getLogger(__name__)
 
 FORMATS = {"prompt_completion": ("prompt", "completion"), "messages": ("messages",), "text": ("text",)}
 ROLES = {"system", "user", "assistant", "tool"}
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
-
-
-class DataError(ValueError):
-    """A demonstration that cannot be used, with where it came from."""
 
 
 @dataclass(frozen=True)
@@ -175,13 +172,6 @@ def _check_messages(row: Row) -> None:
 # ---------------------------------------------------------------- tokenising
 
 
-def eos_id(tokenizer) -> int:
-    eos = tokenizer.eos_token_id
-    if eos is None:
-        raise DataError("the tokenizer has no eos_token: set one (tokenizer.eos_token = ...) so completions can end")
-    return eos[0] if isinstance(eos, list) else eos
-
-
 def _fit(prompt_ids: list[int], action_ids: list[int], max_length: int | None, where: str) -> dict:
     """Concatenate and cut to max_length; cutting the actions is allowed, the prompt never."""
     if max_length is not None and len(prompt_ids) >= max_length:
@@ -201,7 +191,7 @@ def encode_prompt_completion(tokenizer, prompt: str, completion: str, *, max_len
     the completion its leading space where the tokenizer expects one (e.g. " Paris").
     """
     prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [eos_id(tokenizer)]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [eos_token_ids(tokenizer)[0]]
     return _fit(prompt_ids, completion_ids, max_length, where)
 
 
@@ -238,16 +228,25 @@ def _segments_chat_template(tokenizer, messages: list[dict], where: str) -> list
     return [(text, act) for text, act in out if text]
 
 
+def _actions_of_turn(piece: list[int], eos: set[int]) -> list[int]:
+    """Labels of an assistant turn's tokens: actions up to and including its first EOS / end-of-turn
+    token, context after it (ChatML's `\n` after `<|im_end|>` is no action: it follows the terminal one)."""
+    end = next((i + 1 for i, t in enumerate(piece) if t in eos), len(piece))
+    return piece[:end] + [IGNORE_INDEX] * (len(piece) - end)
+
+
 def encode_messages(tokenizer, messages: list[dict], *, max_length: int | None = None, where: str = "row"):
+    """Ids and labels of a conversation: only assistant turns are actions, each ending at its EOS."""
     if getattr(tokenizer, "chat_template", None):
         segments = _segments_chat_template(tokenizer, messages, where)
     else:
         segments = _segments_plain(messages, tokenizer.eos_token)
+    eos = set(eos_token_ids(tokenizer))  # with a chat template, its end-of-turn token too
     ids, labels = [], []
     for text, is_action in segments:
         piece = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids += piece
-        labels += piece if is_action else [IGNORE_INDEX] * len(piece)
+        labels += _actions_of_turn(piece, eos) if is_action else [IGNORE_INDEX] * len(piece)
     if max_length is not None and len(ids) > max_length:
         ids, labels = ids[:max_length], labels[:max_length]
     if all(l == IGNORE_INDEX for l in labels[1:]):
@@ -256,7 +255,7 @@ def encode_messages(tokenizer, messages: list[dict], *, max_length: int | None =
 
 
 def encode_text(tokenizer, text: str, *, max_length: int | None = None, where: str = "row"):
-    ids = tokenizer(text, add_special_tokens=True)["input_ids"] + [eos_id(tokenizer)]
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"] + [eos_token_ids(tokenizer)[0]]
     if max_length is not None:
         ids = ids[:max_length]
     if len(ids) < 2:
@@ -288,7 +287,7 @@ def encode_rows(rows: Iterable[Row], tokenizer, *, max_length: int | None) -> li
     """Tokenise rows that share one format; truncated completions are counted and logged."""
     rows = list(rows)
     first_format = validate_rows(rows)
-    eos = eos_id(tokenizer)
+    eos = eos_token_ids(tokenizer)[0]
     out = [encode_row(row, tokenizer, max_length=max_length) for row in rows]
     if first_format != "messages" and (cut := sum(r["input_ids"][-1] != eos for r in out)):
         logger.warning("%d of %d demonstrations were cut at max_length=%s (kept as truncated, not terminal)",
@@ -302,33 +301,3 @@ def load_demonstrations(source, tokenizer, *, max_length: int | None, split: str
 
     encoded = encode_rows(read_rows(source, split, config_name), tokenizer, max_length=max_length)
     return datasets.Dataset.from_list(encoded)
-
-
-# ---------------------------------------------------------------- batching
-
-
-def pad_batch(rows: list[dict], pad_token_id: int, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
-    """Right-pad `input_ids` with the pad id and `labels` with -100; build the attention mask."""
-    length = max(len(r["input_ids"]) for r in rows)
-    if pad_to_multiple_of:
-        length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
-    input_ids = torch.full((len(rows), length), pad_token_id, dtype=torch.long)
-    labels = torch.full((len(rows), length), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
-    for i, r in enumerate(rows):
-        n = len(r["input_ids"])
-        input_ids[i, :n] = torch.as_tensor(r["input_ids"])
-        labels[i, :n] = torch.as_tensor(r["labels"])
-        attention_mask[i, :n] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
-
-
-@dataclass
-class DemoCollator:
-    """Batches tokenised demonstrations for the trainers (right padding)."""
-
-    pad_token_id: int
-    pad_to_multiple_of: int | None = None
-
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        return pad_batch(rows, self.pad_token_id, self.pad_to_multiple_of)

@@ -1,6 +1,6 @@
 """`llm-irl evaluate`: quality and diversity of one model's samples, across sampling temperatures.
 
-run as:
+run as (the command line is parsed in `llm_irl.cli`, which calls `evaluate_saved_model`):
     llm-irl evaluate runs/quickstart/runs/iq/seed0 --eval_dataset builtin:markov --k 8 \
         --temperatures 0.7,1.0,1.3 --output eval.json --samples samples.jsonl
     llm-irl evaluate runs/quickstart/runs/iq/seed0 --from_samples samples.jsonl --output again.json
@@ -18,31 +18,32 @@ of best-of-k reranking by return over a random sample.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from llm_irl.data import DataError, read_rows
-from llm_irl.generation import Sample, by_temperature, generate_samples, load_jsonl, save_jsonl
+from llm_irl.data import read_rows
+from llm_irl.errors import DataError
+from llm_irl.generation import Sample, by_temperature, generate_samples, save_jsonl
 from llm_irl.metrics import (
     bleu,
-    bootstrap_ci,
     compression_ratio,
     distinct_n,
     ead,
+    estimate,
     extract_last_number,
+    mean_over_prompts,
     ngram_entropy,
     rouge,
     self_bleu,
     sentence_rouge1,
 )
-from llm_irl.recipe import ConfigError, _Parser, _to_argv
+from llm_irl.metrics.catalogue import METRICS, format_estimate, metric_table
 from llm_irl.metrics.ground_truth import reverse_kl
+from llm_irl.recipe import parse_config
 from llm_irl.rewards import best_of_n, implied_rewards, spearman
 from llm_irl.tasks import SyntheticExpert
 
@@ -95,74 +96,17 @@ class EvalConfig:
             raise ValueError(f"reward_gamma must be in (0, 1], got {self.reward_gamma}")
 
 
-def eval_config(values: dict) -> EvalConfig:
-    """EvalConfig from YAML values or `--key value` strings; lists may be given as "a,b,c"."""
+def eval_config(values: dict, source: str = "recipe") -> EvalConfig:
+    """EvalConfig from YAML values or `--key value` strings, through the recipes' parser (`parse_config`);
+    lists may also be given as "a,b,c"."""
     list_keys = {f.name for f in fields(EvalConfig) if "list" in str(f.type)}
     values = {k: (v.split(",") if k in list_keys and isinstance(v, str) else v) for k, v in values.items()}
-    parser = _Parser(EvalConfig, allow_abbrev=False)
-    try:
-        (config,) = parser.parse_args_into_dataclasses(args=_to_argv(values), return_remaining_strings=False)
-    except ConfigError:
-        raise
-    except ValueError as e:  # __post_init__ range checks
-        raise ConfigError(str(e).strip().splitlines()[0]) from None
+    (config,) = parse_config((EvalConfig,), values, source=source)
     return config
 
 
-# ---------------------------------------------------------------------------- what is measured
-
-
-@dataclass(frozen=True)
-class Metric:
-    label: str
-    short: str  # a column header
-    kind: str  # quality | diversity | reward | descriptive
-    sense: str  # how to read it: "higher is better", "lower = more diverse", ... said once, here
-
-    @property
-    def sign(self) -> int:
-        """+1 when higher is better (or more diverse), -1 when lower is, 0 for descriptive figures."""
-        return {"higher": 1, "lower": -1}.get(self.sense.split()[0], 0)
-
-
-_Q, _D, _R = "quality", "diversity", "reward"
-_UP, _DOWN = "higher is better", "lower is better"
-_MORE, _LESS = "higher = more diverse", "lower = more diverse"
-METRICS: dict[str, Metric] = {
-    "heldout_nll": Metric("held-out NLL (nats/token)", "NLL", _Q, _DOWN),
-    "forward_kl": Metric("forward KL(expert‖model) (nats/token)", "fwd KL", _Q, _DOWN),
-    "expert_loglik": Metric("expert log-lik of samples (nats/token)", "expert loglik", _Q, _UP),
-    "reverse_kl": Metric("reverse KL(model‖expert) on T=1 samples ending in EOS (nats/token)", "rev KL", _Q, _DOWN),
-    "validity": Metric("validity (fraction the expert could write)", "valid", _Q, _UP),
-    "exact_match": Metric("exact match", "EM", _Q, _UP),
-    "bleu": Metric("BLEU vs references (0-100)", "BLEU", _Q, _UP),
-    "rouge1": Metric("ROUGE-1 F vs references", "ROUGE-1", _Q, _UP),
-    "rougeL": Metric("ROUGE-L F vs references", "ROUGE-L", _Q, _UP),
-    "self_bleu_per_input": Metric("Self-BLEU within a prompt's k samples", "self-BLEU/prompt", _D, _LESS),
-    "distinct_2_per_input": Metric("distinct-2 within a prompt's k samples", "dist-2/prompt", _D, _MORE),
-    "self_bleu_across": Metric("Self-BLEU, one sample per prompt pooled", "self-BLEU pooled", _D, _LESS),
-    "distinct_2_across": Metric("distinct-2, one sample per prompt pooled", "dist-2 pooled", _D, _MORE),
-    "ead_2_across": Metric("EAD-2, one sample per prompt pooled", "EAD-2 pooled", _D, _MORE),
-    "entropy_2_across": Metric("bigram entropy (nats), one sample per prompt pooled", "2-gram H pooled", _D, _MORE),
-    "compression_across": Metric("gzip ratio, one sample per prompt pooled", "gzip pooled", _D, _MORE),
-    "policy_entropy": Metric("policy entropy at sampled states (nats/token)", "policy H", _D, _MORE),
-    "reward_quality_spearman": Metric("Spearman(return, per-sample quality)", "ρ(return, q)", _R,
-                                      "higher = reward tracks quality"),
-    "best_of_k_gain": Metric("per-sample quality gained by best-of-k on return", "best-of-k gain", _R, _UP),
-    "mean_length": Metric("mean sample length (tokens incl. EOS)", "length", "descriptive", "descriptive"),
-    "terminated": Metric("fraction of samples that ended with EOS", "ended", "descriptive", "descriptive"),
-}
-
-
-def estimate(value: float, lo: float | None = None, hi: float | None = None, n: int = 1) -> dict:
-    """One figure: a point estimate with its 95% interval when it has one, and the count behind it."""
-    return {"value": float(value), "lo": None if lo is None else float(lo), "hi": None if hi is None else float(hi),
-            "n": int(n)}
-
-
 def _over_prompts(per_prompt: Sequence[float], config: EvalConfig) -> dict:
-    mean, lo, hi = bootstrap_ci(per_prompt, n_boot=config.n_boot, seed=config.sample_seed)
-    return estimate(mean, lo, hi, len(per_prompt))
+    return mean_over_prompts(per_prompt, n_boot=config.n_boot, seed=config.sample_seed)
 
 
 # ---------------------------------------------------------------------------- the task
@@ -322,7 +266,7 @@ def evaluate_model(model, tokenizer, task: EvalTask, config: EvalConfig, *, samp
 
     Samples are drawn (and saved to `samples_path` if given) unless `samples` are passed, e.g.
     read back with `llm_irl.generation.load_jsonl` to recompute the figures without sampling again.
-    Each figure is {"value", "lo", "hi", "n"} (`estimate`); lo/hi are a 95% bootstrap interval
+    Each figure is {"value", "lo", "hi", "n"} (`llm_irl.metrics.stats.estimate`); lo/hi are a 95% bootstrap interval
     over prompts where the metric is per prompt, None where it is pooled.
     """
     if samples is None:
@@ -349,67 +293,26 @@ def evaluate_expert(task: EvalTask, config: EvalConfig, vocab_size: int) -> dict
     return {"metrics": {}, "temperatures": {"expert": text_metrics(groups, task, config, vocab_size)}}
 
 
-# ---------------------------------------------------------------------------- command line
+def evaluate_saved_model(name: str, task: EvalTask, config: EvalConfig, *, trust_remote_code: bool = False,
+                         samples_path: str | None = None, samples: list[Sample] | None = None) -> dict:
+    """Load a model by name (directory, hub name or builtin:tiny) on the GPU when there is one and
+    evaluate it: the content of `llm-irl evaluate`'s eval.json, its settings included."""
+    import torch
 
+    from llm_irl.modeling import load_model, load_tokenizer
 
-def format_estimate(e: dict | None) -> str:
-    if e is None:
-        return "–"
-    if e["lo"] is None:
-        return f"{e['value']:.3f}"
-    return f"{e['value']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]"
+    tok = load_tokenizer(name, trust_remote_code=trust_remote_code)
+    model = load_model(name, trust_remote_code=trust_remote_code)
+    model.to("cuda" if torch.cuda.is_available() else "cpu")
+    return {"model": name, "settings": asdict(config),
+            **evaluate_model(model, tok, task, config, samples_path=samples_path, samples=samples)}
 
 
 def format_table(result: dict) -> str:
     """Rows = metrics, columns = temperatures; each cell a value and its 95% CI over prompts."""
     temps = list(result["temperatures"])
-    names = [n for n in METRICS if any(n in result["temperatures"][t] for t in temps)]
-    lines = ["| metric | how to read | " + " | ".join(f"T={t}" for t in temps) + " |", "|---" * (len(temps) + 2) + "|"]
-    for n in names:
-        cells = [format_estimate(result["temperatures"][t].get(n)) for t in temps]
-        lines.append(f"| {METRICS[n].label} | {METRICS[n].sense} | " + " | ".join(cells) + " |")
-    for n, e in result["metrics"].items():
-        cells = [f"{format_estimate(e)} (all T)"] + [""] * (len(temps) - 1)
-        lines.append(f"| {METRICS[n].label} | {METRICS[n].sense} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-USAGE = ("usage: llm-irl evaluate MODEL [--output eval.json] [--samples samples.jsonl | --from_samples "
-         "samples.jsonl] [--trust_remote_code] [--key value ...]")
-
-
-def main(argv: list[str]) -> int:
-    """`llm-irl evaluate MODEL [--key value ...]`: keys are EvalConfig's, plus where to write the figures
-    (--output) and the samples (--samples), or samples to score instead of sampling (--from_samples)."""
-    import torch
-
-    from llm_irl.cli import UsageError
-    from llm_irl.modeling import load_model, load_tokenizer
-    from llm_irl.recipe import parse_flags
-    from llm_irl.report import write_atomic
-
-    if argv and argv[0] in ("-h", "--help"):
-        print(USAGE + "\n\n" + "\n".join(f"  --{f.name}: {f.metadata['help']}" for f in fields(EvalConfig)))
-        return 0
-    if not argv or argv[0].startswith("-"):
-        raise UsageError(USAGE)
-    name, flags = argv[0], parse_flags(argv[1:])
-    output = flags.pop("output", "eval.json")
-    samples_path = flags.pop("samples", None)
-    reuse = flags.pop("from_samples", None)
-    trust = flags.pop("trust_remote_code", "false").lower() in ("true", "1", "yes")
-    config = eval_config(flags)
-    task = load_task(config)
-    tok = load_tokenizer(name, trust_remote_code=trust)
-    model = load_model(name, trust_remote_code=trust)
-    model.to("cuda" if torch.cuda.is_available() else "cpu")
-    samples = load_jsonl(reuse) if reuse else None
-    if samples is not None and len(samples) != len(task.prompts) * config.k * len(config.temperatures):
-        raise UsageError(f"--from_samples {reuse}: {len(samples)} samples, but the settings ask for "
-                         f"{len(task.prompts)} prompts x k={config.k} x {len(config.temperatures)} temperatures")
-    result = {"model": name, "settings": asdict(config),
-              **evaluate_model(model, tok, task, config, samples_path=samples_path, samples=samples)}
-    write_atomic(output, json.dumps(result, indent=1))
-    print(format_table(result))
-    print(f"wrote {os.path.abspath(output)}" + (f" and {samples_path}" if samples_path else ""))
-    return 0
+    columns = {f"T={t}": result["temperatures"][t] for t in temps}
+    names = [n for n in METRICS if any(n in c for c in columns.values())]
+    overall = [[METRICS[n].label, METRICS[n].sense, f"{format_estimate(e)} (all T)", *[""] * (len(temps) - 1)]
+               for n, e in result["metrics"].items()]
+    return "\n".join(metric_table(columns, names, overall))

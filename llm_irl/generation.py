@@ -2,8 +2,9 @@
 
 Sampling itself is `llm_irl.rollout.generate_rollouts` (KV cache, left-padded batches, pure
 sampling from softmax(logits/T) with nucleus top_p). This module adds what evaluation needs on
-top: a sweep over temperatures, a progress bar, a seed per batch derived from one run seed, and
-one JSONL row per sample, so every text metric can be recomputed later without sampling again.
+top: a sweep over temperatures, a progress bar, a seed per batch derived from one run seed
+(`llm_irl.seeding.derive_seed`), and one JSONL row per sample, so every text metric can be
+recomputed later without sampling again.
 
 run as (through the CLI):
     llm-irl evaluate runs/quickstart/iq --samples samples.jsonl
@@ -21,9 +22,9 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
+from llm_irl.files import write_atomic
 from llm_irl.rollout import completion_text, generate_rollouts
+from llm_irl.seeding import derive_seed
 
 
 @dataclass
@@ -40,11 +41,6 @@ class Sample:
     logprobs: list[float]
     completion_ids: list[int]
     terminated: bool
-
-
-def batch_seed(seed: int, temperature_index: int, batch_index: int) -> int:
-    """A distinct, reproducible torch seed for each generate batch of a run."""
-    return int(np.random.SeedSequence([seed, temperature_index, batch_index]).generate_state(1)[0])
 
 
 def generate_samples(
@@ -64,8 +60,8 @@ def generate_samples(
 
     Prompts go to `generate_rollouts` a few at a time (`batch_size // k` prompts, so one
     generate call holds about `batch_size` sequences) so the progress bar moves, and each call
-    gets its own seed from `batch_seed`: same model, prompts, k, batch_size and seed give the
-    same samples.
+    gets its own seed, `derive_seed(seed, temperature_index, batch_index)`: same model, prompts, k,
+    batch_size and seed give the same samples.
     """
     from tqdm.auto import tqdm
 
@@ -84,7 +80,7 @@ def generate_samples(
                 out = generate_rollouts(
                     model, tokenizer, ids[start: start + per_call], max_new_tokens=max_new_tokens,
                     temperature=temperature, top_p=top_p, num_samples=k, batch_size=per_call * k,
-                    seed=batch_seed(seed, t_index, b_index),
+                    seed=derive_seed(seed, t_index, b_index),
                 )
                 for j, (completion, logprobs, terminated) in enumerate(
                         zip(out.completion_ids, out.logprobs, out.terminated)):
@@ -101,8 +97,6 @@ def generate_samples(
 
 def save_jsonl(samples: Sequence[Sample], path: str) -> None:
     """One JSON object per line, written atomically (a crash never leaves half a file)."""
-    from llm_irl.report import write_atomic  # here, not at the top: report -> evaluate -> generation
-
     write_atomic(path, "".join(json.dumps(asdict(s)) + "\n" for s in samples))
 
 

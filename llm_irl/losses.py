@@ -6,6 +6,14 @@ Offline IQ-Learn with the χ² regulariser (DESIGN.md §3), with λ = td_weight:
 
 λ = 0 is behaviour cloning (SFT) exactly. Every loss is a token-mean over action positions and
 returns `(loss, stats)`, stats being detached scalars for logging.
+
+How the terminal (EOS) transition enters the χ² term is `terminal_td` (DESIGN.md §3, the length bias):
+with V(s') = 0 after EOS, a χ² term that shrinks every r toward 0 is minimised by the zero-reward
+soft Bellman values, under which every non-terminal state is worth its future entropy (> 0) and
+stopping is worth 0, so the regulariser prefers policies that never stop. `include` is IQ-Learn's
+choice (that bias); `absorbing` weights the terminal transition's χ² by (1 − γ) as LS-IQ's absorbing
+state does; `exclude` leaves the reward of stopping free, which removes the bias: on a tabular MDP
+with free logits the learned length equals the expert's at every λ (tests/test_terminal_bias.py).
 """
 
 from __future__ import annotations
@@ -15,11 +23,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from llm_irl.soft_q import IGNORE_INDEX, TokenMDP, first_action_value, policy_entropy, token_mdp, upcast
-
-
-def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp_min(1)
+from llm_irl.soft_q import (
+    IGNORE_INDEX,
+    TokenMDP,
+    first_action_value,
+    masked_mean,
+    policy_entropy,
+    token_mdp,
+    upcast,
+)
 
 
 def sft_loss(logits: torch.Tensor, labels: torch.Tensor, *, log_entropy: bool = True) -> tuple[torch.Tensor, dict]:
@@ -32,12 +44,31 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor, *, log_entropy: bool = 
     return loss, stats
 
 
+TERMINAL_TD = ("include", "absorbing", "exclude")
+
+
+def chi2_weights(mdp: TokenMDP, *, gamma: float, terminal_td: str) -> torch.Tensor:
+    """Weight of each transition's r² in the χ² term: 1 for every non-terminal action, and for the
+    EOS action 1 (`include`), 1 − γ (`absorbing`) or 0 (`exclude`); 0 off the action positions."""
+    if terminal_td not in TERMINAL_TD:
+        raise ValueError(f"terminal_td must be one of {TERMINAL_TD}, got {terminal_td!r}")
+    eos_weight = {"include": 1.0, "absorbing": 1.0 - gamma, "exclude": 0.0}[terminal_td]
+    weights = mdp.mask.to(mdp.q.dtype)
+    return weights if eos_weight == 1.0 else weights.masked_fill(mdp.terminal, eos_weight)
+
+
+def chi2_term(r: torch.Tensor, mdp: TokenMDP, *, gamma: float, terminal_td: str) -> torch.Tensor:
+    """Σ w·r² over the batch's actions divided by their number (token-mean, like the NLL beside it)."""
+    weights = chi2_weights(mdp, gamma=gamma, terminal_td=terminal_td)
+    return (weights * r.square()).sum() / mdp.mask.sum().clamp_min(1)
+
+
 def _iq_stats(mdp: TokenMDP, nll: torch.Tensor, r: torch.Tensor, td: torch.Tensor) -> dict:
     with torch.no_grad():
         return {
             "nll": nll.detach(),
             "td": td.detach(),
-            "reward": _masked_mean(r, mdp.mask).detach(),
+            "reward": masked_mean(r, mdp.mask).detach(),
             "v0": first_action_value(mdp).detach(),
         }
 
@@ -47,16 +78,18 @@ def _iq_stats(mdp: TokenMDP, nll: torch.Tensor, r: torch.Tensor, td: torch.Tenso
 # in how they obtain Q, V and V(s').
 
 
-def iq_objective(mdp: TokenMDP, *, gamma: float, td_weight: float) -> tuple[torch.Tensor, dict]:
-    """Token-mean of `−(Q(s,a) − V(s)) + td_weight·r²` over the action positions of `mdp`."""
+def iq_objective(mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: str = "include"):
+    """Token-mean of `−(Q(s,a) − V(s)) + td_weight·w·r²` over the action positions of `mdp`
+    (w from `chi2_weights`)."""
     r = mdp.reward(gamma)
-    nll = _masked_mean(-mdp.log_pi, mdp.mask)
-    td = _masked_mean(r.square(), mdp.mask)
+    nll = masked_mean(-mdp.log_pi, mdp.mask)
+    td = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td)
     # −(Q − V) = −α·log π, so the first term is α times the NLL
     return mdp.alpha * nll + td_weight * td, _iq_stats(mdp, nll, r, td)
 
 
-def value_head_objective(mdp: TokenMDP, values: torch.Tensor, *, gamma: float, td_weight: float):
+def value_head_objective(mdp: TokenMDP, values: torch.Tensor, *, gamma: float, td_weight: float,
+                         terminal_td: str = "include"):
     """The (π, V_ψ) form: `−α·log π + λ·(α·log π + V_ψ(s) − γ·V_ψ(s'))²`, V_ψ(s') = 0 after EOS.
 
     `values` [B, T] is the head's V_ψ at every position; the policy still comes from `mdp`.
@@ -65,14 +98,32 @@ def value_head_objective(mdp: TokenMDP, values: torch.Tensor, *, gamma: float, t
     values = upcast(values)
     v_next = values[:, 1:].masked_fill(mdp.terminal, 0.0)
     r = alpha * log_pi + values[:, :-1] - gamma * v_next
-    nll = _masked_mean(-log_pi, mdp.mask)
-    td = _masked_mean(r.square(), mdp.mask)
+    nll = masked_mean(-log_pi, mdp.mask)
+    td = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td)
     head_mdp = TokenMDP(q=mdp.q, v=values[:, :-1], v_next=v_next, mask=mdp.mask, terminal=mdp.terminal,
                         actions=mdp.actions, alpha=alpha)
     return alpha * nll + td_weight * td, _iq_stats(head_mdp, nll, r, td)
 
 
-def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float, td_weight: float):
+def offset_objective(mdp: TokenMDP, offsets: torch.Tensor, *, gamma: float, td_weight: float,
+                     terminal_td: str = "include"):
+    """IQ with `Q(s, ·) = logits(s, ·) + b(s)`: a learned scalar b per state, which the softmax never sees.
+
+    A bias-free LM head can shift all of a state's logits together only by moving its hidden state,
+    so when the χ² term asks for a lower V(s') the cheapest move left is to lower the logits along
+    π(·|s'), which flattens the policy there and, before an EOS, delays stopping. The offset b(s)
+    makes that shift free, as it is in a tabular MDP, while π, and so the likelihood term, are those
+    of the logits. `offsets` [B, T] is b at every position (zero-initialised head: the logits form).
+    """
+    b = upcast(offsets)
+    shifted = TokenMDP(q=mdp.q + b[:, :-1], v=mdp.v + b[:, :-1],
+                       v_next=(mdp.v_next + b[:, 1:]).masked_fill(mdp.terminal, 0.0),
+                       mask=mdp.mask, terminal=mdp.terminal, actions=mdp.actions, alpha=mdp.alpha)
+    return iq_objective(shifted, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td)
+
+
+def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float, td_weight: float,
+                        terminal_td: str = "include"):
     """Online IQ-Learn (χ²) on a batch mixing demonstrations and policy samples.
 
         L = −E_demo[Q(s,a) − γ·V(s')] + E_mix[V(s) − γ·V(s')] + λ·E_mix[r²]
@@ -84,11 +135,15 @@ def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float,
     """
     demo = mdp.mask & ~is_policy[:, None]
     r = mdp.reward(gamma)
-    td = _masked_mean(r.square(), mdp.mask)
-    loss = -_masked_mean(r, demo) + _masked_mean(mdp.v - gamma * mdp.v_next, mdp.mask) + td_weight * td
-    stats = _iq_stats(mdp, _masked_mean(-mdp.log_pi, demo), r, td)
-    stats["reward"] = _masked_mean(r, demo).detach()
-    stats["reward_policy"] = _masked_mean(r, mdp.mask & is_policy[:, None]).detach()
+    td = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td)
+    reward_loss = -masked_mean(r, demo)  # raise the demonstrations' implied reward
+    value_loss = masked_mean(mdp.v - gamma * mdp.v_next, mdp.mask)  # lower V along the mixture's states
+    chi2_loss = td_weight * td  # keep implied rewards small (χ² divergence)
+    loss = reward_loss + value_loss + chi2_loss
+    stats = _iq_stats(mdp, masked_mean(-mdp.log_pi, demo), r, td)
+    stats.update(reward_loss=reward_loss.detach(), value_loss=value_loss.detach(), chi2_loss=chi2_loss.detach())
+    stats["reward"] = masked_mean(r, demo).detach()
+    stats["reward_policy"] = masked_mean(r, mdp.mask & is_policy[:, None]).detach()
     return loss, stats
 
 
@@ -110,16 +165,19 @@ def iq_loss(
     gamma: float = 0.99,
     td_weight: float = 0.1,
     alpha: float = 1.0,
+    terminal_td: str = "include",
     log_entropy: bool = True,
 ) -> tuple[torch.Tensor, dict]:
     """Offline inverse soft-Q loss with V taken from the logits.
 
-    Returns the token-mean over action tokens of `−(Q(s,a) − V(s)) + td_weight·r²` and stats
+    Returns the token-mean over action tokens of `−(Q(s,a) − V(s)) + td_weight·w·r²` (w: 1, or the
+    `terminal_td` weight on EOS actions) and stats
     `nll` (mean −log π), `td` (mean r²), `reward` (mean r), `v0` (mean V of each row's first
     action state) and, if asked, `entropy` (mean policy entropy at action states).
     """
     mdp = token_mdp(logits, labels, eos_token_id=eos_token_id, alpha=alpha)
-    return _with_entropy(iq_objective(mdp, gamma=gamma, td_weight=td_weight), logits, mdp, log_entropy)
+    result = iq_objective(mdp, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td)
+    return _with_entropy(result, logits, mdp, log_entropy)
 
 
 def iq_value_head_loss(
@@ -131,12 +189,13 @@ def iq_value_head_loss(
     gamma: float = 0.99,
     td_weight: float = 0.1,
     alpha: float = 1.0,
+    terminal_td: str = "include",
     log_entropy: bool = True,
 ) -> tuple[torch.Tensor, dict]:
     """`value_head_objective` from full logits and the head's values [B, T] (the lecture's min over π, V)."""
     mdp = token_mdp(logits, labels, eos_token_id=eos_token_id, alpha=alpha)
-    return _with_entropy(value_head_objective(mdp, values, gamma=gamma, td_weight=td_weight), logits, mdp,
-                         log_entropy)
+    result = value_head_objective(mdp, values, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td)
+    return _with_entropy(result, logits, mdp, log_entropy)
 
 
 def online_iq_loss(
@@ -148,9 +207,10 @@ def online_iq_loss(
     gamma: float = 0.99,
     td_weight: float = 0.1,
     alpha: float = 1.0,
+    terminal_td: str = "include",
     log_entropy: bool = True,
 ) -> tuple[torch.Tensor, dict]:
     """`online_iq_objective` from the full logits of a batch mixing demonstrations and policy samples."""
     mdp = token_mdp(logits, labels, eos_token_id=eos_token_id, alpha=alpha)
-    return _with_entropy(online_iq_objective(mdp, is_policy, gamma=gamma, td_weight=td_weight), logits, mdp,
-                         log_entropy)
+    result = online_iq_objective(mdp, is_policy, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td)
+    return _with_entropy(result, logits, mdp, log_entropy)

@@ -1,13 +1,21 @@
-"""Loading models and tokenizers: the standard `from_pretrained` path, safely, or the builtin one."""
+"""Model handles: loading models and tokenizers (`from_pretrained`, safely, or the builtin one), the
+model under its DDP/PEFT wrappers, and eval mode for a block.
+
+What a loss needs from a loaded model's output layer is in `llm_irl.lm_head`; which ids end a
+completion or pad a batch is in `llm_irl.special_tokens`.
+"""
 
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 
 import torch
+from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
 from llm_irl.builtin import is_builtin, load_builtin_model
+from llm_irl.special_tokens import ensure_pad_token
 
 
 def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = False, seed: int = 0):
@@ -38,17 +46,36 @@ def load_tokenizer(name_or_model, *, trust_remote_code: bool = False):
     return ensure_pad_token(tok)
 
 
-def ensure_pad_token(tok):
-    if tok.eos_token_id is None:
-        raise ValueError("the tokenizer has no eos_token; set tokenizer.eos_token so completions can end")
-    if tok.pad_token_id is None:
-        # padding positions are masked out of every loss, so reusing EOS as padding is safe
-        tok.pad_token = tok.eos_token
-    return tok
-
-
 def _check_local(name: str) -> None:
     """A path-looking name that does not exist is a typo, not a Hub id: say so before any lookup."""
     looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]
     if looks_like_path and not os.path.isdir(os.path.expanduser(name)):
         raise FileNotFoundError(f"model directory {name!r} does not exist")
+
+
+def unwrap_model(model: nn.Module, *, keep_peft: bool = False) -> nn.Module:
+    """The model under DDP/DeepSpeed's `.module` and, unless `keep_peft`, PEFT's base model.
+
+    Fully unwrapped it is the transformers model itself (its config, heads and attached
+    submodules such as `value_head`, LoRA layers still injected). `keep_peft=True` stops at a
+    `PeftModel`, whose own `generate` keeps every kind of adapter active.
+    """
+    for _ in range(8):
+        if isinstance(getattr(model, "module", None), nn.Module):
+            model = model.module
+        elif not keep_peft and hasattr(model, "get_base_model") and model.get_base_model() is not model:
+            model = model.get_base_model()
+        else:
+            break
+    return model
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """`model` in eval mode (no dropout) inside the block, its previous mode restored after, even on error."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)

@@ -1,4 +1,4 @@
-"""`llm-irl quickstart`: SFT against inverse soft-Q on the embedded default, offline, in minutes.
+"""The quickstart's settings: SFT against inverse soft-Q (and GAIL) on the embedded default, offline, in minutes.
 
 run as:
     llm-irl quickstart                 # one seed: under a minute on 2 idle CPU cores
@@ -15,11 +15,9 @@ what each model writes.
 
 from __future__ import annotations
 
-import argparse
 import os
 
-from llm_irl.compare import make_plan, run_compare
-from llm_irl.report import all_verdicts, brief_table, verdict_summary, write_report
+from llm_irl.compare import ComparePlan, make_plan
 
 COMMON = {
     "model_name_or_path": "builtin:tiny",
@@ -62,23 +60,8 @@ def compare_recipe(seeds: int = 1, other_trainers: bool = False, output_dir: str
             "arms": {arm: dict(spec) for arm, spec in ARMS.items()}}
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="llm-irl quickstart", description=__doc__.splitlines()[0])
-    p.add_argument("--output_dir", default="runs/quickstart")
-    p.add_argument("--max_steps", type=int, default=COMMON["max_steps"])
-    p.add_argument("--num_prompts", type=int, default=EVAL["num_prompts"])
-    p.add_argument("--num_samples", type=int, default=EVAL["k"], help="samples per prompt (k)")
-    p.add_argument("--seeds", type=int, default=1, help="training and sampling seeds 0..N-1")
-    a = p.parse_args(argv)
-
-    spec = {**compare_recipe(a.seeds, output_dir=a.output_dir), "max_steps": a.max_steps,
-            "num_prompts": a.num_prompts, "k": a.num_samples}
-    plan = make_plan(spec, source="quickstart")
-    results = run_compare(plan, progress=False, log=lambda line: print(line, flush=True))
-    paths = write_report(results, a.output_dir, title="quickstart")
-    print(brief_table(results))
-    print("\n".join(verdict_summary(all_verdicts(results))))
-    print(f"intervals: {results['interval']}")
-    print(f"report: {os.path.abspath(paths['report'])} (plots beside it); "
-          f"{results['runtime_s'] / 60:.1f} min")
-    return 0
+def quickstart_plan(*, seeds: int = 1, output_dir: str = "runs/quickstart", max_steps: int = COMMON["max_steps"],
+                    num_prompts: int = EVAL["num_prompts"], k: int = EVAL["k"]) -> ComparePlan:
+    """The quickstart's comparison of ARMS, with the budget and evaluation size the command line chose."""
+    spec = {**compare_recipe(seeds, output_dir=output_dir), "max_steps": max_steps, "num_prompts": num_prompts, "k": k}
+    return make_plan(spec, source="quickstart")

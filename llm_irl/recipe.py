@@ -6,21 +6,23 @@
     td_weight: 0.1              # any field of the trainer's config
 
 Command-line flags (`--key value` or `--key=value`) override the YAML. Every value goes through
-the config's own argument parser, so an unknown key or a badly typed value is refused by name.
+the config's own argument parser, so an unknown key or a badly typed value is refused by name;
+the ones a flag cannot spell (null, an empty list) keep their YAML meaning. `parse_config` is the
+one path from values to config dataclasses: training recipes (`build`) and evaluation settings
+(`llm_irl.evaluate.eval_config`) both go through it.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import typing
 from dataclasses import dataclass, field, fields
 
 import yaml
 from transformers import HfArgumentParser
 
-
-class ConfigError(ValueError):
-    """A recipe or flag that cannot be used; the message names the key."""
+from llm_irl.errors import ConfigError
 
 
 @dataclass
@@ -59,6 +61,8 @@ class _Parser(HfArgumentParser):
 
 
 def _to_argv(values: dict) -> list[str]:
+    """`--key value ...` for the parser: a list as its items, a dict as JSON (nulls and the lists a flag
+    cannot spell never get here: see `_split_values`)."""
     argv = []
     for key, value in values.items():
         if isinstance(value, (list, tuple)):
@@ -68,6 +72,11 @@ def _to_argv(values: dict) -> list[str]:
         else:
             argv += [f"--{key}", str(value)]
     return argv
+
+
+def parse_bool(value) -> bool:
+    """A recipe or flag value as a switch: YAML booleans as they are, "true"/"1"/"yes" (any case) as true."""
+    return value if isinstance(value, bool) else str(value).lower() in ("true", "1", "yes")
 
 
 def parse_flags(argv: list[str]) -> dict[str, str]:
@@ -107,30 +116,59 @@ def load_yaml(path: str) -> dict:
     return data
 
 
-def build(recipe: dict, overrides: dict[str, str], registry: dict, source: str = "recipe"):
-    """(ScriptArguments, trainer config) from YAML values and string overrides."""
+def parse_config(classes: tuple[type, ...], recipe: dict, overrides: dict | None = None, source: str = "recipe"):
+    """The dataclasses `classes` filled from YAML values and string overrides, each value through its
+    field's own argument parser: an unknown key, a badly typed value or a failed range check
+    (a config's `__post_init__`) is a one-line `ConfigError` naming the key."""
+    overrides = overrides or {}
     merged = {**recipe, **overrides}
-    name = merged.get("trainer")
-    if name is None:
-        raise ConfigError(f"{source}: missing key 'trainer' (one of {', '.join(registry)})")
-    if name not in registry:
-        raise ConfigError(f"unknown trainer {name!r}; choose one of {', '.join(registry)}")
-    config_cls = registry[name][1]
-    known = {f.name for f in fields(ScriptArguments)} | {f.name for f in fields(config_cls) if f.init}
+    known = {f.name for cls in classes for f in fields(cls) if f.init}
+    where = {key: "command line" if key in overrides else source for key in merged}
     for key in merged:
         if key not in known:
-            where = "command line" if key in overrides else source
             hint = difflib.get_close_matches(key, known, n=1)
-            raise ConfigError(f"{where}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-    parser = _Parser((ScriptArguments, config_cls), allow_abbrev=False)
-    nulls = {k: None for k, v in merged.items() if v is None}
-    parser.set_defaults(**nulls)
+            raise ConfigError(f"{where[key]}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    parser = _Parser(classes, allow_abbrev=False)
     try:
-        script, config = parser.parse_args_into_dataclasses(
-            args=_to_argv({k: v for k, v in merged.items() if v is not None}), return_remaining_strings=False
-        )
+        spelled, given = _split_values(parser, classes, merged, where)
+        parser.set_defaults(**given)
+        return tuple(parser.parse_args_into_dataclasses(args=_to_argv(spelled), return_remaining_strings=False))
     except ConfigError:
         raise
     except ValueError as e:  # a config's own range check (__post_init__)
         raise ConfigError(str(e).strip().splitlines()[0]) from None
-    return script, config
+
+
+def _split_values(parser, classes, merged: dict, where: dict[str, str]) -> tuple[dict, dict]:
+    """(values spelled as flags, values given to the parser as they are).
+
+    A flag cannot spell null, nor an empty list (a list flag wants at least one value), nor a list
+    for a field that argparse reads as one value (`report_to: str | list[str]`): those are given
+    as they are, so null means None and a list means that list, empty or not.
+    """
+    actions = {a.dest: a for a in parser._actions}
+    # the annotations, not `Field.type`: HfArgumentParser rewrites that in place (`str | list[str]` -> str)
+    takes_list = {name for cls in classes for name, hint in typing.get_type_hints(cls).items() if "list" in str(hint)}
+    spelled, given = {}, {}
+    for key, value in merged.items():
+        several = isinstance(value, (list, tuple))
+        if value is None:
+            given[key] = None
+        elif several and key in takes_list and (not value or actions[key].nargs not in ("+", "*")):
+            convert = actions[key].type if callable(actions[key].type) else (lambda v: v)
+            given[key] = [convert(v) for v in value]
+        elif several and not value:
+            raise ConfigError(f"{where[key]}: {key!r} takes one value, not an empty list")
+        else:
+            spelled[key] = value
+    return spelled, given
+
+
+def build(recipe: dict, overrides: dict[str, str], registry: dict, source: str = "recipe"):
+    """(ScriptArguments, trainer config) from YAML values and string overrides."""
+    name = {**recipe, **overrides}.get("trainer")
+    if name is None:
+        raise ConfigError(f"{source}: missing key 'trainer' (one of {', '.join(registry)})")
+    if name not in registry:
+        raise ConfigError(f"unknown trainer {name!r}; choose one of {', '.join(registry)}")
+    return parse_config((ScriptArguments, registry[name][1]), recipe, overrides, source)

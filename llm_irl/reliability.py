@@ -1,11 +1,11 @@
-"""No lost work: signals end a run with a checkpoint, checkpoints are marked complete, bad losses stop.
+"""No lost work: a signal ends a run with a checkpoint, and a checkpoint counts only once complete.
 
 - `GracefulStop` turns SIGTERM/SIGINT into "save a checkpoint at the end of this step, then stop".
 - `mark_complete` / `last_complete_checkpoint`: a checkpoint folder counts only once every file in
   it is written; the marker is the last file written, so a kill mid-save never yields a corrupt
   "latest" to resume from.
-- `NonFiniteLossError`: a NaN or inf loss stops the run before the optimiser step, so the last
-  checkpoint stays good (or, with `nan_policy="skip"`, the step's gradients are dropped).
+- `last_complete_checkpoint` is also what a NaN or inf loss names when the trainers stop on it
+  (`errors.NonFiniteLossError`, raised before the optimiser step so that checkpoint stays good).
 """
 
 from __future__ import annotations
@@ -18,10 +18,6 @@ from transformers import TrainerCallback
 
 COMPLETE_MARKER = ".llm_irl_complete"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN or inf."""
 
 
 def mark_complete(checkpoint_dir: str) -> None:

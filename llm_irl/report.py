@@ -1,4 +1,4 @@
-"""The compare report: verdicts with intervals, markdown tables and PNG plots, written atomically.
+"""The compare report: verdicts with intervals and the markdown that states them (plots: `llm_irl.plots`).
 
 A winner is claimed only when the best arm's 95% interval is disjoint from every other arm's;
 otherwise the report says the intervals overlap and claims no winner. Disjoint intervals are a
@@ -10,39 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from contextlib import contextmanager
 
-from llm_irl.evaluate import METRICS, format_estimate
-
-# quality axis of the plots: the first of these the evaluation has
-PLOT_QUALITY = ("expert_loglik", "exact_match", "rouge1", "bleu")
-# diversity axes: per-input (within a prompt's k samples) and across-input (one sample per prompt)
-PLOT_DIVERSITY = ("self_bleu_per_input", "distinct_2_across")
-
-
-@contextmanager
-def atomic_path(path: str):
-    """Yield a temporary path in the same folder as `path`, renamed onto it when the block succeeds:
-    readers never see half a file, and a crash leaves the previous version in place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; the result should read like any other file
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def write_atomic(path: str, text: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
+from llm_irl.files import write_atomic
+from llm_irl.metrics.catalogue import METRICS, format_estimate, markdown_table, metric_table
+from llm_irl.plots import PLOT_DIVERSITY, write_plots
 
 
 # ---------------------------------------------------------------------------- verdicts
@@ -140,13 +111,6 @@ def verdict_summary(verdicts: list[dict]) -> list[str]:
 # ---------------------------------------------------------------------------- markdown
 
 
-def _table(columns: dict[str, dict], names: list[str]) -> list[str]:
-    """Rows = metrics, columns = arms (and the expert)."""
-    head = ["| metric | how to read | " + " | ".join(columns) + " |", "|---" * (len(columns) + 2) + "|"]
-    return head + [f"| {METRICS[n].label} | {METRICS[n].sense} | "
-                   + " | ".join(format_estimate(col.get(n)) for col in columns.values()) + " |" for n in names]
-
-
 def markdown(results: dict, verdicts: list[dict], plots: list[str], title: str) -> str:
     summary, expert = results["summary"], results["expert"]
     arms = list(summary)
@@ -188,13 +152,13 @@ def markdown(results: dict, verdicts: list[dict], plots: list[str], title: str) 
     overall = {arm: summary[arm]["metrics"] for arm in arms}
     if any(overall.values()):
         lines += ["## Held-out demonstrations (no sampling)", "",
-                  *_table(overall, [n for n in METRICS if n in overall[arms[0]]]), ""]
+                  *metric_table(overall, [n for n in METRICS if n in overall[arms[0]]]), ""]
     for t in temps:
         columns = {arm: summary[arm]["temperatures"][t] for arm in arms}
         if expert:
             columns["expert (own samples)"] = expert["temperatures"]["expert"]
         names = [n for n in METRICS if any(n in c for c in columns.values())]
-        lines += [f"## Temperature {t}", "", *_table(columns, names), ""]
+        lines += [f"## Temperature {t}", "", *metric_table(columns, names), ""]
     lines += ["## Files", "",
               "`results.json` holds every figure above and each run's own; each run's model, `samples.jsonl` "
               "(every sample with its per-token log-probs) and `eval.json` are in `runs/ARM/seedS/`.", ""]
@@ -216,122 +180,10 @@ def brief_table(results: dict) -> str:
     if expert:
         rows.append(("-", "expert", expert["temperatures"]["expert"]))
     names = [n for n in BRIEF if any(n in figures for _, _, figures in rows)]
-    head = ["| T | arm | " + " | ".join(METRICS[n].short for n in names) + " |", "|---" * (len(names) + 2) + "|"]
-    body = [f"| {t} | {who} | " + " | ".join(format_estimate(f.get(n)) for n in names) + " |" for t, who, f in rows]
+    table = markdown_table(["T", "arm", *(METRICS[n].short for n in names)],
+                           [[t, who, *(format_estimate(f.get(n)) for n in names)] for t, who, f in rows])
     legend = [f"{METRICS[n].short}: {METRICS[n].label}, {METRICS[n].sense}" for n in names]
-    return "\n".join(head + body + ["", *legend])
-
-
-# ---------------------------------------------------------------------------- plots
-
-
-def _plot_quality(figures: dict) -> str | None:
-    return next((q for q in PLOT_QUALITY if q in figures), None)
-
-
-def _errors(points: list[dict]) -> list[list[float]] | None:
-    """matplotlib's asymmetric error bars, or None when a point has no interval."""
-    if any(p["lo"] is None for p in points):
-        return None
-    return [[p["value"] - p["lo"] for p in points], [p["hi"] - p["value"] for p in points]]
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: no display needed, none opened
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: str) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    _pyplot().close(fig)
-
-
-PANEL_TITLES = {"self_bleu_per_input": "Per-input diversity (k samples of the same prompt)",
-                "distinct_2_across": "Across-input diversity (one sample per prompt)"}
-
-
-def plot_quality_vs_diversity(results: dict, path: str) -> bool:
-    """One panel per diversity axis; one curve per arm through its temperatures; the expert as a star."""
-    summary, expert = results["summary"], results["expert"]
-    arms = list(summary)
-    temps = list(summary[arms[0]]["temperatures"])
-    first = summary[arms[0]]["temperatures"][temps[0]]
-    quality = _plot_quality(first)
-    axes_x = [d for d in PLOT_DIVERSITY if d in first]
-    if quality is None or not axes_x:
-        return False
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, len(axes_x), figsize=(6.5 * len(axes_x), 5.4), squeeze=False)
-    for ax, div in zip(axes[0], axes_x):
-        for arm in arms:
-            pts = [summary[arm]["temperatures"][t] for t in temps]
-            xs = [p[div]["value"] for p in pts]
-            ys = [p[quality]["value"] for p in pts]
-            line = ax.errorbar(xs, ys, xerr=_errors([p[div] for p in pts]), yerr=_errors([p[quality] for p in pts]),
-                               marker="o", capsize=3, label=arm)
-            for x, y, t in zip(xs, ys, temps):
-                ax.annotate(f"T={t}", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8,
-                            color=line[0].get_color())
-        if expert and div in expert["temperatures"]["expert"]:
-            e = expert["temperatures"]["expert"]
-            ax.plot([e[div]["value"]], [e[quality]["value"]], marker="*", markersize=15, color="black",
-                    linestyle="none", label="expert (its own samples)")
-        reversed_ = METRICS[div].sign < 0
-        if reversed_:
-            ax.invert_xaxis()  # keep "more diverse" to the right on every panel
-        ax.set_title(PANEL_TITLES.get(div, METRICS[div].label), fontsize=10)
-        count = f"k={results['eval']['k']}" if div.endswith("_per_input") else f"{results['eval']['num_prompts']} texts"
-        ax.set_xlabel(f"{METRICS[div].label} ({count})\n→ more diverse"
-                      + (" (axis reversed: lower Self-BLEU)" if reversed_ else ""))
-        ax.set_ylabel(f"{METRICS[quality].label}\n↑ {METRICS[quality].sense}")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=9)
-    fig.suptitle("Quality against diversity: each point is one sampling temperature T; up = better quality, "
-                 "right = more diverse; the expert's star is the target\n"
-                 f"{results['eval']['num_prompts']} prompts × k={results['eval']['k']} samples; "
-                 f"bars: {results['interval']}", fontsize=10)
-    fig.tight_layout()
-    _save(fig, path)
-    return True
-
-
-def plot_by_temperature(results: dict, path: str) -> bool:
-    """Each headline metric against temperature, one line per arm, the expert as a dashed line."""
-    summary, expert = results["summary"], results["expert"]
-    arms = list(summary)
-    temps = list(summary[arms[0]]["temperatures"])
-    first = summary[arms[0]]["temperatures"][temps[0]]
-    names = [n for n in (_plot_quality(first), *PLOT_DIVERSITY, "policy_entropy") if n in first]
-    if not names:
-        return False
-    plt = _pyplot()
-    cols = min(2, len(names))
-    rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 4.2 * rows), squeeze=False)
-    for ax, name in zip(axes.flat, names):
-        for arm in arms:
-            pts = [summary[arm]["temperatures"][t][name] for t in temps]
-            ax.errorbar([float(t) for t in temps], [p["value"] for p in pts], yerr=_errors(pts), marker="o",
-                        capsize=3, label=arm)
-        if expert and name in expert["temperatures"]["expert"]:
-            ax.axhline(expert["temperatures"]["expert"][name]["value"], color="black", linestyle="--", linewidth=1,
-                       label="expert (its own samples)")
-        ax.set_title(f"{METRICS[name].label}\n({METRICS[name].sense})", fontsize=10)
-        ax.set_xlabel("sampling temperature T")
-        ax.set_xticks([float(t) for t in temps])
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    for ax in list(axes.flat)[len(names):]:
-        ax.set_visible(False)
-    fig.suptitle(f"Each headline metric against sampling temperature; bars: {results['interval']}", fontsize=11)
-    fig.tight_layout()
-    _save(fig, path)
-    return True
+    return "\n".join(table + ["", *legend])
 
 
 # ---------------------------------------------------------------------------- all of it
@@ -344,12 +196,8 @@ def write_report(results: dict, output_dir: str, title: str = "compare") -> dict
     results = {**results, "verdicts": verdicts}
     paths = {"results": os.path.join(output_dir, "results.json")}
     write_atomic(paths["results"], json.dumps(results, indent=1))
-    plots = []
-    for name, plot in (("quality_vs_diversity.png", plot_quality_vs_diversity),
-                       ("by_temperature.png", plot_by_temperature)):
-        if plot(results, os.path.join(output_dir, name)):
-            plots.append(name)
-            paths[name] = os.path.join(output_dir, name)
+    plots = write_plots(results, output_dir)
+    paths.update(plots)
     paths["report"] = os.path.join(output_dir, "report.md")
-    write_atomic(paths["report"], markdown(results, verdicts, plots, title))
+    write_atomic(paths["report"], markdown(results, verdicts, list(plots), title))
     return paths

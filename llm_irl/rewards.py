@@ -20,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from llm_irl.data import pad_batch
-from llm_irl.rollout import resolve_eos_pad
-from llm_irl.soft_q import IGNORE_INDEX, policy_entropy, token_mdp
+from llm_irl.batching import labelled_row, pad_batch
+from llm_irl.modeling import eval_mode
+from llm_irl.soft_q import policy_entropy, token_mdp
+from llm_irl.special_tokens import resolve_eos_pad
 
 
 @dataclass
@@ -57,14 +58,12 @@ def implied_rewards(
     if any(len(c) == 0 for c in completion_ids):
         raise ValueError("every completion needs at least one token (the first action)")
     eos, pad = resolve_eos_pad(model, tokenizer)
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     rewards: list[list[float]] = []
     entropy_sum, entropy_count = 0.0, 0
-    try:
+    with eval_mode(model):
         for start in range(0, len(prompt_ids), batch_size):
-            rows = [{"input_ids": [*p, *c], "labels": [IGNORE_INDEX] * len(p) + list(c)}  # prompt = state, not actions
+            rows = [labelled_row(p, c)  # the prompt is the initial state, not actions
                     for p, c in zip(prompt_ids[start: start + batch_size], completion_ids[start: start + batch_size])]
             batch = {k: v.to(device) for k, v in pad_batch(rows, pad).items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -75,8 +74,6 @@ def implied_rewards(
             n = int(mask.sum())
             entropy_sum += float(policy_entropy(logits[:, :-1], mdp.mask, alpha=alpha)) * n
             entropy_count += n
-    finally:
-        model.train(was_training)
     return ImpliedRewards(rewards=rewards, returns=[discounted_return(r, gamma) for r in rewards],
                           mean_entropy=entropy_sum / max(entropy_count, 1))
 

@@ -23,7 +23,20 @@ from typing import Any
 
 import torch
 
-__all__ = ["Rollouts", "completion_text", "generate_rollouts", "resolve_eos_pad"]
+from llm_irl.batching import labelled_row, pad, pad_batch
+from llm_irl.modeling import eval_mode, unwrap_model
+from llm_irl.seeding import seeded
+from llm_irl.special_tokens import resolve_eos_pad
+
+__all__ = ["Rollouts", "completion_text", "generate_rollouts"]
+
+# Checkpoint defaults neutralised (HF's global top_k=50, a repo's repetition_penalty, ...): on-policy
+# samples must come from softmax(logits / temperature), optionally nucleus-cut, and nothing else.
+PURE_SAMPLING: dict[str, Any] = {
+    "do_sample": True, "top_k": 0, "min_p": None, "top_h": None, "typical_p": 1.0, "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "num_beams": 1,
+    "num_return_sequences": 1, "use_cache": True,
+}
 
 
 @dataclass
@@ -60,25 +73,11 @@ class Rollouts:
         """
         if len(self) == 0:
             raise ValueError("Rollouts is empty: nothing to batch.")
-        lengths = [len(p) + len(c) for p, c in zip(self.prompt_ids, self.completion_ids)]
-        B, T = len(self), max(lengths)
-        input_ids = torch.full((B, T), pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((B, T), dtype=torch.long)
-        labels = torch.full((B, T), -100, dtype=torch.long)
-        old_logprobs = torch.zeros((B, T), dtype=torch.float32)
-        for i, (p, c, lp) in enumerate(zip(self.prompt_ids, self.completion_ids, self.logprobs)):
-            n_p, n = len(p), len(p) + len(c)
-            input_ids[i, :n] = torch.tensor(p + c, dtype=torch.long)
-            attention_mask[i, :n] = 1
-            labels[i, n_p:n] = torch.tensor(c, dtype=torch.long)
-            old_logprobs[i, n_p:n] = torch.tensor(lp, dtype=torch.float32)
-        return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "labels": labels,
-            "old_logprobs": old_logprobs,
-            "terminated": torch.tensor(self.terminated, dtype=torch.bool),
-        }
+        batch = pad_batch([labelled_row(p, c) for p, c in zip(self.prompt_ids, self.completion_ids)], pad_token_id)
+        batch["old_logprobs"] = pad([[0.0] * len(p) + list(lp) for p, lp in zip(self.prompt_ids, self.logprobs)],
+                                    0.0, dtype=torch.float32)
+        batch["terminated"] = torch.tensor(self.terminated, dtype=torch.bool)
+        return batch
 
 
 def completion_text(tokenizer: Any, completion_ids: Sequence[int], terminated: bool) -> str:
@@ -91,50 +90,6 @@ def completion_text(tokenizer: Any, completion_ids: Sequence[int], terminated: b
     return tokenizer.decode(ids, skip_special_tokens=False)
 
 
-def _as_id_list(x: int | Sequence[int] | None) -> list[int]:
-    if x is None:
-        return []
-    if isinstance(x, int):
-        return [x]
-    return [int(i) for i in x]
-
-
-def resolve_eos_pad(model: Any, tokenizer: Any | None) -> tuple[list[int], int]:
-    """EOS ids and pad id for sampling.
-
-    EOS set: the tokenizer's ``eos_token_id`` (an int or a list) together with the model's
-    ``generation_config.eos_token_id``; chat models often list several end-of-turn ids there
-    (Llama-3, Qwen2.5) and stopping on any of them is what users expect. Tokenizer ids come first.
-    Pad: the tokenizer's ``pad_token_id``, else the generation config's, else the first EOS id
-    (padding never reaches the model unmasked, so reusing EOS is safe).
-    """
-    gen_cfg = getattr(model, "generation_config", None)
-    eos: list[int] = []
-    for source in (getattr(tokenizer, "eos_token_id", None), getattr(gen_cfg, "eos_token_id", None)):
-        eos += [i for i in _as_id_list(source) if i not in eos]
-    if not eos:
-        raise ValueError(
-            "No EOS token id: give the tokenizer an eos_token or set model.generation_config.eos_token_id."
-        )
-    pad = getattr(tokenizer, "pad_token_id", None)
-    if pad is None:
-        pad = getattr(gen_cfg, "pad_token_id", None)
-    if isinstance(pad, (list, tuple)):
-        pad = pad[0] if pad else None
-    return eos, int(pad) if pad is not None else eos[0]
-
-
-def _left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    width = max(len(p) for p in prompts)
-    input_ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-    for i, p in enumerate(prompts):
-        if len(p):
-            input_ids[i, width - len(p):] = torch.as_tensor(list(p), dtype=torch.long)
-            attention_mask[i, width - len(p):] = 1
-    return input_ids.to(device), attention_mask.to(device)
-
-
 def _sample_batch(
     model: Any,
     prompts: Sequence[Sequence[int]],
@@ -143,7 +98,8 @@ def _sample_batch(
     gen_kwargs: dict[str, Any],
 ) -> tuple[list[list[int]], list[list[float]], list[bool]]:
     device = next(model.parameters()).device
-    input_ids, attention_mask = _left_pad(prompts, pad_id, device)
+    input_ids = pad(prompts, pad_id, "left").to(device)
+    attention_mask = pad([[1] * len(p) for p in prompts], 0, "left").to(device)
     out = model.generate(
         input_ids=input_ids,
         attention_mask=attention_mask,
@@ -192,7 +148,7 @@ def generate_rollouts(
         model: a HF causal LM, possibly wrapped by accelerate/DDP (``.module`` is unwrapped) or a
             peft ``PeftModel``. Put in eval mode for sampling (no dropout), then restored.
         tokenizer: anything with ``eos_token_id`` (int or list) and ``pad_token_id`` (may be None),
-            or None to use ``model.generation_config``; see ``resolve_eos_pad``.
+            or None to use ``model.generation_config``; see ``special_tokens.resolve_eos_pad``.
         prompts: token ids per prompt (non-empty; they are left-padded per batch).
         max_new_tokens: length limit; a completion reaching it without EOS is truncated.
         temperature, top_p: sampling distribution ``softmax(logits/temperature)`` with nucleus
@@ -200,8 +156,8 @@ def generate_rollouts(
             the checkpoint's ``generation_config`` says, so samples come from the policy itself.
         num_samples: samples per prompt; sample ``k`` of prompt ``i`` is at index ``i*num_samples+k``.
         batch_size: sequences per ``generate`` call.
-        seed: if given, ``torch.manual_seed(seed)`` inside ``torch.random.fork_rng`` (global RNG state
-            is left untouched). Same seed, prompts and batch_size -> same samples.
+        seed: if given, sampling draws from ``seeding.seeded(seed)`` (the global RNG state is left
+            untouched). Same seed, prompts and batch_size -> same samples.
         **generate_kwargs: passed to ``generate`` (e.g. ``min_new_tokens``, ``bad_words_ids``); they
             change what is sampled, but ``logprobs`` stay those of the raw policy.
 
@@ -216,52 +172,24 @@ def generate_rollouts(
         raise ValueError("Empty prompt: every prompt needs at least one token (e.g. BOS).")
 
     # DDP / accelerate wrappers hide generate() behind `.module`; a PeftModel has its own generate
-    # (adapters active), so only unwrap what cannot generate.
-    while not hasattr(model, "generate") and hasattr(model, "module"):
-        model = model.module
+    # (adapters active), so it stays.
+    model = unwrap_model(model, keep_peft=True)
     eos, pad_id = resolve_eos_pad(model, tokenizer)
     gen_kwargs: dict[str, Any] = dict(
-        do_sample=True,
-        temperature=temperature,
-        top_p=top_p,
-        # Neutralise checkpoint defaults (HF's global top_k=50, a repo's repetition_penalty, ...):
-        # on-policy samples must come from softmax(logits / temperature), optionally nucleus-cut.
-        top_k=0,
-        min_p=None,
-        top_h=None,
-        typical_p=1.0,
-        epsilon_cutoff=0.0,
-        eta_cutoff=0.0,
-        repetition_penalty=1.0,
-        no_repeat_ngram_size=0,
-        num_beams=1,
-        num_return_sequences=1,
-        max_new_tokens=max_new_tokens,
-        eos_token_id=eos,
-        pad_token_id=pad_id,
-        use_cache=True,
+        PURE_SAMPLING, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+        eos_token_id=eos, pad_token_id=pad_id,
     )
     gen_kwargs.update(generate_kwargs)
 
     expanded = [list(p) for p in prompts for _ in range(num_samples)]
     result = Rollouts()
-    was_training = model.training
     device = next(model.parameters()).device
-    fork_devices = [device] if device.type != "cpu" else []
-    model.eval()
-    try:
-        with torch.no_grad(), torch.random.fork_rng(
-            devices=fork_devices, enabled=seed is not None, device_type=device.type if fork_devices else "cuda"
-        ):
-            if seed is not None:
-                torch.manual_seed(seed)
-            for start in range(0, len(expanded), batch_size):
-                chunk = expanded[start: start + batch_size]
-                completions, logprobs, terminated = _sample_batch(model, chunk, eos, pad_id, gen_kwargs)
-                result.prompt_ids += chunk
-                result.completion_ids += completions
-                result.logprobs += logprobs
-                result.terminated += terminated
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad(), seeded(seed, device):
+        for start in range(0, len(expanded), batch_size):
+            chunk = expanded[start: start + batch_size]
+            completions, logprobs, terminated = _sample_batch(model, chunk, eos, pad_id, gen_kwargs)
+            result.prompt_ids += chunk
+            result.completion_ids += completions
+            result.logprobs += logprobs
+            result.terminated += terminated
     return result

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import torch
 
-from llm_irl.data import encode_prompt_completion, pad_batch
+from llm_irl.batching import pad_batch
+from llm_irl.data import encode_prompt_completion
+from llm_irl.modeling import eval_mode
 from llm_irl.soft_q import action_mask, token_logprobs
 
 
@@ -17,22 +19,20 @@ def completion_logprobs(
     The completion is tokenised exactly as in training (EOS appended), so this is the
     model-side counterpart of an expert's `score`.
     """
-    was_training = model.training
-    model.eval()
     device = next(model.parameters()).device
     rows = [
         encode_prompt_completion(tokenizer, p, c, max_length=max_length)
         for p, c in zip(prompts, completions, strict=True)
     ]
     out: list[tuple[float, int]] = []
-    for start in range(0, len(rows), batch_size):
-        batch = pad_batch(rows[start : start + batch_size], tokenizer.pad_token_id)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        sums = token_logprobs(logits, batch["labels"]).sum(-1)  # zero off actions
-        counts = action_mask(batch["labels"]).sum(-1)
-        out.extend((float(s), int(n)) for s, n in zip(sums, counts))
-    model.train(was_training)
+    with eval_mode(model):
+        for start in range(0, len(rows), batch_size):
+            batch = pad_batch(rows[start : start + batch_size], tokenizer.pad_token_id)
+            batch = {k: v.to(device) for k, v in batch.items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            sums = token_logprobs(logits, batch["labels"]).sum(-1)  # zero off actions
+            counts = action_mask(batch["labels"]).sum(-1)
+            out.extend((float(s), int(n)) for s, n in zip(sums, counts))
     return out
 
 

@@ -49,6 +49,14 @@ class TokenMDP:
         return self.q - gamma * self.v_next
 
 
+def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """``Σ x·m / max(Σ m, 1)`` (0 for an empty mask); plain mean when ``mask`` is None."""
+    if mask is None:
+        return x.mean()
+    m = mask.to(x.dtype)
+    return (x * m).sum() / m.sum().clamp_min(1.0)
+
+
 def eos_mask(tokens: torch.Tensor, eos_token_id: int | Sequence[int] | None) -> torch.Tensor:
     """True where `tokens` is an end-of-sequence id (several ids allowed, as in Llama 3)."""
     if eos_token_id is None:

@@ -11,9 +11,8 @@ from llm_irl.chunked import (
     chunked_policy_entropy,
     chunked_sft_loss,
     chunked_token_mdp,
-    lm_head_hidden,
-    plain_lm_head,
 )
+from llm_irl.lm_head import lm_head_hidden, plain_lm_head
 from llm_irl.losses import iq_loss, sft_loss
 from llm_irl.soft_q import policy_entropy, token_mdp
 from tiny_models import tiny_lm

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from llm_irl.cli import main
+from llm_irl.errors import ConfigError
 from llm_irl.quickstart import ARMS, recipe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -140,6 +141,47 @@ def test_every_training_recipe_parses():
             continue  # compare recipes have their own schema
         # bf16 needs a GPU; everything else must parse here
         build(data, {"bf16": "false", "gradient_checkpointing": "false"}, TRAINERS, source=name)
+
+
+SHAPES = {  # recipe value -> what the config holds; each YAML shape a recipe may use
+    "scalar": ({"td_weight": 0.25}, lambda script, config: config.td_weight == 0.25),
+    "scalar for a list key": ({"report_to": "none"}, lambda script, config: config.report_to == []),
+    "list": ({"lora_target_modules": ["q_proj", "v_proj"]},
+             lambda script, config: script.lora_target_modules == ["q_proj", "v_proj"]),
+    "list for a str-or-list key": ({"report_to": ["tensorboard", "wandb"]},
+                                   lambda script, config: config.report_to == ["tensorboard", "wandb"]),
+    "empty list": ({"report_to": []}, lambda script, config: config.report_to == []),
+    "empty list for a list key": ({"lora_target_modules": []}, lambda script, config: script.lora_target_modules == []),
+    "dict": ({"lr_scheduler_kwargs": {"num_cycles": 2}},
+             lambda script, config: config.lr_scheduler_kwargs == {"num_cycles": 2}),
+    "null": ({"eval_steps": None, "dataset_config": None},
+             lambda script, config: config.eval_steps is None and script.dataset_config is None),
+}
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_recipe_value_shapes(shape):
+    from llm_irl.recipe import build
+    from llm_irl.trainers import TRAINERS
+
+    values, holds = SHAPES[shape]
+    script, config = build({**recipe("iq", "unused"), **values}, {}, TRAINERS)
+    assert holds(script, config), (script, config)
+
+
+def test_an_empty_list_for_a_one_value_key_is_refused_by_name():
+    from llm_irl.recipe import build
+    from llm_irl.trainers import TRAINERS
+
+    with pytest.raises(ConfigError, match="recipe: 'max_steps' takes one value, not an empty list"):
+        build({**recipe("iq", "unused"), "max_steps": []}, {}, TRAINERS)
+
+
+def test_train_with_an_empty_report_to(tmp_path):
+    """`report_to: []` once failed with `argument --report_to/--report-to: expected one argument`."""
+    path = _recipe(tmp_path, report_to=[], save_strategy="no")
+    assert main(["train", path]) == 0
+    assert json.load(open(os.path.join(tmp_path, "iq", "training_args.json")))["report_to"] == []
 
 
 @pytest.mark.parametrize("text,message", [("", "the recipe is empty"), ("- a\n- b\n", "a recipe must be a mapping")])

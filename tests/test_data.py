@@ -5,7 +5,8 @@ import json
 import pytest
 from tiny_models import tokenizer
 
-from llm_irl.data import DataError, DemoCollator, encode_messages, load_demonstrations, read_rows
+from llm_irl.batching import DemoCollator
+from llm_irl.data import DataError, encode_messages, load_demonstrations, read_rows
 
 TOK = tokenizer()
 EOS = TOK.eos_token_id

@@ -8,10 +8,12 @@ import math
 import pytest
 
 from llm_irl import cli
-from llm_irl.compare import make_plan, parse_seeds, run_compare, seed_interval, summarize, t_quantile
-from llm_irl.evaluate import EvalConfig, estimate, load_task, text_metrics
+from llm_irl.compare import make_plan, parse_seeds, run_compare, summarize
+from llm_irl.errors import ConfigError
+from llm_irl.evaluate import EvalConfig, eval_config, load_task, text_metrics
+from llm_irl.metrics.stats import estimate, seed_interval, t_quantile
 from llm_irl.quickstart import ARMS, COMMON, compare_recipe
-from llm_irl.recipe import ConfigError, load_yaml
+from llm_irl.recipe import load_yaml
 from llm_irl.report import all_verdicts, verdict, verdict_summary, write_report
 
 TINY = {
@@ -151,6 +153,17 @@ def test_parse_seeds():
     assert parse_seeds([0, 7]) == [0, 7] and parse_seeds("0,7") == [0, 7]
     with pytest.raises(ConfigError):
         parse_seeds([1, 1])
+
+
+def test_eval_config_takes_recipe_values_and_flag_strings():
+    assert eval_config({"temperatures": [0.5, 1.0], "k": 2}).temperatures == [0.5, 1.0]
+    assert eval_config({"temperatures": "0.5,1", "k": "2", "references": "false"}) == EvalConfig(
+        temperatures=[0.5, 1.0], k=2, references=False)
+    assert eval_config({"dataset_config": None}).dataset_config is None
+    with pytest.raises(ConfigError, match="temperatures must be a non-empty list"):
+        eval_config({"temperatures": []})
+    with pytest.raises(ConfigError, match="command line: unknown key 'temperature' \\(did you mean 'temperatures'"):
+        eval_config({"temperature": "1.0"}, source="command line")
 
 
 def test_quickstart_recipes_spell_the_embedded_default():

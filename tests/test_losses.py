@@ -32,8 +32,10 @@ def random_batch(seed=0, B=4, T=7):
     return logits, labels
 
 
-def brute_force_iq(logits, labels, gamma, td_weight, alpha):
-    """One action at a time with plain floats: V by explicit sum over the vocabulary."""
+def brute_force_iq(logits, labels, gamma, td_weight, alpha, terminal_td="include"):
+    """One action at a time with plain floats: V by explicit sum over the vocabulary; the EOS
+    action's r² weighted 1 (include), 1 − γ (absorbing) or 0 (exclude)."""
+    eos_weight = {"include": 1.0, "absorbing": 1.0 - gamma, "exclude": 0.0}[terminal_td]
     B, T, V = logits.shape
     def v_of(b, t):
         return alpha * math.log(sum(math.exp(float(logits[b, t, a]) / alpha) for a in range(V)))
@@ -47,27 +49,31 @@ def brute_force_iq(logits, labels, gamma, td_weight, alpha):
             v = v_of(b, t)
             v_next = 0.0 if a == EOS else v_of(b, t + 1)
             r = q - gamma * v_next
-            terms.append(-(q - v) + td_weight * r * r)
+            w = eos_weight if a == EOS else 1.0
+            terms.append(-(q - v) + td_weight * w * r * r)
             nlls.append(-(q - v) / alpha)
-            tds.append(r * r)
+            tds.append(w * r * r)
     n = len(terms)
     return sum(terms) / n, sum(nlls) / n, sum(tds) / n
 
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("gamma,td_weight,alpha", [(0.99, 0.1, 1.0), (1.0, 0.5, 1.0), (0.9, 1.0, 0.5), (0.95, 0.0, 2.0)])
-def test_iq_loss_matches_brute_force(seed, gamma, td_weight, alpha):
+@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude"])
+def test_iq_loss_matches_brute_force(seed, gamma, td_weight, alpha, terminal_td):
     logits, labels = random_batch(seed)
-    loss, stats = iq_loss(logits.double(), labels, eos_token_id=EOS, gamma=gamma, td_weight=td_weight, alpha=alpha)
-    want_loss, want_nll, want_td = brute_force_iq(logits.double(), labels, gamma, td_weight, alpha)
+    loss, stats = iq_loss(logits.double(), labels, eos_token_id=EOS, gamma=gamma, td_weight=td_weight, alpha=alpha,
+                          terminal_td=terminal_td)
+    want_loss, want_nll, want_td = brute_force_iq(logits.double(), labels, gamma, td_weight, alpha, terminal_td)
     assert loss.item() == pytest.approx(want_loss, abs=1e-6)
     assert stats["nll"].item() == pytest.approx(want_nll, abs=1e-6)
     assert stats["td"].item() == pytest.approx(want_td, abs=1e-6)
 
 
-def test_td_weight_zero_is_cross_entropy():
+@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude"])
+def test_td_weight_zero_is_cross_entropy(terminal_td):
     logits, labels = random_batch(3)
-    loss, _ = iq_loss(logits, labels, eos_token_id=EOS, td_weight=0.0)
+    loss, _ = iq_loss(logits, labels, eos_token_id=EOS, td_weight=0.0, terminal_td=terminal_td)
     ce = F.cross_entropy(logits[:, :-1].reshape(-1, VOCAB), labels[:, 1:].reshape(-1), ignore_index=-100)
     assert torch.allclose(loss, ce, atol=1e-6)
     assert torch.allclose(sft_loss(logits, labels)[0], ce, atol=1e-6)
@@ -103,11 +109,16 @@ def test_q_equals_v_plus_alpha_log_pi():
     assert torch.allclose(mdp.q, mdp.v + alpha * log_pi, atol=1e-5)
 
 
-def test_value_head_loss_matches_brute_force():
+EOS_WEIGHT = {"include": lambda gamma: 1.0, "absorbing": lambda gamma: 1.0 - gamma, "exclude": lambda gamma: 0.0}
+
+
+@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude"])
+def test_value_head_loss_matches_brute_force(terminal_td):
     logits, labels = random_batch(5)
     values = torch.randn(labels.shape, generator=torch.Generator().manual_seed(9))
     gamma, lam = 0.9, 0.3
-    loss, stats = iq_value_head_loss(logits.double(), values.double(), labels, eos_token_id=EOS, gamma=gamma, td_weight=lam)
+    loss, stats = iq_value_head_loss(logits.double(), values.double(), labels, eos_token_id=EOS, gamma=gamma,
+                                     td_weight=lam, terminal_td=terminal_td)
     terms = []
     for b in range(labels.shape[0]):
         for t in range(labels.shape[1] - 1):
@@ -117,7 +128,8 @@ def test_value_head_loss_matches_brute_force():
             logp = float(torch.log_softmax(logits[b, t].double(), -1)[a])
             v_next = 0.0 if a == EOS else float(values[b, t + 1])
             r = logp + float(values[b, t]) - gamma * v_next
-            terms.append(-logp + lam * r * r)
+            w = EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0
+            terms.append(-logp + lam * w * r * r)
     assert loss.item() == pytest.approx(sum(terms) / len(terms), abs=1e-6)
 
 
@@ -140,7 +152,7 @@ def test_policy_entropy_matches_definition():
     assert torch.allclose(policy_entropy(logits[:, :-1], mask, chunk=3), want, atol=1e-6)
 
 
-def brute_force_online(logits, labels, is_policy, gamma, lam):
+def brute_force_online(logits, labels, is_policy, gamma, lam, terminal_td="include"):
     B, T, V = logits.shape
     demo_r, mix_v, mix_r2 = [], [], []
     for b in range(B):
@@ -154,19 +166,25 @@ def brute_force_online(logits, labels, is_policy, gamma, lam):
             if not is_policy[b]:
                 demo_r.append(r)
             mix_v.append(v - gamma * v_next)
-            mix_r2.append(r * r)
+            mix_r2.append((EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0) * r * r)
     mean = lambda xs: sum(xs) / len(xs)
     return -mean(demo_r) + mean(mix_v) + lam * mean(mix_r2)
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_online_iq_loss_matches_brute_force(seed):
+@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude"])
+def test_online_iq_loss_matches_brute_force(seed, terminal_td):
     from llm_irl.losses import online_iq_loss
 
     logits, labels = random_batch(seed)
     is_policy = torch.tensor([False, True, False, True])
-    loss, stats = online_iq_loss(logits.double(), labels, is_policy, eos_token_id=EOS, gamma=0.9, td_weight=0.3)
-    assert loss.item() == pytest.approx(brute_force_online(logits.double(), labels, is_policy, 0.9, 0.3), abs=1e-6)
+    loss, stats = online_iq_loss(logits.double(), labels, is_policy, eos_token_id=EOS, gamma=0.9, td_weight=0.3,
+                                 terminal_td=terminal_td)
+    want = brute_force_online(logits.double(), labels, is_policy, 0.9, 0.3, terminal_td)
+    assert loss.item() == pytest.approx(want, abs=1e-6)
+    # the named terms are the loss, summed
+    parts = stats["reward_loss"] + stats["value_loss"] + stats["chi2_loss"]
+    assert parts.item() == pytest.approx(loss.item(), abs=1e-9)
     assert "reward_policy" in stats
 
 
@@ -178,3 +196,31 @@ def test_online_iq_without_policy_rows_is_offline_iq():
     online, _ = online_iq_loss(logits.double(), labels, none, eos_token_id=EOS, gamma=0.95, td_weight=0.2)
     offline, _ = iq_loss(logits.double(), labels, eos_token_id=EOS, gamma=0.95, td_weight=0.2)
     assert online.item() == pytest.approx(offline.item(), abs=1e-9)
+
+
+@pytest.mark.parametrize("terminal_td", ["include", "exclude"])
+def test_offset_objective_matches_brute_force(terminal_td):
+    """Q = logits + b(s): the policy is the logits', V and Q carry the per-state offset b."""
+    from llm_irl.losses import offset_objective
+
+    logits, labels = random_batch(8)
+    offsets = torch.randn(labels.shape, generator=torch.Generator().manual_seed(4)).double()
+    gamma, lam = 0.9, 0.4
+    mdp = token_mdp(logits.double(), labels, eos_token_id=EOS)
+    loss, stats = offset_objective(mdp, offsets, gamma=gamma, td_weight=lam, terminal_td=terminal_td)
+    terms = []
+    for b in range(labels.shape[0]):
+        for t in range(labels.shape[1] - 1):
+            a = int(labels[b, t + 1])
+            if a == -100:
+                continue
+            logp = float(torch.log_softmax(logits[b, t].double(), -1)[a])
+            q = float(logits[b, t, a]) + float(offsets[b, t])
+            v_next = 0.0 if a == EOS else float(torch.logsumexp(logits[b, t + 1].double(), -1)) + float(offsets[b, t + 1])
+            r = q - gamma * v_next
+            w = EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0
+            terms.append(-logp + lam * w * r * r)
+    assert loss.item() == pytest.approx(sum(terms) / len(terms), abs=1e-6)
+    zero, _ = offset_objective(mdp, torch.zeros_like(offsets), gamma=gamma, td_weight=lam, terminal_td=terminal_td)
+    plain, _ = iq_loss(logits.double(), labels, eos_token_id=EOS, gamma=gamma, td_weight=lam, terminal_td=terminal_td)
+    assert zero.item() == pytest.approx(plain.item(), abs=1e-9)  # a zero offset is the logits form

@@ -250,8 +250,8 @@ def test_bootstrap_ci_contains_mean_and_shrinks():
 def test_per_input_hand_checked():
     groups = [["a a", "a a"], ["a b", "c d"]]  # distinct-1: 1/4 and 4/4
     result = per_input(distinct_n, groups, n=1)
-    assert result["mean"] == pytest.approx(0.625)
-    assert result["lo"] <= result["mean"] <= result["hi"]
+    assert result["value"] == pytest.approx(0.625)
+    assert result["lo"] <= result["value"] <= result["hi"]
     assert (result["n"], result["k"]) == (2, 2)
 
 
@@ -261,7 +261,7 @@ def test_per_input_refuses_unequal_groups():
 
 
 def test_across_input_pools():
-    assert across_input(distinct_n, ["a b", "a c"], n=1) == {"value": 0.75, "n": 2}
+    assert across_input(distinct_n, ["a b", "a c"], n=1) == {"value": 0.75, "lo": None, "hi": None, "n": 2}
 
 
 def test_distinct_depends_on_sample_count():

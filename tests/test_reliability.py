@@ -15,7 +15,8 @@ from tiny_models import demos, tiny_lm, tokenizer
 
 from llm_irl import IQConfig, IQTrainer
 from llm_irl.quickstart import recipe
-from llm_irl.reliability import COMPLETE_MARKER, NonFiniteLossError, last_complete_checkpoint
+from llm_irl.errors import NonFiniteLossError
+from llm_irl.reliability import COMPLETE_MARKER, last_complete_checkpoint
 
 CLI = os.path.join(os.path.dirname(sys.executable), "llm-irl")
 

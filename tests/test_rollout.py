@@ -8,7 +8,8 @@ import pytest
 import torch
 import transformers
 
-from llm_irl.rollout import Rollouts, generate_rollouts, resolve_eos_pad
+from llm_irl.rollout import Rollouts, generate_rollouts
+from llm_irl.special_tokens import resolve_eos_pad
 
 VOCAB, EOS, EOS2, PAD = 64, 3, 4, 0
 PROMPTS = [[1, 10, 11, 12, 13], [1, 20], [1, 30, 31]]  # unequal lengths: left padding matters

@@ -1,4 +1,7 @@
-"""Pure-function diversity and quality metrics, and their aggregation over prompts."""
+"""Pure-function diversity and quality metrics, and their aggregation into figures with intervals.
+
+What each reported figure means and how it is tabulated: `llm_irl.metrics.catalogue`.
+"""
 
 from llm_irl.metrics.diversity import (
     compression_ratio,
@@ -11,7 +14,16 @@ from llm_irl.metrics.diversity import (
     self_bleu_naive,
 )
 from llm_irl.metrics.quality import bleu, exact_match, extract_last_number, rouge, sentence_rouge1
-from llm_irl.metrics.stats import across_input, bootstrap_ci, equalize_counts, per_input
+from llm_irl.metrics.stats import (
+    across_input,
+    bootstrap_ci,
+    equalize_counts,
+    estimate,
+    mean_over_prompts,
+    per_input,
+    seed_interval,
+    t_quantile,
+)
 
 __all__ = [
     "across_input",
@@ -22,13 +34,17 @@ __all__ = [
     "ead",
     "embedding_diversity",
     "equalize_counts",
+    "estimate",
     "exact_match",
     "extract_last_number",
+    "mean_over_prompts",
     "ngram_entropy",
     "per_input",
     "policy_entropy",
     "rouge",
     "self_bleu",
     "self_bleu_naive",
+    "seed_interval",
     "sentence_rouge1",
+    "t_quantile",
 ]

@@ -1,4 +1,8 @@
-"""Aggregation of metrics over prompts: bootstrap CIs, per-input and across-input protocols.
+"""Figures with intervals: the one figure shape, bootstrap CIs over prompts, Student-t intervals over
+seeds, and the per-input and across-input protocols.
+
+A figure is ``{"value", "lo", "hi", "n"}`` (:func:`estimate`): the point estimate, its 95%
+interval (``lo``/``hi`` None where there is none, e.g. a pooled metric) and the count behind it.
 
 Sample-count caveat: distinct-n, EAD, n-gram entropy and self-BLEU all change with
 the number of texts pooled (distinct-n falls as more samples from the same source
@@ -9,6 +13,7 @@ of samples per prompt for :func:`per_input`, the same number of prompts for
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,6 +21,12 @@ from typing import Any
 import numpy as np
 
 Groups = Sequence[Sequence[str]]
+
+
+def estimate(value: float, lo: float | None = None, hi: float | None = None, n: int = 1) -> dict:
+    """One figure: a point estimate with its 95% interval when it has one, and the count behind it."""
+    return {"value": float(value), "lo": None if lo is None else float(lo), "hi": None if hi is None else float(hi),
+            "n": int(n)}
 
 
 def bootstrap_ci(
@@ -31,6 +42,12 @@ def bootstrap_ci(
     return float(x.mean()), float(lo), float(hi)
 
 
+def mean_over_prompts(values: Sequence[float], n_boot: int = 1000, alpha: float = 0.05, seed: int = 0) -> dict:
+    """A figure from one value per prompt: their mean with its bootstrap interval, ``n`` = prompts."""
+    mean, lo, hi = bootstrap_ci(values, n_boot=n_boot, alpha=alpha, seed=seed)
+    return estimate(mean, lo, hi, len(values))
+
+
 def per_input(
     metric_fn: Callable[..., float],
     groups: Groups,
@@ -42,7 +59,7 @@ def per_input(
 ) -> dict[str, float | int]:
     """Apply ``metric_fn(group, **kw)`` to each prompt's k samples; bootstrap over prompts.
 
-    Returns ``{"mean", "lo", "hi", "n": prompts, "k": samples per prompt}``. Groups
+    Returns a figure (:func:`estimate`, ``n`` = prompts) with ``"k"``: samples per prompt. Groups
     of unequal size are refused, since the metric's value depends on k.
     """
     if not groups:
@@ -52,16 +69,15 @@ def per_input(
         detail = ", ".join(f"{count} group(s) of {size}" for size, count in sorted(sizes.items()))
         raise ValueError(f"per_input needs equal samples per prompt, got {detail}")
     scores = [metric_fn(list(g), **kw) for g in groups]
-    mean, lo, hi = bootstrap_ci(scores, n_boot=n_boot, alpha=alpha, seed=seed)
-    return {"mean": mean, "lo": lo, "hi": hi, "n": len(groups), "k": len(groups[0])}
+    return {**mean_over_prompts(scores, n_boot=n_boot, alpha=alpha, seed=seed), "k": len(groups[0])}
 
 
 def across_input(metric_fn: Callable[..., float], texts: Sequence[str], **kw: Any) -> dict[str, float | int]:
-    """Apply ``metric_fn`` once to one sample per prompt, pooled: ``{"value", "n": texts}``.
+    """Apply ``metric_fn`` once to one sample per prompt, pooled: a figure with ``n`` = texts, no interval.
 
     No CI: resampling texts with replacement would add duplicates and bias the metric.
     """
-    return {"value": float(metric_fn(list(texts), **kw)), "n": len(texts)}
+    return estimate(metric_fn(list(texts), **kw), n=len(texts))
 
 
 def equalize_counts(groups_a: Groups, groups_b: Groups) -> tuple[list[list[str]], list[list[str]]]:
@@ -77,3 +93,29 @@ def equalize_counts(groups_a: Groups, groups_b: Groups) -> tuple[list[list[str]]
     if k == 0:
         raise ValueError("equalize_counts found a prompt with no samples")
     return [list(g[:k]) for g in groups_a[:m]], [list(g[:k]) for g in groups_b[:m]]
+
+
+def t_quantile(p: float, df: int) -> float:
+    """Quantile of Student's t for p in (0.5, 1); scipy is not a dependency.
+
+    With t = √df·tan θ the density becomes c·cos^(df−1) θ on [0, π/2): bounded and smooth, so
+    Simpson's rule on 2000 panels is accurate to ~1e-9, and bisection on θ finds the quantile.
+    """
+    c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(math.pi)
+
+    def cdf(theta: float) -> float:
+        f = np.cos(np.linspace(0.0, theta, 2001)) ** (df - 1)
+        return 0.5 + c * theta / 6000 * (f[0] + f[-1] + 4 * f[1:-1:2].sum() + 2 * f[2:-1:2].sum())
+
+    lo, hi = 0.0, math.pi / 2
+    for _ in range(60):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if cdf(mid) < p else (lo, mid)
+    return math.sqrt(df) * math.tan((lo + hi) / 2)
+
+
+def seed_interval(values: Sequence[float], level: float = 0.95) -> dict:
+    """Mean over seeds with its Student-t interval, mean ± t·s/√n, as a figure."""
+    x = np.asarray(values, dtype=float)
+    half = t_quantile(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return estimate(x.mean(), x.mean() - half, x.mean() + half, len(x))

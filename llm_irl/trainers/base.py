@@ -3,6 +3,7 @@
 Subclasses implement `demo_loss(model, inputs) -> (loss, stats)`. The trainers are
 `transformers.Trainer`s, so checkpoints, resumption, accelerate/DDP/FSDP/DeepSpeed, callbacks and
 `save_pretrained` output (safetensors, tokenizer, `trainer_state.json`) work as users expect.
+The stats of each loss term are averaged over every process before they are logged.
 """
 
 from __future__ import annotations
@@ -11,12 +12,16 @@ import os
 from collections import defaultdict
 
 import torch
+from accelerate.utils import gather_object
 from transformers import Trainer
 
-from llm_irl.data import DemoCollator, load_demonstrations
-from llm_irl.modeling import ensure_pad_token, load_model, load_tokenizer
-from llm_irl.reliability import GracefulStop, NonFiniteLossError, last_complete_checkpoint, mark_complete
+from llm_irl.batching import DemoCollator
+from llm_irl.data import load_demonstrations
+from llm_irl.errors import NonFiniteLossError
+from llm_irl.modeling import load_model, load_tokenizer
+from llm_irl.reliability import GracefulStop, last_complete_checkpoint, mark_complete
 from llm_irl.soft_q import IGNORE_INDEX
+from llm_irl.special_tokens import ensure_pad_token
 
 
 def wrap_peft(model, peft_config):
@@ -63,15 +68,8 @@ class DemoTrainer(Trainer):
         else:
             eval_dataset = self._tokenize(eval_dataset, processing_class, args, "test")
         data_collator = data_collator or DemoCollator(processing_class.pad_token_id)
-        super().__init__(
-            model=model,
-            args=args,
-            data_collator=data_collator,
-            train_dataset=train_dataset,
-            eval_dataset=eval_dataset,
-            processing_class=processing_class,
-            **kwargs,
-        )
+        super().__init__(model=model, args=args, data_collator=data_collator, train_dataset=train_dataset,
+                         eval_dataset=eval_dataset, processing_class=processing_class, **kwargs)
         # makes Trainer count the action tokens of each accumulated batch (num_items_in_batch)
         self.model_accepts_loss_kwargs = self.token_mean_loss
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
@@ -142,15 +140,26 @@ class DemoTrainer(Trainer):
 
     def log(self, logs: dict, start_time=None) -> None:
         mode = "eval" if any(k.startswith("eval_") for k in logs) else "train"
-        averaged = {name: sum(v) / len(v) for name, v in self._metrics[mode].items() if v}
+        averaged = self._mean_over_processes(self._metrics[mode])
         if mode == "eval":
             averaged = {f"eval_{name}": v for name, v in averaged.items()}
         logs.update(averaged)  # in place: Trainer.evaluate returns this same dict
         self._metrics[mode].clear()
         super().log(logs, start_time)
 
-    def eos_token_ids(self):
-        eos = self.processing_class.eos_token_id
-        model_eos = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
-        ids = {eos} | (set(model_eos) if isinstance(model_eos, list) else {model_eos} if model_eos is not None else set())
-        return sorted(ids)
+    def _mean_over_processes(self, metrics: dict[str, list[float]]) -> dict[str, float]:
+        """Each stat's mean over every value every process recorded since the last log.
+
+        Each process records its own micro-batches' stats; without this a DDP run would log rank
+        0's numbers as if they were global (as TRL, we reduce before logging). Trainer calls `log`
+        on every process, so the collectives below always meet.
+        """
+        names = list(metrics)
+        many = self.accelerator.num_processes > 1
+        if many:  # a stat only some processes recorded is still reduced, on all of them, in one order
+            names = list(dict.fromkeys(n for ranks_names in gather_object([names]) for n in ranks_names))
+        totals = [(sum(metrics.get(n, ())), len(metrics.get(n, ()))) for n in names]
+        if many and names:
+            totals = torch.tensor(totals, dtype=torch.float64, device=self.accelerator.device)
+            totals = self.accelerator.reduce(totals, reduction="sum").tolist()
+        return {n: s / c for n, (s, c) in zip(names, totals) if c > 0}

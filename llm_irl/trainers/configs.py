@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-VALUE_PARAMS = ("logits", "head")
+VALUE_PARAMS = ("logits", "head", "offset")
+TERMINAL_TD = ("include", "absorbing", "exclude")  # llm_irl.losses.TERMINAL_TD, without importing torch here
 
 
 @dataclass
@@ -64,8 +65,34 @@ class SFTConfig(TrainingArguments):
 
 
 @dataclass
-class IQConfig(SFTConfig):
-    """Inverse soft-Q learning (IQ-Learn, χ² form) on demonstrations: MLE plus a TD regulariser."""
+class SamplingConfig:
+    """How a trainer samples from its current policy (online IQ, adversarial IRL): a config mixin.
+
+    Put it before the base config (`class XConfig(SamplingConfig, SFTConfig)`) so its checks run
+    with the others'.
+    """
+
+    max_new_tokens: int = field(default=64, metadata={"help": "Length limit of policy samples; one that reaches "
+                                                              "it without EOS is truncated, not terminal."})
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of policy samples; > 0."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass of policy samples; in (0, 1]."})
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        getattr(super(), "__post_init__", lambda: None)()
+
+
+@dataclass
+class IQConfig(SamplingConfig, SFTConfig):
+    """Inverse soft-Q learning (IQ-Learn, χ² form) on demonstrations: MLE plus a TD regulariser.
+
+    Online IQ (`policy_mix > 0`) samples with the `SamplingConfig` fields.
+    """
 
     gamma: float = field(
         default=0.99, metadata={"help": "Discount γ in the implied reward r = Q(s,a) − γ·V(s'); in (0, 1]."}
@@ -78,10 +105,17 @@ class IQConfig(SFTConfig):
     alpha: float = field(
         default=1.0, metadata={"help": "Entropy temperature α: V = α·logsumexp(Q/α), π = softmax(Q/α)."}
     )
+    terminal_td: str = field(
+        default="include",
+        metadata={"help": "How the terminal (EOS) transition enters the χ² term: 'include' (IQ-Learn: V(s')=0 after "
+                          "EOS, which biases toward never stopping), 'absorbing' (its r² weighted by 1 − γ) or "
+                          "'exclude' (the reward of stopping left free; no length bias)."},
+    )
     value_param: str = field(
         default="logits",
-        metadata={"help": "Where V comes from: 'logits' (V = α·logsumexp of the logits, no new parameters) or "
-                          "'head' (a separate scalar value head V_ψ on the last hidden state)."},
+        metadata={"help": "Where V comes from: 'logits' (V = α·logsumexp of the logits, no new parameters), "
+                          "'head' (a separate scalar value head V_ψ on the last hidden state) or 'offset' "
+                          "(Q = logits + b(s), a learned per-state offset the softmax does not see)."},
     )
 
     policy_mix: float = field(
@@ -92,25 +126,20 @@ class IQConfig(SFTConfig):
     rollout_every: int = field(
         default=1, metadata={"help": "Refresh the policy samples every this many optimiser steps (online IQ)."}
     )
-    max_new_tokens: int = field(default=64, metadata={"help": "Length limit of policy samples (online IQ)."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of policy samples (online IQ)."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass of policy samples (online IQ)."})
 
     def __post_init__(self):
         if not 0.0 <= self.policy_mix < 1.0:
             raise ValueError(f"policy_mix must be in [0, 1), got {self.policy_mix}")
         if self.rollout_every < 1:
             raise ValueError(f"rollout_every must be >= 1, got {self.rollout_every}")
-        if self.max_new_tokens < 1:
-            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.temperature <= 0 or not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"need temperature > 0 and top_p in (0, 1], got {self.temperature} and {self.top_p}")
         if not 0.0 < self.gamma <= 1.0:
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.td_weight < 0:
             raise ValueError(f"td_weight must be >= 0, got {self.td_weight}")
         if self.alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {self.alpha}")
+        if self.terminal_td not in TERMINAL_TD:
+            raise ValueError(f"terminal_td must be one of {TERMINAL_TD}, got {self.terminal_td!r}")
         if self.value_param not in VALUE_PARAMS:
             raise ValueError(f"value_param must be one of {VALUE_PARAMS}, got {self.value_param!r}")
         super().__post_init__()

@@ -16,11 +16,15 @@ import math
 import torch
 from torch import nn
 
-from llm_irl.chunked import chunked_mdp_and_entropy, lm_head_hidden
-from llm_irl.data import pad_batch
-from llm_irl.losses import iq_objective, online_iq_objective, value_head_objective
+from llm_irl.batching import labelled_row, pad_batch, prompts_of
+from llm_irl.chunked import chunked_mdp_and_entropy
+from llm_irl.lm_head import lm_head_hidden
+from llm_irl.losses import iq_objective, offset_objective, online_iq_objective, value_head_objective
+from llm_irl.modeling import unwrap_model
 from llm_irl.rollout import generate_rollouts
+from llm_irl.seeding import derive_seed
 from llm_irl.soft_q import IGNORE_INDEX, policy_entropy, token_mdp
+from llm_irl.special_tokens import eos_token_ids
 from llm_irl.trainers.base import DemoTrainer
 from llm_irl.trainers.configs import IQConfig
 
@@ -36,15 +40,6 @@ def attach_value_head(model: nn.Module) -> nn.Module:
     return model
 
 
-def prompts_of(input_ids: torch.Tensor, labels: torch.Tensor) -> list[list[int]]:
-    """Each row's tokens before its first action (at least one token: the state to act in)."""
-    out = []
-    for ids, lab in zip(input_ids.tolist(), labels.tolist()):
-        first = next((t for t, l in enumerate(lab) if l != IGNORE_INDEX), len(lab))
-        out.append(ids[: max(first, 1)])
-    return out
-
-
 def num_policy_rows(num_demo_rows: int, policy_mix: float) -> int:
     """Policy rows to add to `num_demo_rows` demonstrations so they make `policy_mix` of the batch."""
     return max(1, math.ceil(num_demo_rows * policy_mix / (1.0 - policy_mix)))
@@ -57,7 +52,7 @@ class IQTrainer(DemoTrainer):
 
     def prepare_model(self, model, args):
         self._policy_batch, self._policy_batch_step = None, None
-        return attach_value_head(model) if args.value_param == "head" else model
+        return attach_value_head(model) if args.value_param in ("head", "offset") else model
 
     def forward_mdp(self, model, input_ids, attention_mask, labels, *, want_hidden: bool = False):
         """(TokenMDP, policy entropy or None, last hidden state or None) of one forward pass.
@@ -66,7 +61,7 @@ class IQTrainer(DemoTrainer):
         else from the full logits.
         """
         a = self.args
-        kw = dict(eos_token_id=self.eos_token_ids(), alpha=a.alpha)
+        kw = dict(eos_token_id=eos_token_ids(self.processing_class, self.model), alpha=a.alpha)
         if a.loss_chunk_size is not None and (head := lm_head_hidden(model, input_ids, attention_mask)) is not None:
             mdp, entropy = chunked_mdp_and_entropy(head.hidden, head.weight, labels, lm_head_bias=head.bias,
                                                    chunk_size=a.loss_chunk_size, log_entropy=a.log_entropy, **kw)
@@ -80,18 +75,19 @@ class IQTrainer(DemoTrainer):
         a = self.args
         if a.policy_mix > 0 and model.training:
             return self._online_loss(model, inputs)
-        use_head = a.value_param == "head"
+        use_head = a.value_param in ("head", "offset")
         mdp, entropy, hidden = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"],
                                                 inputs["labels"], want_hidden=use_head)
         if use_head:
-            values = _value_head(model)(hidden).squeeze(-1)
-            loss, stats = value_head_objective(mdp, values, gamma=a.gamma, td_weight=a.td_weight)
+            values = unwrap_model(model).value_head(hidden).squeeze(-1)
+            objective = value_head_objective if a.value_param == "head" else offset_objective
+            loss, stats = objective(mdp, values, gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td)
         else:
-            loss, stats = iq_objective(mdp, gamma=a.gamma, td_weight=a.td_weight)
+            loss, stats = iq_objective(mdp, gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td)
         return loss, _add_entropy(stats, entropy)
 
     def _online_loss(self, model, inputs):
-        if self.args.value_param == "head":
+        if self.args.value_param != "logits":
             raise ValueError("online IQ (policy_mix > 0) supports value_param='logits' only")
         policy = self._policy_samples(model, inputs)
         demo_rows = [{"input_ids": i[m.bool()].tolist(), "labels": l[m.bool()].tolist()}
@@ -100,7 +96,8 @@ class IQTrainer(DemoTrainer):
         batch = {k: v.to(inputs["input_ids"].device) for k, v in batch.items()}
         is_policy = torch.arange(len(batch["input_ids"]), device=batch["input_ids"].device) >= len(demo_rows)
         mdp, entropy, _ = self.forward_mdp(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-        loss, stats = online_iq_objective(mdp, is_policy, gamma=self.args.gamma, td_weight=self.args.td_weight)
+        loss, stats = online_iq_objective(mdp, is_policy, gamma=self.args.gamma, td_weight=self.args.td_weight,
+                                          terminal_td=self.args.terminal_td)
         stats["sample_len"] = sum(len(r["input_ids"]) - r["labels"].count(IGNORE_INDEX) for r in policy) / len(policy)
         return loss, _add_entropy(stats, entropy)
 
@@ -114,12 +111,10 @@ class IQTrainer(DemoTrainer):
             rollouts = generate_rollouts(
                 self.accelerator.unwrap_model(model), self.processing_class, prompts,
                 max_new_tokens=self.args.max_new_tokens, temperature=self.args.temperature, top_p=self.args.top_p,
-                seed=self.args.seed + step,  # seeded by step, so a resumed run samples what it would have
+                # seeded by step and process, so a resumed run samples what it would have
+                seed=derive_seed(self.args.seed, step, self.args.process_index),
             )
-            self._policy_batch = [
-                {"input_ids": p + c, "labels": [IGNORE_INDEX] * len(p) + c}
-                for p, c in zip(rollouts.prompt_ids, rollouts.completion_ids)
-            ]
+            self._policy_batch = [labelled_row(p, c) for p, c in zip(rollouts.prompt_ids, rollouts.completion_ids)]
             self._policy_batch_step = step
         return self._policy_batch
 
@@ -128,12 +123,3 @@ def _add_entropy(stats: dict, entropy) -> dict:
     if entropy is not None:
         stats["entropy"] = entropy
     return stats
-
-
-def _value_head(model) -> nn.Module:
-    """The value head through any wrappers (DDP `.module`, PEFT `.base_model.model`)."""
-    for _ in range(4):
-        if hasattr(model, "value_head"):
-            return model.value_head
-        model = getattr(model, "module", None) or model.base_model.model
-    raise AttributeError("model has no value_head")

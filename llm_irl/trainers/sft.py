@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from llm_irl.chunked import chunked_sft_loss, lm_head_hidden
+from llm_irl.chunked import chunked_sft_loss
+from llm_irl.lm_head import lm_head_hidden
 from llm_irl.losses import sft_loss
 from llm_irl.trainers.base import DemoTrainer
 from llm_irl.trainers.configs import SFTConfig

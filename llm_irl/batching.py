@@ -1,0 +1,85 @@
+"""Token-id rows to padded tensors and back: `pad` (either side), the labels batch every trainer
+consumes, and each row's prompt.
+
+A labelled row is `{"input_ids": [...], "labels": [...]}` with HF conventions: labels aligned with
+`input_ids`, `IGNORE_INDEX` (-100) where a token is not an action (the prompt is the initial state).
+Training batches are right-padded; prompts for `generate` are left-padded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from llm_irl.soft_q import IGNORE_INDEX, action_mask
+
+PADDING_SIDES = ("right", "left")
+
+
+def pad(
+    sequences: Sequence[Sequence[int] | Sequence[float] | torch.Tensor],
+    padding_value: int | float,
+    padding_side: str = "right",
+    pad_to_multiple_of: int | None = None,
+    dtype: torch.dtype | None = None,
+) -> torch.Tensor:
+    """Rows of unequal length stacked into one [B, T] tensor, filled with `padding_value` on `padding_side`.
+
+    Rows are lists or 1-D tensors; the result has `dtype` (default: the first tensor row's dtype,
+    else long) and the first tensor row's device (else CPU). T is the longest row, rounded up to a
+    multiple of `pad_to_multiple_of` when given.
+    """
+    if padding_side not in PADDING_SIDES:
+        raise ValueError(f"padding_side must be one of {PADDING_SIDES}, got {padding_side!r}")
+    like = next((s for s in sequences if isinstance(s, torch.Tensor)), None)
+    dtype = dtype or (like.dtype if like is not None else torch.long)
+    device = like.device if like is not None else None
+    rows = [torch.as_tensor(s, dtype=dtype, device=device) for s in sequences]
+    length = max((len(r) for r in rows), default=0)
+    if pad_to_multiple_of:
+        length = -(-length // pad_to_multiple_of) * pad_to_multiple_of
+    out = torch.full((len(rows), length), padding_value, dtype=dtype, device=device)
+    for i, r in enumerate(rows):
+        if padding_side == "right":
+            out[i, : len(r)] = r
+        else:
+            out[i, length - len(r):] = r
+    return out
+
+
+def labelled_row(prompt_ids: Sequence[int], completion_ids: Sequence[int]) -> dict[str, list[int]]:
+    """A prompt and its completion as one labelled row: the completion's tokens are the actions."""
+    return {"input_ids": [*prompt_ids, *completion_ids], "labels": [IGNORE_INDEX] * len(prompt_ids) + [*completion_ids]}
+
+
+def pad_batch(rows: list[dict], pad_token_id: int, pad_to_multiple_of: int | None = None) -> dict[str, torch.Tensor]:
+    """Right-pad `input_ids` with the pad id and `labels` with -100; build the attention mask."""
+    ids = [r["input_ids"] for r in rows]
+    return {
+        "input_ids": pad(ids, pad_token_id, pad_to_multiple_of=pad_to_multiple_of),
+        "labels": pad([r["labels"] for r in rows], IGNORE_INDEX, pad_to_multiple_of=pad_to_multiple_of),
+        "attention_mask": pad([[1] * len(i) for i in ids], 0, pad_to_multiple_of=pad_to_multiple_of),
+    }
+
+
+def prompts_of(input_ids: torch.Tensor, labels: torch.Tensor) -> list[list[int]]:
+    """Each row's tokens before its first action: the state a policy sample continues from.
+
+    At least one token (a row acting from its first position keeps that token as its state).
+    Multi-turn demos give their first assistant turn's context; later turns stay in the demo.
+    """
+    first = action_mask(labels).int().argmax(dim=1).clamp_min(1).tolist()
+    return [row[:n] for row, n in zip(input_ids.tolist(), first)]
+
+
+@dataclass
+class DemoCollator:
+    """Batches tokenised demonstrations for the trainers (right padding)."""
+
+    pad_token_id: int
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        return pad_batch(rows, self.pad_token_id, self.pad_to_multiple_of)

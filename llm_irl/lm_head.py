@@ -1,0 +1,94 @@
+"""A causal LM's output layer and the hidden states it consumes, so a loss can skip the [B, T, V] logits.
+
+`lm_head_hidden(model, ...)` runs the model (wrappers and all) and returns (hidden, W, b) with
+logits = hidden·Wᵀ + b, or None when the model's logits are not exactly that (soft-capping,
+logit scaling, a LoRA-wrapped or quantised head, a sharded W); the caller then takes the full
+logits. `llm_irl.chunked` turns (hidden, W, b) into losses chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from llm_irl.modeling import unwrap_model
+
+
+class LMHeadInputs(NamedTuple):
+    """What a causal LM's output layer consumes: logits = hidden·weightᵀ + bias."""
+
+    hidden: torch.Tensor  # [B, T, H]
+    weight: torch.Tensor  # [V, H]
+    bias: torch.Tensor | None  # [V] or None
+
+
+# config fields that post-process h·Wᵀ (Gemma 2/3 soft-capping, Cohere and Granite scaling, ...)
+_LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_softcapping", "logit_scale", "logits_scaling", "output_mult")
+_NOT_PLAIN = weakref.WeakSet()  # models whose lm_head check failed once: no second wasted forward
+
+
+def plain_lm_head(model: nn.Module) -> nn.Linear | None:
+    """The model's output layer if its logits are exactly hidden·Wᵀ + b, by config; else None.
+
+    None for logits post-processed by the config, a head that is not a plain `nn.Linear` (a
+    LoRA-wrapped head trains adapters this path would bypass; quantised heads pack W), a
+    sharded W (FSDP2), or a forward without `logits_to_keep`.
+    """
+    inner = unwrap_model(model)
+    if inner in _NOT_PLAIN:
+        return None
+    config = getattr(inner, "config", None)
+    if config is None:
+        return None
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for name in _LOGIT_POSTPROCESSING:
+        if getattr(text_config, name, None) not in (None, 1, 1.0):
+            return None
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    if type(head) is not nn.Linear:
+        return None
+    # FSDP2 shards W as a DTensor (ZeRO-3 empties it outside forward, which the shape check catches)
+    if type(head.weight).__name__ == "DTensor":
+        return None
+    if "logits_to_keep" not in inspect.signature(inner.forward).parameters:
+        return None
+    return head
+
+
+def lm_head_hidden(
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+) -> LMHeadInputs | None:
+    """(hidden [B, T, H], W, b) of a causal LM's forward pass, without its [B, T, V] logits.
+
+    Runs `model` (wrappers and all, so DDP hooks fire) with `logits_to_keep=1`, so only the last
+    position's logits are computed, and takes `hidden_states[-1]`, the final-normed state the
+    head consumes (Llama, Qwen2, Mistral, Gemma, Phi-3, GPT-2, GPT-NeoX, OPT). The last
+    position's logits double as a check: if `hidden[:, -1]·Wᵀ + b` does not reproduce them the
+    model is remembered as unsupported and None is returned, and the caller runs its
+    full-logits path (one wasted forward, once per model).
+    """
+    head = plain_lm_head(model)
+    if head is None:
+        return None
+    out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1, output_hidden_states=True,
+                use_cache=False)
+    hidden = out.hidden_states[-1] if out.hidden_states else None
+    shapes_fit = hidden is not None and hidden.shape[:2] == input_ids.shape
+    if not shapes_fit or head.weight.shape != (out.logits.shape[-1], hidden.shape[-1]):
+        _NOT_PLAIN.add(unwrap_model(model))
+        return None
+    with torch.no_grad():
+        want = out.logits[:, -1].float()
+        if not torch.isfinite(want).all():  # nothing to check against: let the full path surface the NaN
+            return None
+        got = F.linear(hidden[:, -1], head.weight, head.bias).float()
+        tol = 8 * torch.finfo(out.logits.dtype).eps * (1.0 + want.abs().max())
+        if not torch.allclose(got, want, rtol=0.0, atol=float(tol)):
+            _NOT_PLAIN.add(unwrap_model(model))
+            return None
+    return LMHeadInputs(hidden, head.weight, head.bias)

@@ -1,0 +1,75 @@
+"""What each reported figure is and how to read it, and how figures are written in markdown tables.
+
+Every metric the evaluation reports is named once in `METRICS`, with its label, a short column
+header, its kind and which direction is better (or more diverse); the evaluation, the compare
+report, the plots and the verdicts all read it from here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Metric:
+    label: str
+    short: str  # a column header
+    kind: str  # quality | diversity | reward | descriptive
+    sense: str  # how to read it: "higher is better", "lower = more diverse", ... said once, here
+
+    @property
+    def sign(self) -> int:
+        """+1 when higher is better (or more diverse), -1 when lower is, 0 for descriptive figures."""
+        return {"higher": 1, "lower": -1}.get(self.sense.split()[0], 0)
+
+
+_Q, _D, _R = "quality", "diversity", "reward"
+_UP, _DOWN = "higher is better", "lower is better"
+_MORE, _LESS = "higher = more diverse", "lower = more diverse"
+METRICS: dict[str, Metric] = {
+    "heldout_nll": Metric("held-out NLL (nats/token)", "NLL", _Q, _DOWN),
+    "forward_kl": Metric("forward KL(expert‖model) (nats/token)", "fwd KL", _Q, _DOWN),
+    "expert_loglik": Metric("expert log-lik of samples (nats/token)", "expert loglik", _Q, _UP),
+    "reverse_kl": Metric("reverse KL(model‖expert) on T=1 samples ending in EOS (nats/token)", "rev KL", _Q, _DOWN),
+    "validity": Metric("validity (fraction the expert could write)", "valid", _Q, _UP),
+    "exact_match": Metric("exact match", "EM", _Q, _UP),
+    "bleu": Metric("BLEU vs references (0-100)", "BLEU", _Q, _UP),
+    "rouge1": Metric("ROUGE-1 F vs references", "ROUGE-1", _Q, _UP),
+    "rougeL": Metric("ROUGE-L F vs references", "ROUGE-L", _Q, _UP),
+    "self_bleu_per_input": Metric("Self-BLEU within a prompt's k samples", "self-BLEU/prompt", _D, _LESS),
+    "distinct_2_per_input": Metric("distinct-2 within a prompt's k samples", "dist-2/prompt", _D, _MORE),
+    "self_bleu_across": Metric("Self-BLEU, one sample per prompt pooled", "self-BLEU pooled", _D, _LESS),
+    "distinct_2_across": Metric("distinct-2, one sample per prompt pooled", "dist-2 pooled", _D, _MORE),
+    "ead_2_across": Metric("EAD-2, one sample per prompt pooled", "EAD-2 pooled", _D, _MORE),
+    "entropy_2_across": Metric("bigram entropy (nats), one sample per prompt pooled", "2-gram H pooled", _D, _MORE),
+    "compression_across": Metric("gzip ratio, one sample per prompt pooled", "gzip pooled", _D, _MORE),
+    "policy_entropy": Metric("policy entropy at sampled states (nats/token)", "policy H", _D, _MORE),
+    "reward_quality_spearman": Metric("Spearman(return, per-sample quality)", "ρ(return, q)", _R,
+                                      "higher = reward tracks quality"),
+    "best_of_k_gain": Metric("per-sample quality gained by best-of-k on return", "best-of-k gain", _R, _UP),
+    "mean_length": Metric("mean sample length (tokens incl. EOS)", "length", "descriptive", "descriptive"),
+    "terminated": Metric("fraction of samples that ended with EOS", "ended", "descriptive", "descriptive"),
+}
+
+
+def format_estimate(e: dict | None) -> str:
+    """A figure (`llm_irl.metrics.stats.estimate`) as `value [lo, hi]`, `value` without an interval, – when absent."""
+    if e is None:
+        return "–"
+    if e["lo"] is None:
+        return f"{e['value']:.3f}"
+    return f"{e['value']:.3f} [{e['lo']:.3f}, {e['hi']:.3f}]"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a markdown table: the header, the rule under it, one line per row."""
+    return ["| " + " | ".join(header) + " |", "|---" * len(header) + "|",
+            *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def metric_table(columns: dict[str, dict], names: Sequence[str], extra_rows: Iterable[Sequence[str]] = ()) -> list[str]:
+    """Rows = metrics (label and how to read it), columns = figure dicts by name (arms, temperatures)."""
+    rows = [[METRICS[n].label, METRICS[n].sense, *(format_estimate(col.get(n)) for col in columns.values())]
+            for n in names]
+    return markdown_table(["metric", "how to read", *columns], [*rows, *extra_rows])

@@ -1,0 +1,80 @@
+"""The quality–diversity frontier verdict: is an arm's curve above, below or crossing the baseline's?
+
+Each arm is evaluated at several sampling temperatures; at each it has a diversity (x, higher =
+more diverse, e.g. 1 − Self-BLEU) and a quality (y, higher = better, e.g. the expert's log-likelihood
+of the samples). A curve is those points. Diversity alone is won by gibberish and quality alone
+by greedy decoding, so arms are compared at *matched diversity*: both curves are interpolated
+(piecewise linearly in x) on a grid over the x range every curve covers, and the quality gap
+arm − baseline is read at each grid point. Seeds are paired (seed i of the arm with seed i of the
+baseline, as `compare` and the study run them), and each grid point's gap gets a Student-t
+interval over seeds. The verdict:
+
+- `above`: the gap's interval lies above 0 somewhere and below 0 nowhere;
+- `below`: the reverse; `crossing`: both occur; `overlapping`: the intervals cover 0 everywhere;
+- `no overlap`: the curves share no diversity range, so no matched comparison exists.
+
+With one seed there is no interval and the verdict reads the sign of the point gaps (said so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from llm_irl.metrics.stats import estimate, seed_interval
+
+Curve = Sequence[tuple[float, float]]  # (diversity, quality) points, one per temperature
+
+
+def _interpolate(curve: Curve, grid: np.ndarray) -> np.ndarray:
+    points = sorted((float(x), float(y)) for x, y in curve)
+    xs, ys = zip(*points)
+    return np.interp(grid, xs, ys)
+
+
+def frontier_gap(arm: Sequence[Curve], baseline: Sequence[Curve], grid_size: int = 21) -> dict:
+    """Quality gap arm − baseline at matched diversity, per grid point and averaged, with the verdict.
+
+    `arm` and `baseline` hold one curve per seed, paired by position. Returns
+    `{"verdict", "seeds", "x_range", "grid", "gap": [figure per grid point], "mean_gap": figure}`
+    where a figure is `{"value", "lo", "hi", "n"}` (lo/hi None with one seed).
+    """
+    if len(arm) != len(baseline) or not arm:
+        raise ValueError(f"frontier_gap pairs seeds: got {len(arm)} arm curves and {len(baseline)} baseline curves")
+    curves = list(arm) + list(baseline)
+    if any(len(c) < 1 for c in curves):
+        raise ValueError("every curve needs at least one (diversity, quality) point")
+    lo = max(min(x for x, _ in c) for c in curves)
+    hi = min(max(x for x, _ in c) for c in curves)
+    seeds = len(arm)
+    if lo > hi:
+        return {"verdict": "no overlap", "seeds": seeds, "x_range": None, "grid": [], "gap": [], "mean_gap": None}
+    grid = np.linspace(lo, hi, grid_size) if hi > lo else np.array([lo])
+    gaps = np.stack([_interpolate(a, grid) - _interpolate(b, grid) for a, b in zip(arm, baseline)])  # [seeds, grid]
+    if seeds > 1:
+        per_point = [seed_interval(gaps[:, j]) for j in range(len(grid))]
+        mean_gap = seed_interval(gaps.mean(axis=1))
+        above = any(f["lo"] > 0 for f in per_point)
+        below = any(f["hi"] < 0 for f in per_point)
+    else:
+        per_point = [estimate(g) for g in gaps[0]]
+        mean_gap = estimate(gaps[0].mean())
+        above, below = bool((gaps[0] > 0).any()), bool((gaps[0] < 0).any())
+    verdict = {(True, False): "above", (False, True): "below", (True, True): "crossing"}.get((above, below),
+                                                                                           "overlapping")
+    return {"verdict": verdict, "seeds": seeds, "x_range": (float(lo), float(hi)), "grid": grid.tolist(),
+            "gap": per_point, "mean_gap": mean_gap}
+
+
+def describe_verdict(result: dict, arm: str, baseline: str = "sft") -> str:
+    """One plain sentence for reports, e.g. 'iq's frontier lies above sft's (mean gap +0.12 [0.03, 0.2], 3 seeds)'."""
+    verdict = result["verdict"]
+    if verdict == "no overlap":
+        return f"{arm} and {baseline} share no diversity range: no matched comparison"
+    words = {"above": "lies above", "below": "lies below", "crossing": "crosses",
+             "overlapping": "is not distinguishable from"}[verdict]
+    gap = result["mean_gap"]
+    interval = "" if gap["lo"] is None else f" [{gap['lo']:+.3g}, {gap['hi']:+.3g}]"
+    basis = f"{result['seeds']} seeds" if result["seeds"] > 1 else "one seed, no interval"
+    return f"{arm}'s frontier {words} {baseline}'s (mean quality gap {gap['value']:+.3g}{interval}, {basis})"

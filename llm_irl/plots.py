@@ -1,0 +1,141 @@
+"""The compare report's PNG plots (matplotlib): quality against diversity, and each metric against temperature.
+
+Both read a compare result (`llm_irl.compare.run_compare`): one curve per arm through its sampling
+temperatures, error bars from each figure's interval, the expert's own samples as the reference.
+Files are written atomically, and matplotlib is imported only when a plot is drawn.
+"""
+
+from __future__ import annotations
+
+import os
+
+from llm_irl.files import atomic_path
+from llm_irl.metrics.catalogue import METRICS
+
+# quality axis of the plots: the first of these the evaluation has
+PLOT_QUALITY = ("expert_loglik", "exact_match", "rouge1", "bleu")
+# diversity axes: per-input (within a prompt's k samples) and across-input (one sample per prompt)
+PLOT_DIVERSITY = ("self_bleu_per_input", "distinct_2_across")
+
+
+def _plot_quality(figures: dict) -> str | None:
+    return next((q for q in PLOT_QUALITY if q in figures), None)
+
+
+def _errors(points: list[dict]) -> list[list[float]] | None:
+    """matplotlib's asymmetric error bars, or None when a point has no interval."""
+    if any(p["lo"] is None for p in points):
+        return None
+    return [[p["value"] - p["lo"] for p in points], [p["hi"] - p["value"] for p in points]]
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed, none opened
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: str) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    _pyplot().close(fig)
+
+
+PANEL_TITLES = {"self_bleu_per_input": "Per-input diversity (k samples of the same prompt)",
+                "distinct_2_across": "Across-input diversity (one sample per prompt)"}
+
+
+def _curves(results: dict) -> tuple[dict, dict | None, list[str], list[str], dict]:
+    """(summary by arm, the expert's figures, arms, temperatures, the first arm's figures at the first T)."""
+    summary, expert = results["summary"], results["expert"]
+    arms = list(summary)
+    temps = list(summary[arms[0]]["temperatures"])
+    return summary, expert, arms, temps, summary[arms[0]]["temperatures"][temps[0]]
+
+
+def plot_quality_vs_diversity(results: dict, path: str) -> bool:
+    """One panel per diversity axis; one curve per arm through its temperatures; the expert as a star."""
+    summary, expert, arms, temps, first = _curves(results)
+    quality = _plot_quality(first)
+    axes_x = [d for d in PLOT_DIVERSITY if d in first]
+    if quality is None or not axes_x:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(axes_x), figsize=(6.5 * len(axes_x), 5.4), squeeze=False)
+    for ax, div in zip(axes[0], axes_x):
+        for arm in arms:
+            pts = [summary[arm]["temperatures"][t] for t in temps]
+            xs = [p[div]["value"] for p in pts]
+            ys = [p[quality]["value"] for p in pts]
+            line = ax.errorbar(xs, ys, xerr=_errors([p[div] for p in pts]), yerr=_errors([p[quality] for p in pts]),
+                               marker="o", capsize=3, label=arm)
+            for x, y, t in zip(xs, ys, temps):
+                ax.annotate(f"T={t}", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8,
+                            color=line[0].get_color())
+        if expert and div in expert["temperatures"]["expert"]:
+            e = expert["temperatures"]["expert"]
+            ax.plot([e[div]["value"]], [e[quality]["value"]], marker="*", markersize=15, color="black",
+                    linestyle="none", label="expert (its own samples)")
+        reversed_ = METRICS[div].sign < 0
+        if reversed_:
+            ax.invert_xaxis()  # keep "more diverse" to the right on every panel
+        ax.set_title(PANEL_TITLES.get(div, METRICS[div].label), fontsize=10)
+        count = f"k={results['eval']['k']}" if div.endswith("_per_input") else f"{results['eval']['num_prompts']} texts"
+        ax.set_xlabel(f"{METRICS[div].label} ({count})\n→ more diverse"
+                      + (" (axis reversed: lower Self-BLEU)" if reversed_ else ""))
+        ax.set_ylabel(f"{METRICS[quality].label}\n↑ {METRICS[quality].sense}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=9)
+    fig.suptitle("Quality against diversity: each point is one sampling temperature T; up = better quality, "
+                 "right = more diverse; the expert's star is the target\n"
+                 f"{results['eval']['num_prompts']} prompts × k={results['eval']['k']} samples; "
+                 f"bars: {results['interval']}", fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
+def plot_by_temperature(results: dict, path: str) -> bool:
+    """Each headline metric against temperature, one line per arm, the expert as a dashed line."""
+    summary, expert, arms, temps, first = _curves(results)
+    names = [n for n in (_plot_quality(first), *PLOT_DIVERSITY, "policy_entropy") if n in first]
+    if not names:
+        return False
+    plt = _pyplot()
+    cols = min(2, len(names))
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 4.2 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        for arm in arms:
+            pts = [summary[arm]["temperatures"][t][name] for t in temps]
+            ax.errorbar([float(t) for t in temps], [p["value"] for p in pts], yerr=_errors(pts), marker="o",
+                        capsize=3, label=arm)
+        if expert and name in expert["temperatures"]["expert"]:
+            ax.axhline(expert["temperatures"]["expert"][name]["value"], color="black", linestyle="--", linewidth=1,
+                       label="expert (its own samples)")
+        ax.set_title(f"{METRICS[name].label}\n({METRICS[name].sense})", fontsize=10)
+        ax.set_xlabel("sampling temperature T")
+        ax.set_xticks([float(t) for t in temps])
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(f"Each headline metric against sampling temperature; bars: {results['interval']}", fontsize=11)
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
+PLOTS = {"quality_vs_diversity.png": plot_quality_vs_diversity, "by_temperature.png": plot_by_temperature}
+
+
+def write_plots(results: dict, output_dir: str) -> dict[str, str]:
+    """Every plot the results allow, as PNG files in output_dir: {file name: path}."""
+    paths = {}
+    for name, plot in PLOTS.items():
+        if plot(results, os.path.join(output_dir, name)):
+            paths[name] = os.path.join(output_dir, name)
+    return paths

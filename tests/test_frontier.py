@@ -1,0 +1,55 @@
+"""The frontier verdict on curves whose answer is known by construction."""
+
+import pytest
+
+from llm_irl.metrics.frontier import describe_verdict, frontier_gap
+
+BASE = [(0.1, -1.0), (0.3, -2.0), (0.5, -3.0)]  # quality falls as diversity rises
+
+
+def shifted(curve, dy, dx=0.0):
+    return [(x + dx, y + dy) for x, y in curve]
+
+
+def seeds(curve, noise=(0.0, 0.02, -0.02)):
+    return [shifted(curve, n) for n in noise]
+
+
+def test_a_curve_shifted_up_is_above_and_down_is_below():
+    assert frontier_gap(seeds(shifted(BASE, 0.5)), seeds(BASE))["verdict"] == "above"
+    assert frontier_gap(seeds(shifted(BASE, -0.5)), seeds(BASE))["verdict"] == "below"
+
+
+def test_more_diversity_at_the_same_quality_is_above():
+    # same quality reached at higher diversity: at matched diversity the arm's quality is higher
+    result = frontier_gap(seeds(shifted(BASE, 0.0, dx=0.1)), seeds(BASE))
+    assert result["verdict"] == "above"
+    assert result["x_range"] == pytest.approx((0.2, 0.5))
+
+
+def test_crossing_and_overlapping():
+    steeper = [(0.1, -0.5), (0.3, -2.0), (0.5, -3.5)]
+    assert frontier_gap(seeds(steeper), seeds(BASE))["verdict"] == "crossing"
+    noisy = [shifted(BASE, d) for d in (0.3, -0.3, 0.01)]
+    assert frontier_gap(noisy, seeds(BASE))["verdict"] == "overlapping"
+
+
+def test_gap_values_are_the_interpolated_difference():
+    result = frontier_gap([shifted(BASE, 0.25)] * 2, [BASE] * 2, grid_size=5)
+    assert all(g["value"] == pytest.approx(0.25) for g in result["gap"])
+    assert result["mean_gap"]["value"] == pytest.approx(0.25)
+
+
+def test_one_seed_reads_the_sign_and_says_so():
+    result = frontier_gap([shifted(BASE, 0.1)], [BASE])
+    assert result["verdict"] == "above" and result["mean_gap"]["lo"] is None
+    assert "one seed" in describe_verdict(result, "iq")
+
+
+def test_disjoint_diversity_ranges_have_no_verdict():
+    assert frontier_gap([shifted(BASE, 0, dx=1.0)], [BASE])["verdict"] == "no overlap"
+
+
+def test_unpaired_seeds_are_refused():
+    with pytest.raises(ValueError, match="pairs seeds"):
+        frontier_gap(seeds(BASE), [BASE])
