@@ -105,7 +105,7 @@ def main() -> None:
         probe.on_step_end(args, trainer.state, None)
     trainer.train()
     first, last = probe.rows[0], probe.rows[-1]
-    accs = [r["D_bal_acc_heldout"] for r in probe.rows[1:]]
+    accs = [r["D_bal_acc_heldout"] for r in probe.rows[1:]] or [float("nan")]
     print(f"expert loglik/token {first['expert_ll']:.3f} -> {last['expert_ll']:.3f} "
           f"(best {max(r['expert_ll'] for r in probe.rows):.3f}); length {first['length']:.2f} -> {last['length']:.2f}; "
           f"held-out D balanced accuracy ({len(test)} demos vs as many samples) min {min(accs):.3f}, "

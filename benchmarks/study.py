@@ -1,15 +1,18 @@
 """Ground-truth study: does IQ beat SFT, and where? Regenerates BENCHMARKS.md from scratch.
 
 run as:
-    .venv/bin/python benchmarks/study.py            # the full study: 3 seeds, every expert and regime (~1 h on 2 cores)
-    .venv/bin/python benchmarks/study.py --quick    # minutes: 1 seed, fewer steps, prompts and arms
+    .venv/bin/python benchmarks/study.py            # the full study: 3 seeds, every expert and regime
+    .venv/bin/python benchmarks/study.py --quick    # minutes: 1 seed, fewer steps, prompts and arms;
+                                                    # writes runs/study_quick/, never BENCHMARKS.md
 
 For each synthetic expert (markov, grammar, arithmetic; their likelihood is exact) and each data
 regime (scarce demonstrations, where overfitting bites, and plentiful ones), `llm-irl compare`
 trains every arm on the same tiny Llama, data, budget and seeds, then measures forward KL on
 held-out expert text (coverage), the expert's log-likelihood of model samples, reverse KL and
 validity (precision), Self-BLEU and distinct-2 (diversity, next to the expert's own at equal
-counts), and the Spearman correlation of each model's implied-reward returns with sample
+counts), sample length, share ended with EOS and loops beside the expert's, the quality–diversity
+frontier verdict of each arm against SFT over the temperature sweep (llm_irl.metrics.frontier,
+seeds paired), and the Spearman correlation of each model's implied-reward returns with sample
 quality. Settings run in parallel processes (`--jobs`), one torch thread each. Every number in
 BENCHMARKS.md comes from this run's results.json files; nothing is typed in by hand.
 """
@@ -31,14 +34,13 @@ EXPERTS = {"markov": 32, "grammar": 48, "arithmetic": 80}  # expert -> max_lengt
 REGIMES = {"scarce": 150, "plentiful": 5000}  # training demonstrations
 ARMS = {
     "sft": {"trainer": "sft"},
-    "iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.1},
-    "iq_td0.01": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.01},
-    "iq_g0.9": {"trainer": "iq", "gamma": 0.9, "td_weight": 0.1},
-    "online_iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.1, "policy_mix": 0.1},
-    "gail": {"trainer": "gail", "disc_loss": "gail", "mle_weight": 1.0, "kl_coef": 0.01, "disc_steps": 4,
-             "disc_learning_rate": 0.003},
+    "iq": {"trainer": "iq"},  # IQConfig's defaults, whatever they are: the study checks them
+    "iq_include": {"trainer": "iq", "terminal_td": "include", "td_weight": 0.1},  # the defaults before issue 11
+    "iq_td0.3": {"trainer": "iq", "td_weight": 0.3},
+    "online_iq": {"trainer": "iq", "policy_mix": 0.1},
 }
-QUICK_ARMS = ("sft", "iq", "online_iq", "gail")
+QUICK_ARMS = ("sft", "iq", "iq_include")
+TEMPERATURES = [0.7, 1.0, 1.3]  # the frontier's points
 # (metric, temperature or None for held-out metrics, better direction, column title)
 COLUMNS = [
     ("forward_kl", None, "down", "fwd KL ↓"),
@@ -50,7 +52,13 @@ COLUMNS = [
     ("distinct_2_across", "1", "up", "dist-2 ↑"),
     ("reward_quality_spearman", "1", "up", "ρ(return, q) ↑"),
     ("mean_length", "1", None, "length"),  # descriptive: tokens per sample incl. EOS
+    ("terminated", "1", None, "ended EOS"),
+    ("loop_share", "1", None, "loops"),
 ]
+EXPERT_COLUMNS = ("expert_loglik", "validity", "self_bleu_per_input", "distinct_2_across", "mean_length", "terminated",
+                  "loop_share")
+# the frontier: quality = the expert's log-likelihood of samples; diversity two ways, higher = more diverse
+FRONTIER_AXES = {"Self-BLEU": ("self_bleu_per_input", lambda v: 1.0 - v), "distinct-2": ("distinct_2_across", float)}
 
 
 def setting_recipe(expert: str, regime: str, quick: bool, out_root: str) -> dict:
@@ -67,7 +75,7 @@ def setting_recipe(expert: str, regime: str, quick: bool, out_root: str) -> dict
         "eval_dataset": f"builtin:{expert}",
         "max_length": max_length,
         "max_steps": 60 if quick else COMMON["max_steps"],
-        "temperatures": [1.0],
+        "temperatures": TEMPERATURES,
         "k": 8,
         "num_prompts": 20 if quick else 50,
         "max_new_tokens": max_length,
@@ -131,9 +139,60 @@ def setting_table(results: dict) -> list[str]:
     for arm in arms:
         lines.append(f"| {arm} | " + " | ".join(_fmt(_figure(results, arm, m, t)) for m, t, _, _ in COLUMNS) + " |")
     lines.append("| expert | " + " | ".join(
-        _fmt(_expert_figure(results, m)) if m in ("expert_loglik", "validity", "self_bleu_per_input",
-                                                   "distinct_2_across") else "–" for m, _, _, _ in COLUMNS) + " |")
+        _fmt(_expert_figure(results, m)) if m in EXPERT_COLUMNS else "–" for m, _, _, _ in COLUMNS) + " |")
     return lines
+
+
+def _seed_curves(results: dict, arm: str, diversity: str, to_x) -> list[list[tuple[float, float]]]:
+    """One (diversity, quality) curve per seed over the temperature sweep, seeds in a fixed order."""
+    curves = []
+    for seed in sorted(results["runs"][arm], key=int):
+        points = []
+        for node in results["runs"][arm][seed]["temperatures"].values():
+            d, q = node.get(diversity), node.get("expert_loglik")
+            if d and q and d.get("value") is not None and q.get("value") is not None:
+                points.append((to_x(d["value"]), q["value"]))
+        curves.append(points)
+    return curves
+
+
+def frontiers(results: dict) -> dict[str, dict[str, dict]]:
+    """arm -> axis name -> frontier_gap result against SFT."""
+    from llm_irl.metrics.frontier import frontier_gap
+
+    out = {}
+    for arm in results["summary"]:
+        if arm == "sft":
+            continue
+        out[arm] = {}
+        for axis, (metric, to_x) in FRONTIER_AXES.items():
+            arm_curves, sft_curves = _seed_curves(results, arm, metric, to_x), _seed_curves(results, "sft", metric, to_x)
+            if all(arm_curves) and all(sft_curves) and len(arm_curves) == len(sft_curves):
+                out[arm][axis] = frontier_gap(arm_curves, sft_curves)
+    return out
+
+
+def frontier_lines(results: dict) -> list[str]:
+    from llm_irl.metrics.frontier import describe_verdict
+
+    lines = []
+    for arm, by_axis in frontiers(results).items():
+        for axis, result in by_axis.items():
+            lines.append(f"- diversity by {axis}: {describe_verdict(result, arm)}")
+    return lines
+
+
+def frontier_summary(all_results: dict[str, dict]) -> list[str]:
+    """Each arm's frontier verdicts against SFT, counted over settings."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for results in all_results.values():
+        for arm, by_axis in frontiers(results).items():
+            for axis, result in by_axis.items():
+                tally = counts.setdefault((arm, axis), {})
+                tally[result["verdict"]] = tally.get(result["verdict"], 0) + 1
+    order = ("above", "below", "crossing", "overlapping", "no overlap")
+    return [f"- **{arm}** (diversity by {axis}): " + ", ".join(f"{tally.get(v, 0)} {v}" for v in order if tally.get(v))
+            + f" of {sum(tally.values())} settings" for (arm, axis), tally in counts.items()]
 
 
 def claims(all_results: dict[str, dict]) -> list[str]:
@@ -171,8 +230,14 @@ def regime_effect(all_results: dict[str, dict], arm: str, metric: str = "forward
 
 
 def length_effect(all_results: dict[str, dict]) -> list[str]:
-    """Sample length and the share that ended with EOS, each arm against SFT, averaged over settings."""
+    """Sample length and the share that ended with EOS, each arm against SFT and the expert, averaged over settings."""
     lines = []
+    expert_ratios = [(_figure(r, "sft", "mean_length", "1") or {}).get("value", 0) /
+                     _expert_figure(r, "mean_length")["value"]
+                     for r in all_results.values() if _expert_figure(r, "mean_length")]
+    if expert_ratios:
+        lines.append(f"- sft: samples {sum(expert_ratios) / len(expert_ratios):.2f}× as long as the expert's own "
+                     f"(mean over {len(expert_ratios)} settings)")
     arms = [a for a in next(iter(all_results.values()))["summary"] if a != "sft"]
     for arm in arms:
         ratios, ended = [], []
@@ -222,7 +287,8 @@ def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], c
         "- model: tiny Llama (2 layers, hidden 64) built from a config, word tokenizer over the expert's vocabulary",
         f"- regimes: {', '.join(f'{k} = {v} demonstrations' for k, v in REGIMES.items())}; same steps, batch and "
         "seeds for every arm",
-        "- metrics at sampling temperature 1 (k = 8 samples per prompt): forward KL(expert‖model) per token on "
+        f"- sampling temperatures {TEMPERATURES} (the frontier's points); tables at temperature 1 (k = 8 samples per "
+        "prompt): forward KL(expert‖model) per token on "
         "held-out expert text; expert log-likelihood of samples per token; reverse KL(model‖expert) per token on "
         "samples that ended with EOS; validity = share of samples the unsmoothed expert could write; Self-BLEU within "
         "a prompt's samples; distinct-2 over one sample per prompt; ρ = Spearman correlation of implied-reward "
@@ -231,7 +297,14 @@ def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], c
         "",
         "## What held and what did not",
         "",
-        "Verdicts count settings where the 95% intervals over seeds are disjoint; everything else is overlap.",
+        "**Quality–diversity frontier against SFT** (quality = the expert's log-likelihood of samples, compared at "
+        "matched diversity over the temperature sweep, seeds paired; above/below = the gap's 95% interval over seeds "
+        "clears 0 somewhere and never the other way; see each setting below for the gaps):",
+        "",
+        *frontier_summary(all_results),
+        "",
+        "Metric by metric at temperature 1, counting settings where the 95% intervals over seeds are disjoint; "
+        "everything else is overlap.",
         "",
         *claims(all_results),
         "",
@@ -240,11 +313,12 @@ def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], c
         "Does the TD term resist overfitting on small data? The gap to SFT in forward KL, by regime "
         "(negative = IQ closer to the expert):",
         "",
-        *regime_effect(all_results, "iq"),
-        *regime_effect(all_results, "iq_td0.01"),
+        *[line for arm in next(iter(all_results.values()))["summary"] if arm != "sft"
+          for line in regime_effect(all_results, arm)],
         "",
-        "Sample length at temperature 1, against SFT (a likely cause of IQ's lower sample quality: the χ² term "
-        "charges the EOS action its whole Q(s, EOS)², since V(s') = 0 after it, which pushes EOS down):",
+        "Sample length at temperature 1, against SFT and the expert (`iq_include` keeps the terminal transition in "
+        "the χ² term, IQ-Learn's choice, whose fixed point prefers never stopping; `terminal_td: exclude` leaves the "
+        "reward of stopping free):",
         "",
         *length_effect(all_results),
         "",
@@ -252,7 +326,7 @@ def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], c
     for name, results in all_results.items():
         rel = os.path.relpath(os.path.join(results["output_dir"], "quality_vs_diversity.png"), os.path.dirname(path))
         out += [f"## {name}", "", f"run time {runtimes.get(name, float('nan')) / 60:.1f} min; "
-                f"plot: [{rel}]({rel})", "", *setting_table(results), ""]
+                f"plot: [{rel}]({rel})", "", *setting_table(results), "", *frontier_lines(results), ""]
     write_atomic(path, "\n".join(out) + "\n")
 
 
@@ -271,14 +345,19 @@ class _NoPool:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="1 seed, 60 steps, 20 prompts, 4 arms: minutes")
+    p.add_argument("--quick", action="store_true",
+                   help="1 seed, 60 steps, 20 prompts, 3 arms: minutes; writes under runs/study_quick/ unless told")
     p.add_argument("--jobs", type=int, default=2, help="settings run at once (one torch thread each)")
-    p.add_argument("--output_dir", default=os.path.join(ROOT, "benchmarks", "study"))
-    p.add_argument("--benchmarks_md", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    p.add_argument("--output_dir", default=None, help="default: benchmarks/study (runs/study_quick with --quick)")
+    p.add_argument("--benchmarks_md", default=None,
+                   help="default: BENCHMARKS.md (runs/study_quick/BENCHMARKS.md with --quick)")
     p.add_argument("--experts", default=",".join(EXPERTS))
     p.add_argument("--report_only", action="store_true",
                    help="rebuild BENCHMARKS.md from the results.json files a previous run of this script wrote")
     a = p.parse_args()
+    quick_root = os.path.join(ROOT, "runs", "study_quick")  # a quick run never overwrites the committed study
+    a.output_dir = a.output_dir or (quick_root if a.quick else os.path.join(ROOT, "benchmarks", "study"))
+    a.benchmarks_md = a.benchmarks_md or os.path.join(quick_root if a.quick else ROOT, "BENCHMARKS.md")
 
     recipes = [setting_recipe(e, r, a.quick, a.output_dir) for e in a.experts.split(",") for r in REGIMES]
     start = time.time()

@@ -40,6 +40,7 @@ __all__ = [
     "kl_penalty",
     "discounted_returns",
     "leave_one_out_baseline",
+    "policy_advantages",
     "masked_mean",
 ]
 
@@ -311,3 +312,60 @@ def leave_one_out_baseline(returns: Tensor, k: int) -> Tensor:
         raise ValueError(f"leave_one_out_baseline needs k >= 2 dividing {returns.shape[0]} returns, got k={k}")
     groups = returns.reshape(-1, k)
     return ((groups.sum(-1, keepdim=True) - groups) / (k - 1)).reshape(returns.shape)
+
+
+def policy_advantages(
+    rewards: Tensor,
+    mask: Tensor,
+    *,
+    logprobs: Tensor | None = None,
+    ref_logprobs: Tensor | None = None,
+    kl_coef: float = 0.0,
+    kl_estimator: str = "k1",
+    terminated: Tensor | None = None,
+    missing_eos_penalty: float | None = None,
+    normalize_rewards: str | None = None,
+    gamma: float = 1.0,
+    group_size: int | None = None,
+    whiten_advantages: bool = True,
+) -> tuple[Tensor, dict[str, float]]:
+    """Per-token advantages [N, T] of a rollout batch from its rewards: [N, T] per token, or [N] per sequence
+    (placed on each sequence's last action token).
+
+        R_t = r_t − p·[cut without EOS]·[t last] − β·KL_t,    G_t = Σ_{t'≥t} γ^(t'−t)·R_t',
+        A_t = G_t − b,  b = the mean G over the batch's action tokens or, with ``group_size`` k (RLOO),
+                        the mean G_0 of the k − 1 other samples of the same prompt (``leave_one_out_baseline``),
+
+    then whitened over the batch's action tokens (``whiten_advantages``). KL_t is ``kl_penalty`` of
+    ``logprobs`` (the sampling policy's) against ``ref_logprobs`` with ``kl_estimator``; p is
+    ``missing_eos_penalty``, charged where ``terminated`` is False. ``normalize_rewards``: None,
+    "token" (whiten r over action tokens) or "sequence" (whiten each sequence's total r; the shift
+    goes on its last token), before the penalties. With β = 0, γ = 1 and a sequence reward, every token
+    of a completion gets its sequence's reward. Stats: ``reward`` (mean total r of a sample, as given)
+    and, with a reference, ``kl`` (the mean k1 estimate of KL(π‖π_ref) of a whole completion).
+    """
+    last = (torch.arange(mask.shape[1], device=mask.device) * mask.long()).argmax(1, keepdim=True)
+    at_last = torch.zeros_like(mask).scatter(1, last, True) & mask
+    r = rewards.float()
+    if r.dim() == 1:
+        r = r.unsqueeze(1) * at_last
+    stats = {"reward": r.sum(-1).mean().item()}
+    if normalize_rewards == "token":
+        r = whiten(r, mask)
+    elif normalize_rewards == "sequence":
+        total = r.sum(-1, keepdim=True)
+        r = (r - total.mean() * at_last) / total.std(unbiased=False).clamp_min(1e-8)
+    elif normalize_rewards is not None:
+        raise ValueError(f"normalize_rewards must be None, 'token' or 'sequence', got {normalize_rewards!r}")
+    if missing_eos_penalty is not None:
+        r = r - missing_eos_penalty * (~terminated).unsqueeze(1) * at_last
+    if ref_logprobs is not None and kl_coef > 0:
+        r = r - kl_coef * kl_penalty(logprobs, ref_logprobs, mask, kind=kl_estimator)
+        stats["kl"] = ((logprobs - ref_logprobs) * mask).sum(-1).mean().item()  # k1, whatever the penalty uses
+    returns = discounted_returns(r, mask, gamma=gamma)
+    if group_size is not None:
+        first = returns.gather(1, mask.int().argmax(1, keepdim=True)).squeeze(1)  # G_0 of each sample
+        adv = returns - leave_one_out_baseline(first, group_size).unsqueeze(1)
+    else:
+        adv = returns - masked_mean(returns, mask)
+    return (whiten(adv, mask) if whiten_advantages else adv * mask), stats

@@ -3,6 +3,7 @@
 run as:
     llm-irl quickstart
     llm-irl train recipes/quickstart_iq.yaml --max_steps 50
+    llm-irl train recipes/quickstart_iq.yaml --help      (every key of the recipe's trainer)
     llm-irl generate runs/quickstart/iq --prompt "topic1 kalo" --num_samples 4
     llm-irl evaluate runs/quickstart/runs/iq/seed0 --temperatures 0.7,1.0 --output eval.json
     llm-irl compare recipes/compare_quickstart.yaml --seeds 1
@@ -20,34 +21,56 @@ import argparse
 import json
 import logging
 import os
+import shlex
 import sys
 
 from llm_irl.errors import ConfigError, DataError, NonFiniteLossError, UsageError
 
 
+TRAIN_USAGE = ("usage: llm-irl train RECIPE.yaml [--key value ...] [--resume | --resume_from_checkpoint DIR]\n"
+               "       llm-irl train --trainer NAME --model_name_or_path M --dataset D [--key value ...]\n"
+               "       llm-irl train [RECIPE.yaml] [--trainer NAME] --help   (every key, with its help and default)")
+
+
 def cmd_train(argv: list[str]) -> int:
-    from llm_irl.recipe import build, load_yaml, parse_bool, parse_flags
+    import torch
+
+    from llm_irl.model_card import write_model_card
+    from llm_irl.modeling import load_model, load_tokenizer
+    from llm_irl.recipe import (build, keys_help, load_yaml, machine_defaults, parse_bool, parse_flags, resolve_aliases,
+                                trainers_help)
     from llm_irl.reliability import last_complete_checkpoint
     from llm_irl.trainers import TRAINERS
 
-    if not argv or argv[0].startswith("--"):
-        raise UsageError("usage: llm-irl train CONFIG.yaml [--resume] [--key value ...]")
-    path, flags = argv[0], parse_flags(argv[1:])
+    command = shlex.join(["llm-irl", "train", *argv])
+    wants_help = any(a in ("-h", "--help") for a in argv)
+    argv = [a for a in argv if a not in ("-h", "--help")]
+    path = argv[0] if argv and not argv[0].startswith("-") else None
+    flags = parse_flags(argv[1:] if path else argv)
+    path = path or flags.pop("config", None)  # TRL's spelling: --config recipe.yaml
+    recipe = load_yaml(path) if path else {}
+    if wants_help:
+        name = {**resolve_aliases(recipe, path or "recipe"), **resolve_aliases(flags, "command line")}.get("trainer")
+        if name is not None and name not in TRAINERS:
+            raise UsageError(f"unknown trainer {name!r}; choose one of {', '.join(TRAINERS)}")
+        print(TRAIN_USAGE + "\n\n" + (keys_help(TRAINERS, name) if name else trainers_help(TRAINERS)))
+        return 0
+    if not recipe and "trainer" not in flags:
+        raise UsageError("usage: llm-irl train RECIPE.yaml [--key value ...], or --trainer NAME --key value ... "
+                         "without a recipe; llm-irl train --help lists the trainers and their keys")
     resume = parse_bool(flags.pop("resume", False))
-    script, config = build(load_yaml(path), flags, TRAINERS, source=path)
-    checkpoint = None
-    if resume:
-        checkpoint = last_complete_checkpoint(config.output_dir)
-        if checkpoint is None:
-            raise UsageError(f"--resume: no complete checkpoint-* folder in {config.output_dir}")
-    trainer_cls = TRAINERS[script.trainer][0]
-    trainer = trainer_cls(
-        model=script.model_name_or_path,
-        args=config,
-        train_dataset=_source(script.dataset, script.dataset_split, script.dataset_config),
-        eval_dataset=_source(script.eval_dataset, script.eval_split, script.dataset_config),
-        peft_config=script.peft_config(),
-    )
+    recipe = {**machine_defaults(os.environ, torch.cuda.is_available()), **recipe}
+    script, config = build(recipe, flags, TRAINERS, source=path or "command line")
+    checkpoint = _checkpoint(resume, config)
+    # rows first, so a bad row is reported before any model loads
+    train_rows = _source(script.dataset, script.dataset_split, script.dataset_config)
+    eval_rows = _source(script.eval_dataset, script.eval_split, script.dataset_config)
+    # loaded here rather than by the trainer so that from_pretrained gets attn_implementation
+    tokenizer = load_tokenizer(script.model_name_or_path, trust_remote_code=config.trust_remote_code)
+    model = load_model(script.model_name_or_path, dtype=config.model_dtype, trust_remote_code=config.trust_remote_code,
+                       seed=config.seed, attn_implementation=script.attn_implementation)
+    trainer = TRAINERS[script.trainer][0](model=model, args=config, train_dataset=train_rows, eval_dataset=eval_rows,
+                                          processing_class=tokenizer, peft_config=script.peft_config())
     trainer.train(resume_from_checkpoint=checkpoint)
     if (signum := trainer.graceful_stop.received) is not None:
         saved = last_complete_checkpoint(config.output_dir)
@@ -56,10 +79,34 @@ def cmd_train(argv: list[str]) -> int:
         return 128 + signum
     trainer.save_model()
     trainer.save_state()
-    if trainer.eval_dataset is not None:
-        print(json.dumps(trainer.evaluate(), indent=1))
-    print(f"saved model, tokenizer and trainer_state.json to {config.output_dir}")
+    metrics = trainer.evaluate() if trainer.eval_dataset is not None else None  # every process takes part
+    if trainer.is_world_process_zero():  # one report under torchrun, not one per process
+        write_model_card(config.output_dir, script, config, trainer.state.log_history, command=command)
+        if metrics is not None:
+            print(json.dumps(metrics, indent=1))
+        print(f"saved model, tokenizer, trainer_state.json and a model card (README.md) to {config.output_dir}")
     return 0
+
+
+def _checkpoint(resume: bool, config) -> str | None:
+    """What training continues from: the newest complete checkpoint (--resume, or TRL's
+    --resume_from_checkpoint true), the folder --resume_from_checkpoint names, or nothing."""
+    from llm_irl.reliability import last_complete_checkpoint
+
+    given = config.resume_from_checkpoint
+    if given is not None and resume:
+        raise UsageError("give --resume (the newest complete checkpoint) or --resume_from_checkpoint DIR, not both")
+    if given is not None and not os.path.isdir(given):
+        if given.lower() not in ("true", "1", "yes"):
+            raise UsageError(f"--resume_from_checkpoint {given}: no such checkpoint folder")
+        resume = True
+    if resume:
+        if (newest := last_complete_checkpoint(config.output_dir)) is None:
+            raise UsageError(f"--resume: no complete checkpoint-* folder in {config.output_dir}")
+        return newest
+    if given is not None and not os.path.isfile(os.path.join(given, "trainer_state.json")):
+        raise UsageError(f"--resume_from_checkpoint {given}: not a checkpoint folder (no trainer_state.json)")
+    return given
 
 
 def _source(name, split, config_name):
@@ -76,15 +123,18 @@ def _source(name, split, config_name):
 def cmd_generate(argv: list[str]) -> int:
     import torch
 
+    from llm_irl.generation import generate_samples, printable_text
     from llm_irl.modeling import load_model, load_tokenizer
-    from llm_irl.rollout import completion_text, generate_rollouts
+    from llm_irl.prompts import prompt_and_reference
 
     p = argparse.ArgumentParser(prog="llm-irl generate", description="Sample completions from a model.")
     p.add_argument("model", help="model directory, hub name, or builtin:tiny")
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
-    p.add_argument("--prompts", help="a JSONL file of {\"prompt\": ...} rows")
+    p.add_argument("--prompts", help="a file of {\"prompt\": ...}, {\"messages\": [...]} or conversational "
+                                     "prompt/completion rows (a conversation continues after its last assistant turn "
+                                     "is cut off)")
     p.add_argument("--num_samples", type=int, default=1)
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=float, default=1.0, help="0 = greedy decoding")
     p.add_argument("--top_p", type=float, default=1.0)
     p.add_argument("--max_new_tokens", type=int, default=64)
     p.add_argument("--seed", type=int, default=0)
@@ -94,25 +144,17 @@ def cmd_generate(argv: list[str]) -> int:
     if a.prompts:
         from llm_irl.data import read_rows
 
-        prompts += [_prompt_of(row) for row in read_rows(a.prompts)]
+        prompts += [prompt_and_reference(row)[0] for row in read_rows(a.prompts)]
     if not prompts:
         raise UsageError("give at least one --prompt or a --prompts file")
     tok = load_tokenizer(a.model, trust_remote_code=a.trust_remote_code)
     model = load_model(a.model, trust_remote_code=a.trust_remote_code)
     model.to("cuda" if torch.cuda.is_available() else "cpu")
-    ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
-    out = generate_rollouts(model, tok, ids, max_new_tokens=a.max_new_tokens, temperature=a.temperature,
-                            top_p=a.top_p, num_samples=a.num_samples, seed=a.seed)
-    for i, (completion, ended) in enumerate(zip(out.completion_ids, out.terminated)):
-        text = completion_text(tok, completion, ended)
-        print(json.dumps({"prompt": prompts[i // a.num_samples], "completion": text}))
+    samples = generate_samples(model, tok, prompts, k=a.num_samples, temperatures=[a.temperature], top_p=a.top_p,
+                               max_new_tokens=a.max_new_tokens, seed=a.seed, progress=False)
+    for s in samples:  # printed without special tokens; evaluation's samples keep them
+        print(json.dumps({"prompt": s.prompt, "completion": printable_text(tok, s.completion_ids, s.terminated)}))
     return 0
-
-
-def _prompt_of(row) -> str:
-    if not isinstance(row.fields, dict) or not isinstance(row.fields.get("prompt"), str):
-        raise DataError(f"{row.where}: needs a string 'prompt'")
-    return row.fields["prompt"]
 
 
 def _positional(argv: list[str], usage: str, help_text: str) -> str | None:
@@ -128,12 +170,11 @@ def _positional(argv: list[str], usage: str, help_text: str) -> str | None:
 def _compare_and_report(plan, title: str, *, progress: bool = True) -> tuple[dict, dict[str, str]]:
     """Train and evaluate every arm of `plan`, write the report, print its console table and verdicts."""
     from llm_irl.compare import run_compare
-    from llm_irl.report import all_verdicts, brief_table, verdict_summary, write_report
+    from llm_irl.report import console_summary, write_report
 
     results = run_compare(plan, progress=progress, log=lambda line: print(line, flush=True))
     paths = write_report(results, plan.output_dir, title=title)
-    print(brief_table(results))
-    print("\n".join(verdict_summary(all_verdicts(results))))
+    print(console_summary(results))
     return results, paths
 
 
@@ -176,7 +217,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     if (name := _positional(argv, EVALUATE_USAGE, help_text)) is None:
         return 0
     flags = parse_flags(argv[1:])
-    output = flags.pop("output", "eval.json")
+    output = flags.pop("output", None)  # figures are printed; a file only when asked for
     samples_path = flags.pop("samples", None)
     reuse = flags.pop("from_samples", None)
     trust = parse_bool(flags.pop("trust_remote_code", False))
@@ -188,9 +229,11 @@ def cmd_evaluate(argv: list[str]) -> int:
                          f"{len(task.prompts)} prompts x k={config.k} x {len(config.temperatures)} temperatures")
     result = evaluate_saved_model(name, task, config, trust_remote_code=trust, samples_path=samples_path,
                                   samples=samples)
-    write_atomic(output, json.dumps(result, indent=1))
+    if output:
+        write_atomic(output, json.dumps(result, indent=1))
     print(format_table(result))
-    print(f"wrote {os.path.abspath(output)}" + (f" and {samples_path}" if samples_path else ""))
+    print(f"wrote {os.path.abspath(output)}" if output else "figures not saved (add --output eval.json to keep them)",
+          end=f"; samples in {samples_path}\n" if samples_path else "\n")
     return 0
 
 

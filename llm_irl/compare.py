@@ -22,8 +22,10 @@ A compare recipe is a training recipe without `trainer` and `seed`, plus evaluat
 An arm may not override what makes the comparison fair: model, data, budget, length, seed.
 Each (arm, seed) trains from the same initialisation seed and samples with that seed; the figures
 of an arm are the mean over seeds with a 95% Student-t interval over seeds (with one seed: the
-run's own bootstrap interval over prompts). Output: report.md, results.json and PNG plots in
-output_dir; each run's model, samples.jsonl and eval.json in output_dir/runs/ARM/seedS.
+run's own bootstrap interval over prompts). `eval_dataset` must be named (see
+`llm_irl.eval_task`). Output: report.md, results.json and PNG plots in output_dir, with the
+frontier verdict of every arm against the first (`llm_irl.report`); each run's model,
+trainer_state.json (its loss curves), samples.jsonl and eval.json in output_dir/runs/ARM/seedS.
 (The command line is parsed in `llm_irl.cli`; the report is written by `llm_irl.report`.)
 """
 
@@ -41,7 +43,7 @@ from llm_irl.errors import ConfigError
 from llm_irl.evaluate import EvalConfig, EvalTask, eval_config, evaluate_expert, evaluate_model, load_task
 from llm_irl.files import write_atomic
 from llm_irl.metrics.stats import seed_interval
-from llm_irl.recipe import build, parse_bool
+from llm_irl.recipe import build, machine_defaults, parse_bool
 
 COMPARE_KEYS = ("arms", "seeds", "other_trainers", "output_dir")
 EVAL_KEYS = tuple(f.name for f in fields(EvalConfig) if f.name != "sample_seed")  # each run samples with its seed
@@ -106,6 +108,9 @@ def make_plan(recipe: dict, overrides: dict[str, str] | None = None, source: str
     if not arms:
         raise ConfigError(f"{source}: no arms to compare")
     evaluation = eval_config({k: merged[k] for k in EVAL_KEYS if k in merged}, source=source)
+    if not evaluation.eval_dataset:  # say so now, not after the first arm has trained
+        raise ConfigError(f"{source}: no eval_dataset: name the prompts every arm is evaluated on "
+                          "(e.g. eval_dataset: data/test.jsonl, or builtin:markov for the embedded expert)")
     common = {k: v for k, v in merged.items() if k not in COMPARE_KEYS and (k not in EVAL_KEYS or k in SHARED_KEYS)}
     plan = ComparePlan(common=common, arms=arms, seeds=parse_seeds(merged.get("seeds", 3)), eval=evaluation,
                        output_dir=str(merged.get("output_dir", "runs/compare")))
@@ -116,13 +121,18 @@ def make_plan(recipe: dict, overrides: dict[str, str] | None = None, source: str
 
 def train_and_evaluate(plan: ComparePlan, arm: str, seed: int, train_rows, task: EvalTask, *,
                        progress: bool) -> dict:
-    """Train one (arm, seed), save the model, evaluate it; the run's eval.json is its record."""
+    """Train one (arm, seed), save the model and its trainer_state.json (loss curves), evaluate it; the
+    run's eval.json is its record."""
     from llm_irl.trainers import TRAINERS
 
-    script, config = build(plan.training_recipe(arm, seed), {"disable_tqdm": str(not progress)}, TRAINERS)
+    import torch
+
+    recipe = {**machine_defaults(os.environ, torch.cuda.is_available()), **plan.training_recipe(arm, seed)}
+    script, config = build(recipe, {"disable_tqdm": str(not progress)}, TRAINERS)
     trainer = TRAINERS[script.trainer][0](model=script.model_name_or_path, args=config, train_dataset=train_rows)
     trainer.train()
     trainer.save_model()
+    trainer.save_state()
     run_dir = plan.run_dir(arm, seed)
     result = evaluate_model(trainer.model, trainer.processing_class, task, replace(plan.eval, sample_seed=seed),
                             samples_path=os.path.join(run_dir, "samples.jsonl"), progress=progress)
@@ -142,8 +152,8 @@ def run_compare(plan: ComparePlan, *, progress: bool = True, log=print) -> dict:
     train_rows = read_rows(plan.common["dataset"], plan.common.get("dataset_split", "train"),
                            plan.common.get("dataset_config"))
     task = load_task(plan.eval)
-    # the expert's own samples, under the same metrics (EAD-2 counts against the model's vocabulary)
-    expert = evaluate_expert(task, plan.eval, vocab_size=len(load_tokenizer(plan.common["model_name_or_path"])))
+    # the expert's own samples, under the same metrics (lengths and EAD-2 in the model's tokens)
+    expert = evaluate_expert(task, plan.eval, load_tokenizer(plan.common["model_name_or_path"]))
     runs: dict[str, dict[str, dict]] = {arm: {} for arm in plan.arms}
     seconds: dict[str, list[float]] = {arm: [] for arm in plan.arms}
     total, done = len(plan.arms) * len(plan.seeds), 0

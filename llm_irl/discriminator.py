@@ -1,4 +1,4 @@
-"""The discriminator of adversarial IRL: its logit ℓ over (prompt, completion) or over each token, its loss, its reward.
+"""The discriminator of adversarial IRL: its logit ℓ over a completion or each token, its loss, its reward.
 
 D = σ(ℓ) says "demonstration". Three parametrisations of ℓ (``param``), each with a learned bias b
 that starts at 0:
@@ -24,13 +24,14 @@ computes those, since the policy and the reference are not this module's.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from llm_irl.adversarial_losses import gail_disc_loss, gail_reward, margin_disc_loss, text_distances
@@ -105,7 +106,8 @@ class Discriminator(nn.Module):
 
     @classmethod
     def build(cls, policy: nn.Module, *, param: str, level: str, disc_loss: str,
-              reward_kind: str = "neg_log_one_minus_d", name_or_path: str | None = None, trust_remote_code: bool = False) -> "Discriminator":
+              reward_kind: str = "neg_log_one_minus_d", name_or_path: str | None = None,
+              trust_remote_code: bool = False) -> "Discriminator":
         """A discriminator started from ``policy`` (an unwrapped causal LM): ℓ = 0 everywhere at first."""
         if param == "policy_ratio":
             if name_or_path is not None:
@@ -180,10 +182,14 @@ class Discriminator(nn.Module):
         ``disc_entropy`` (gail/airl) and ``disc_reward_gap`` = mean policy reward of demos − of
         samples (how much more the reward pays a demonstration), plus ``disc_grad_penalty`` when on.
         """
-        embeds = None
+        embeds, kernel = None, contextlib.nullcontext()
         if grad_penalty > 0:
             embeds = self.net.get_input_embeddings()(demos["input_ids"]).detach().requires_grad_(True)
-        l_demo, l_policy = self.logits(demos, embeds), self.logits(samples)
+            # the penalty differentiates a gradient: only the plain-math attention kernel has a double backward
+            kernel = sdpa_kernel(SDPBackend.MATH)
+        with kernel:
+            l_demo = self.logits(demos, embeds)
+        l_policy = self.logits(samples)
         m_demo, m_policy = action_mask(demos["labels"]), action_mask(samples["labels"])
         if self.disc_loss == "margin":
             # the constraint is over whole texts; at token level a text's score is the sum of its tokens'

@@ -1,5 +1,6 @@
 """Model handles: loading models and tokenizers (`from_pretrained`, safely, or the builtin one), the
-model under its DDP/PEFT wrappers, and eval mode for a block.
+model under its DDP/PEFT wrappers, eval mode for a block, and the temperature α of the policy a
+model was trained as.
 
 What a loss needs from a loaded model's output layer is in `llm_irl.lm_head`; which ids end a
 completion or pad a batch is in `llm_irl.special_tokens`.
@@ -18,18 +19,21 @@ from llm_irl.builtin import is_builtin, load_builtin_model
 from llm_irl.special_tokens import ensure_pad_token
 
 
-def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = False, seed: int = 0):
+def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = False, seed: int = 0,
+               attn_implementation: str | None = None):
     """Model from a name, a local directory, `builtin:tiny`, or an already built model (returned as is).
 
-    Weights load from safetensors only; remote code runs only when asked for.
+    Weights load from safetensors only; remote code runs only when asked for. `attn_implementation`
+    (eager, sdpa, ...) goes to `from_pretrained` when given.
     """
     if isinstance(name_or_model, torch.nn.Module):
         return name_or_model
     if is_builtin(name_or_model):
         return load_builtin_model(name_or_model, seed=seed)[0]
     _check_local(name_or_model)
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     return AutoModelForCausalLM.from_pretrained(
-        name_or_model, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True
+        name_or_model, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **extra
     )
 
 
@@ -47,10 +51,14 @@ def load_tokenizer(name_or_model, *, trust_remote_code: bool = False):
 
 
 def _check_local(name: str) -> None:
-    """A path-looking name that does not exist is a typo, not a Hub id: say so before any lookup."""
-    looks_like_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]
-    if looks_like_path and not os.path.isdir(os.path.expanduser(name)):
-        raise FileNotFoundError(f"model directory {name!r} does not exist")
+    """A path-looking name that does not exist is a typo, not a Hub id: say so before any lookup (a Hub
+    lookup of a typo retries for about a minute). `org/name` is a path when a folder `org` exists here."""
+    first = name.split("/", 1)[0]
+    spelled_as_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]
+    here = not spelled_as_path and "/" in name and os.path.isdir(first)
+    if (spelled_as_path or here) and not os.path.isdir(os.path.expanduser(name)):
+        why = f" (read as a path, not a Hub id, because folder {first!r} exists here)" if here else ""
+        raise FileNotFoundError(f"model directory {name!r} does not exist{why}")
 
 
 def unwrap_model(model: nn.Module, *, keep_peft: bool = False) -> nn.Module:
@@ -79,3 +87,39 @@ def eval_mode(model: nn.Module):
         yield model
     finally:
         model.train(was_training)
+
+
+POLICY_TEMPERATURE_KEY = "llm_irl_alpha"  # in the model's config.json
+
+
+def policy_temperature(model: nn.Module) -> float:
+    """α of the policy `model` was trained as, π = softmax(logits/α): 1 unless llm_irl trained it with another.
+
+    Sampling at temperature T *relative to π* means dividing the logits by α·T; `llm_irl.rollout`
+    does so, and any other sampler or scorer of a trained model should too. Read from the config
+    attribute `llm_irl_alpha`, which `record_policy_temperature` writes and `save_pretrained` keeps.
+    """
+    config = getattr(unwrap_model(model), "config", None)
+    return float(getattr(config, POLICY_TEMPERATURE_KEY, None) or 1.0)
+
+
+def record_policy_temperature(model: nn.Module, alpha: float) -> None:
+    """Mark `model` as the policy softmax(logits/α), in its config and in its generation config.
+
+    `config.llm_irl_alpha = α`, and `generation_config.temperature` becomes α times the temperature
+    it had relative to the previous α (a checkpoint's default 0.7 stays 0.7 relative to π), with
+    `do_sample=True`, so a plain `model.generate(do_sample=True)` samples π. Nothing changes when
+    α is the one already recorded (a model never trained with α ≠ 1 is left untouched at α = 1).
+    """
+    if alpha <= 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    base = unwrap_model(model)
+    previous = policy_temperature(base)
+    if alpha == previous:
+        return
+    setattr(base.config, POLICY_TEMPERATURE_KEY, float(alpha))
+    gen = getattr(base, "generation_config", None)
+    if gen is not None:
+        relative = (gen.temperature if gen.temperature is not None else 1.0) / previous
+        gen.temperature = float(alpha * relative)
+        gen.do_sample = True  # a temperature without sampling is refused by GenerationConfig.save_pretrained

@@ -1,25 +1,34 @@
 """The compare report's PNG plots (matplotlib): quality against diversity, and each metric against temperature.
 
-Both read a compare result (`llm_irl.compare.run_compare`): one curve per arm through its sampling
-temperatures, error bars from each figure's interval, the expert's own samples as the reference.
-Files are written atomically, and matplotlib is imported only when a plot is drawn.
+Both read a compare result (`llm_irl.compare.run_compare`, with the report's `frontier` verdicts when
+`llm_irl.report` adds them): one curve per arm through its sampling temperatures (greedy decoding
+as the point T=0), error bars from each figure's interval, the expert's own samples as the
+reference when there is an expert (the legend and the title name it only then). Files are written
+atomically, and matplotlib is imported only when a plot is drawn.
 """
 
 from __future__ import annotations
 
 import os
+import textwrap
 
 from llm_irl.files import atomic_path
-from llm_irl.metrics.catalogue import METRICS
-
-# quality axis of the plots: the first of these the evaluation has
-PLOT_QUALITY = ("expert_loglik", "exact_match", "rouge1", "bleu")
-# diversity axes: per-input (within a prompt's k samples) and across-input (one sample per prompt)
-PLOT_DIVERSITY = ("self_bleu_per_input", "distinct_2_across")
+from llm_irl.metrics.catalogue import DIVERSITY_AXES, METRICS, QUALITY_AXIS
 
 
 def _plot_quality(figures: dict) -> str | None:
-    return next((q for q in PLOT_QUALITY if q in figures), None)
+    return next((q for q in QUALITY_AXIS if q in figures), None)
+
+
+def _point_label(t: str) -> str:
+    return "greedy" if float(t) == 0 else f"T={t}"
+
+
+def _suptitle(fig, lines: list[str], fontsize: float) -> None:
+    """A figure title wrapped to the figure's width (a long one is otherwise cut at both edges)."""
+    # DejaVu Sans averages about 0.6 em per character; wrap a little short of the width
+    width = max(20, int(fig.get_figwidth() * 72 / (0.62 * fontsize)))
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in lines), fontsize=fontsize)
 
 
 def _errors(points: list[dict]) -> list[list[float]] | None:
@@ -56,29 +65,42 @@ def _curves(results: dict) -> tuple[dict, dict | None, list[str], list[str], dic
     return summary, expert, arms, temps, summary[arms[0]]["temperatures"][temps[0]]
 
 
+def _frontier_label(results: dict, arm: str, div: str) -> str:
+    """An arm's legend entry, with its frontier verdict against the baseline on this diversity axis."""
+    for f in results.get("frontier") or []:
+        if f["diversity"] == div and f["arm"] == arm:
+            return f"{arm}: frontier {f['verdict']} {f['baseline']}'s"
+        if f["diversity"] == div and f["baseline"] == arm:
+            return f"{arm} (baseline)"
+    return arm
+
+
 def plot_quality_vs_diversity(results: dict, path: str) -> bool:
-    """One panel per diversity axis; one curve per arm through its temperatures; the expert as a star."""
+    """One panel per diversity axis; one curve per arm through its temperatures, labelled with its frontier
+    verdict; the expert as a star where it has both figures."""
     summary, expert, arms, temps, first = _curves(results)
     quality = _plot_quality(first)
-    axes_x = [d for d in PLOT_DIVERSITY if d in first]
+    axes_x = [d for d in DIVERSITY_AXES if d in first]
     if quality is None or not axes_x:
         return False
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(axes_x), figsize=(6.5 * len(axes_x), 5.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(axes_x), figsize=(6.5 * len(axes_x), 5.8), squeeze=False, layout="constrained")
+    star_drawn = False
     for ax, div in zip(axes[0], axes_x):
         for arm in arms:
             pts = [summary[arm]["temperatures"][t] for t in temps]
             xs = [p[div]["value"] for p in pts]
             ys = [p[quality]["value"] for p in pts]
             line = ax.errorbar(xs, ys, xerr=_errors([p[div] for p in pts]), yerr=_errors([p[quality] for p in pts]),
-                               marker="o", capsize=3, label=arm)
+                               marker="o", capsize=3, label=_frontier_label(results, arm, div))
             for x, y, t in zip(xs, ys, temps):
-                ax.annotate(f"T={t}", (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8,
+                ax.annotate(_point_label(t), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8,
                             color=line[0].get_color())
-        if expert and div in expert["temperatures"]["expert"]:
-            e = expert["temperatures"]["expert"]
+        e = expert["temperatures"]["expert"] if expert else {}
+        if div in e and quality in e:  # a star only where the expert has both figures; the legend names it then
             ax.plot([e[div]["value"]], [e[quality]["value"]], marker="*", markersize=15, color="black",
                     linestyle="none", label="expert (its own samples)")
+            star_drawn = True
         reversed_ = METRICS[div].sign < 0
         if reversed_:
             ax.invert_xaxis()  # keep "more diverse" to the right on every panel
@@ -89,11 +111,10 @@ def plot_quality_vs_diversity(results: dict, path: str) -> bool:
         ax.set_ylabel(f"{METRICS[quality].label}\n↑ {METRICS[quality].sense}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9)
-    fig.suptitle("Quality against diversity: each point is one sampling temperature T; up = better quality, "
-                 "right = more diverse; the expert's star is the target\n"
-                 f"{results['eval']['num_prompts']} prompts × k={results['eval']['k']} samples; "
-                 f"bars: {results['interval']}", fontsize=10)
-    fig.tight_layout()
+    _suptitle(fig, ["Quality against diversity: each point is one sampling temperature T; up = better quality, "
+                    "right = more diverse" + ("; the expert's star is the target" if star_drawn else ""),
+                    f"{results['eval']['num_prompts']} prompts × k={results['eval']['k']} samples; "
+                    f"bars: {results['interval']}"], fontsize=10)
     _save(fig, path)
     return True
 
@@ -101,13 +122,13 @@ def plot_quality_vs_diversity(results: dict, path: str) -> bool:
 def plot_by_temperature(results: dict, path: str) -> bool:
     """Each headline metric against temperature, one line per arm, the expert as a dashed line."""
     summary, expert, arms, temps, first = _curves(results)
-    names = [n for n in (_plot_quality(first), *PLOT_DIVERSITY, "policy_entropy") if n in first]
+    names = [n for n in (_plot_quality(first), *DIVERSITY_AXES, "policy_entropy") if n in first]
     if not names:
         return False
     plt = _pyplot()
     cols = min(2, len(names))
     rows = -(-len(names) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 4.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 4.2 * rows + 0.6), squeeze=False, layout="constrained")
     for ax, name in zip(axes.flat, names):
         for arm in arms:
             pts = [summary[arm]["temperatures"][t][name] for t in temps]
@@ -118,13 +139,12 @@ def plot_by_temperature(results: dict, path: str) -> bool:
                        label="expert (its own samples)")
         ax.set_title(f"{METRICS[name].label}\n({METRICS[name].sense})", fontsize=10)
         ax.set_xlabel("sampling temperature T")
-        ax.set_xticks([float(t) for t in temps])
+        ax.set_xticks([float(t) for t in temps], [_point_label(t).removeprefix("T=") for t in temps])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     for ax in list(axes.flat)[len(names):]:
         ax.set_visible(False)
-    fig.suptitle(f"Each headline metric against sampling temperature; bars: {results['interval']}", fontsize=11)
-    fig.tight_layout()
+    _suptitle(fig, [f"Each headline metric against sampling temperature; bars: {results['interval']}"], fontsize=11)
     _save(fig, path)
     return True
 

@@ -1,16 +1,18 @@
 """The quickstart's settings: SFT against inverse soft-Q (and GAIL) on the embedded default, offline, in minutes.
 
 run as:
-    llm-irl quickstart                 # one seed: under a minute on 2 idle CPU cores
+    llm-irl quickstart                 # one seed (the README gives its measured time)
+    llm-irl quickstart --max_steps 20 --num_prompts 10 --num_samples 2   # a smoke test: ~1 min on 2 CPU cores
     llm-irl quickstart --seeds 3       # what recipes/compare_quickstart.yaml runs (minus other trainers)
 
 Each arm trains the same tiny Llama from the same initialisation on the same Markov-expert
 demonstrations with the same budget; the recipes in `recipes/quickstart_*.yaml` hold exactly
 these settings (a test keeps them equal), so `llm-irl train` reproduces any arm on its own.
-The arms then go through the compare pipeline (`llm_irl.compare`): samples at several
-temperatures, quality and diversity with intervals, report.md and plots in the output folder.
-Because the expert's likelihood is exact, sample quality is the expert's own log-likelihood of
-what each model writes.
+The arms then go through the compare pipeline (`llm_irl.compare`): greedy decoding and samples at
+three temperatures, quality, diversity, length, EOS share and loops with intervals beside the
+expert's own, each arm's quality–diversity frontier against SFT's (printed at the end), report.md
+and plots in the output folder. Because the expert's likelihood is exact, sample quality is the
+expert's own log-likelihood of what each model writes.
 """
 
 from __future__ import annotations
@@ -35,11 +37,14 @@ COMMON = {
 }
 ARMS = {
     "sft": {"trainer": "sft"},
-    "iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.1},
+    "iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.03, "terminal_td": "exclude"},
     # the paper's online variant: a tenth of each batch sampled from the current policy
-    "online_iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.1, "policy_mix": 0.1, "max_new_tokens": 32},
-    "gail": {"trainer": "gail", "disc_loss": "gail", "reward_kind": "neg_log_one_minus_d", "policy_update": "ppo",
-             "mle_weight": 1.0, "kl_coef": 0.01, "disc_steps": 4, "disc_learning_rate": 0.003},
+    "online_iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.03, "terminal_td": "exclude", "policy_mix": 0.1,
+                  "max_new_tokens": 32},
+    # SFT warm start, then a likelihood-ratio discriminator's per-token reward and PPO (benchmarks/gail_notes.md)
+    "gail": {"trainer": "gail", "sft_steps": 150, "disc_loss": "airl", "disc_param": "policy_ratio",
+             "disc_level": "sequence", "disc_steps": 4, "disc_learning_rate": 0.001, "gamma": 0.5, "policy_update": "ppo",
+             "ppo_epochs": 2, "ppo_minibatches": 1, "kl_coef": 0.05, "mle_weight": 1.0},
 }
 
 
@@ -48,8 +53,9 @@ def recipe(arm: str, output_root: str = "runs/quickstart") -> dict:
     return {**ARMS[arm], **COMMON, "output_dir": os.path.join(output_root, arm)}
 
 
-# how every arm is evaluated: samples up to the training length, three temperatures around 1
-EVAL = {"temperatures": [0.7, 1.0, 1.3], "k": 8, "num_prompts": 100, "max_new_tokens": COMMON["max_length"]}
+# how every arm is evaluated: samples up to the training length, greedy decoding (T = 0) and three
+# temperatures around 1: the points of each arm's quality–diversity frontier
+EVAL = {"temperatures": [0, 0.7, 1.0, 1.3], "k": 8, "num_prompts": 100, "max_new_tokens": COMMON["max_length"]}
 
 
 def compare_recipe(seeds: int = 1, other_trainers: bool = False, output_dir: str = "runs/quickstart") -> dict:

@@ -7,22 +7,29 @@
 
 Command-line flags (`--key value` or `--key=value`) override the YAML. Every value goes through
 the config's own argument parser, so an unknown key or a badly typed value is refused by name;
-the ones a flag cannot spell (null, an empty list) keep their YAML meaning. `parse_config` is the
-one path from values to config dataclasses: training recipes (`build`) and evaluation settings
-(`llm_irl.evaluate.eval_config`) both go through it.
+the ones a flag cannot spell (null, an empty list) keep their YAML meaning, and `null`/`None`
+(or an empty string) unsets a key that may be unset. `parse_config` is the one path from values
+to config dataclasses: training recipes (`build`) and evaluation settings
+(`llm_irl.evaluate.eval_config`) both go through it. TRL's names for the same keys (`ALIASES`)
+are accepted, and `keys_help` lists every key a trainer takes.
 """
 
 from __future__ import annotations
 
 import difflib
+import inspect
 import json
+import textwrap
 import typing
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 
 import yaml
 from transformers import HfArgumentParser
 
 from llm_irl.errors import ConfigError
+
+ALIASES = {"dataset_name": "dataset", "dtype": "model_dtype"}  # TRL's key -> ours
+NULLS = ("null", "None")  # how YAML and Python spell "unset" in a flag; "none" stays a value (report_to: none)
 
 
 @dataclass
@@ -30,11 +37,16 @@ class ScriptArguments:
     trainer: str = field(metadata={"help": "Which trainer: sft, iq, ..."})
     model_name_or_path: str = field(metadata={"help": "Hub name, local directory, or builtin:tiny."})
     dataset: str = field(metadata={"help": "Demonstrations: a .jsonl/.json/.csv/.parquet file, a datasets name, "
-                                            "or builtin:markov."})
+                                            "or builtin:markov. TRL's name dataset_name works too."})
     dataset_split: str = field(default="train", metadata={"help": "Split of a datasets name to train on."})
     dataset_config: str | None = field(default=None, metadata={"help": "Config name of a datasets name."})
     eval_dataset: str | None = field(default=None, metadata={"help": "Held-out demonstrations, same forms."})
     eval_split: str = field(default="test", metadata={"help": "Split of eval_dataset when it is a datasets name."})
+    attn_implementation: str | None = field(
+        default=None,
+        metadata={"help": "Attention kernel given to from_pretrained: eager, sdpa, flash_attention_2, ...; "
+                          "null: transformers' choice. Ignored for builtin models."},
+    )
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of every weight."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling numerator (scale = lora_alpha / lora_r)."})
@@ -144,16 +156,24 @@ def _split_values(parser, classes, merged: dict, where: dict[str, str]) -> tuple
 
     A flag cannot spell null, nor an empty list (a list flag wants at least one value), nor a list
     for a field that argparse reads as one value (`report_to: str | list[str]`): those are given
-    as they are, so null means None and a list means that list, empty or not.
+    as they are, so null means None and a list means that list, empty or not. A key that may be
+    None is unset by null, "null", "None" or ""; "" for any other key is refused by name.
     """
     actions = {a.dest: a for a in parser._actions}
     # the annotations, not `Field.type`: HfArgumentParser rewrites that in place (`str | list[str]` -> str)
-    takes_list = {name for cls in classes for name, hint in typing.get_type_hints(cls).items() if "list" in str(hint)}
+    hints = {name: hint for cls in classes for name, hint in typing.get_type_hints(cls).items()}
+    takes_list = {name for name, hint in hints.items() if "list" in str(hint)}
+    nullable = {name for name, hint in hints.items() if type(None) in typing.get_args(hint)}
     spelled, given = {}, {}
     for key, value in merged.items():
         several = isinstance(value, (list, tuple))
+        if isinstance(value, str) and key in nullable and (value in NULLS or not value.strip()):
+            value = None
+        elif isinstance(value, str) and not value.strip():
+            raise ConfigError(f"{where[key]}: {key!r} is empty; give it a value")
         if value is None:
-            given[key] = None
+            # TrainingArguments reads a None report_to as a reporter named None: unset means report nothing
+            given[key] = [] if key == "report_to" else None
         elif several and key in takes_list and (not value or actions[key].nargs not in ("+", "*")):
             convert = actions[key].type if callable(actions[key].type) else (lambda v: v)
             given[key] = [convert(v) for v in value]
@@ -164,11 +184,102 @@ def _split_values(parser, classes, merged: dict, where: dict[str, str]) -> tuple
     return spelled, given
 
 
+def resolve_aliases(values: dict, source: str) -> dict:
+    """`values` with TRL's key names (`ALIASES`) renamed to ours; both names in one place is an error."""
+    out = dict(values)
+    for alias, key in ALIASES.items():
+        if alias in out:
+            if key in out:
+                raise ConfigError(f"{source}: {alias!r} is TRL's name for {key!r}; give one of them, not both")
+            out[key] = out.pop(alias)
+    return out
+
+
 def build(recipe: dict, overrides: dict[str, str], registry: dict, source: str = "recipe"):
-    """(ScriptArguments, trainer config) from YAML values and string overrides."""
+    """(ScriptArguments, trainer config) from YAML values and string overrides (TRL's key names accepted)."""
+    recipe, overrides = resolve_aliases(recipe, source), resolve_aliases(overrides, "command line")
     name = {**recipe, **overrides}.get("trainer")
     if name is None:
         raise ConfigError(f"{source}: missing key 'trainer' (one of {', '.join(registry)})")
     if name not in registry:
         raise ConfigError(f"unknown trainer {name!r}; choose one of {', '.join(registry)}")
     return parse_config((ScriptArguments, registry[name][1]), recipe, overrides, source)
+
+
+def machine_defaults(env, cuda: bool) -> dict:
+    """Training keys this machine decides when neither the recipe nor a flag does (`{**these, **recipe}`).
+
+    Without CUDA: no pinned memory (torch warns on every CPU run that pinning needs an accelerator),
+    and under torchrun (WORLD_SIZE > 1) DDP on the CPU with gloo; without them each process would
+    train alone, into the same folder.
+    """
+    if cuda:
+        return {}
+    out = {"dataloader_pin_memory": False}
+    if int(env.get("WORLD_SIZE", "1")) > 1:
+        out.update(use_cpu=True, ddp_backend="gloo")
+    return out
+
+
+# ---------------------------------------------------------------- listing the keys (`llm-irl train --help`)
+
+
+def own_fields(config_cls: type) -> list[str]:
+    """The fields a trainer config declares itself (new ones and TrainingArguments' it redefines), in order."""
+    from transformers import TrainingArguments
+
+    init = {f.name for f in fields(config_cls) if f.init}
+    declared = []  # the most derived class's fields first: IQConfig's, then SamplingConfig's, then SFTConfig's
+    for klass in config_cls.__mro__:
+        if klass is TrainingArguments:
+            break
+        declared += [name for name in inspect.get_annotations(klass) if name in init and name not in declared]
+    return declared
+
+
+def _default(f) -> str:
+    if f.default is not MISSING:
+        value = f.default
+    elif f.default_factory is not MISSING:
+        value = f.default_factory()
+    else:
+        return "required"
+    value = getattr(value, "value", value)  # an Enum member as its YAML spelling
+    return "default: " + (json.dumps(value) if value is None or isinstance(value, (bool, list, dict)) else str(value))
+
+
+def _describe(classes_fields: list) -> list[str]:
+    lines = []
+    for f in classes_fields:
+        lines.append(f"  --{f.name}  ({_default(f)})")
+        text = " ".join(str(f.metadata.get("help", "")).split())
+        lines += textwrap.wrap(text, 96, initial_indent="      ", subsequent_indent="      ")
+    return lines
+
+
+def keys_help(registry: dict, name: str) -> str:
+    """Every key `llm-irl train` takes with trainer `name`: help text and default, the script keys and the
+    trainer's own fields first, then those of `transformers.TrainingArguments`."""
+    config_cls = registry[name][1]
+    ours = own_fields(config_cls)
+    by_name = {f.name: f for f in fields(config_cls) if f.init}
+    aliases = ", ".join(f"{alias} for {key}" for alias, key in ALIASES.items())
+    return "\n".join([
+        f"Keys of `llm-irl train` with trainer {name!r}: in the recipe as `key: value`, or as --key value "
+        "(flags override the recipe). null or \"\" unsets a key that may be unset.",
+        f"TRL's names work too: {aliases}.",
+        "", "What to train (script keys):", *_describe([f for f in fields(ScriptArguments) if f.init]),
+        "", f"{config_cls.__name__} (llm_irl):", *_describe([by_name[n] for n in ours]),
+        "", "TrainingArguments (transformers):", *_describe([f for n, f in by_name.items() if n not in ours]),
+    ])
+
+
+def trainers_help(registry: dict) -> str:
+    """The trainers to choose from, and how to list one's keys."""
+    width = max(map(len, registry))
+    rows = [f"  {name:<{width}}  {(config.__doc__ or '').strip().splitlines()[0]}" for name, (_, config)
+            in registry.items()]
+    return "\n".join(["trainers (the recipe key `trainer`, or --trainer):", *rows, "",
+                      "every key of one trainer, with its help and default:",
+                      f"  llm-irl train --trainer {next(iter(registry))} --help",
+                      "  llm-irl train RECIPE.yaml --help        (the recipe's trainer)"])

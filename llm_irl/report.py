@@ -4,6 +4,13 @@ A winner is claimed only when the best arm's 95% interval is disjoint from every
 otherwise the report says the intervals overlap and claims no winner. Disjoint intervals are a
 conservative test (overlapping ones do not prove equality), and with few seeds the Student-t
 intervals are wide: that is the honest state of the evidence, not a defect of the report.
+
+The frontier verdict (`llm_irl.metrics.frontier`) reads each arm's quality–diversity curve over the
+temperature sweep against the baseline arm's (the first, sft in the shipped recipes): quality at
+matched diversity, seeds paired, above / below / crossing / overlapping. Quality is the expert's
+log-likelihood when there is an expert, else the first quality figure the evaluation has
+(`QUALITY_AXIS`); diversity is 1 − Self-BLEU within a prompt's k samples, and, as a second verdict,
+distinct-2 over one sample per prompt.
 """
 
 from __future__ import annotations
@@ -12,8 +19,17 @@ import json
 import os
 
 from llm_irl.files import write_atomic
-from llm_irl.metrics.catalogue import METRICS, format_estimate, markdown_table, metric_table
-from llm_irl.plots import PLOT_DIVERSITY, write_plots
+from llm_irl.metrics.catalogue import (
+    DIVERSITY_AXES,
+    METRICS,
+    QUALITY_AXIS,
+    format_estimate,
+    markdown_table,
+    metric_table,
+    temperature_label,
+)
+from llm_irl.metrics.frontier import describe_verdict, frontier_gap
+from llm_irl.plots import write_plots
 
 
 # ---------------------------------------------------------------------------- verdicts
@@ -57,12 +73,12 @@ def all_verdicts(results: dict) -> list[dict]:
     arms = list(summary)
     sections = [("all temperatures", lambda arm: summary[arm]["metrics"])]
     for t in summary[arms[0]]["temperatures"]:
-        sections.append((f"T={t}", lambda arm, t=t: summary[arm]["temperatures"][t]))
+        sections.append((temperature_label(t), lambda arm, t=t: summary[arm]["temperatures"][t]))
     out = []
     for where, get in sections:
         for metric in METRICS:
             m = METRICS[metric]
-            headline = m.kind != "diversity" or metric in (*PLOT_DIVERSITY, "policy_entropy")
+            headline = m.kind != "diversity" or metric in (*DIVERSITY_AXES, "policy_entropy")
             if m.sign and headline and all(metric in get(arm) for arm in arms):
                 out.append(verdict(metric, where, {arm: get(arm)[metric] for arm in arms}))
     return out
@@ -108,7 +124,62 @@ def verdict_summary(verdicts: list[dict]) -> list[str]:
     return lines + baseline_summary(verdicts)
 
 
+# ---------------------------------------------------------------------------- the frontier
+
+
+def diversity_x(metric: str, figure: dict) -> float:
+    """A diversity figure on an axis where higher is more diverse: 1 − Self-BLEU, distinct-n as is."""
+    return 1.0 - figure["value"] if METRICS[metric].sign < 0 else figure["value"]
+
+
+def frontier_quality(results: dict) -> str | None:
+    """The quality axis of the frontier: the first of QUALITY_AXIS every arm has at every temperature."""
+    figures = [f for arm in results["summary"].values() for f in arm["temperatures"].values()]
+    return next((q for q in QUALITY_AXIS if all(q in f for f in figures)), None)
+
+
+def frontier_verdicts(results: dict) -> list[dict]:
+    """Each arm's frontier against the baseline arm's, on every diversity axis the results have."""
+    arms, seeds = list(results["summary"]), [str(s) for s in results["seeds"]]
+    baseline, quality = arms[0], frontier_quality(results)
+    if quality is None or len(arms) < 2:
+        return []
+    # sampled temperatures only: greedy (T = 0) has per-input diversity 0 by definition, and a point pinned
+    # there would put most of the grid on the straight line from greedy to the lowest sampled temperature
+    temps = [t for t in results["summary"][baseline]["temperatures"] if float(t) > 0]
+
+    def curves(arm: str, div: str) -> list[list[tuple[float, float]]]:  # one curve per seed, seeds in order
+        runs = [results["runs"][arm][s]["temperatures"] for s in seeds]
+        return [[(diversity_x(div, run[t][div]), run[t][quality]["value"]) for t in temps] for run in runs]
+
+    out = []
+    for div in DIVERSITY_AXES:
+        if not all(div in results["runs"][a][s]["temperatures"][t] for a in arms for s in seeds for t in temps):
+            continue
+        axis = f"1 − {METRICS[div].label}" if METRICS[div].sign < 0 else METRICS[div].label
+        for arm in arms[1:]:
+            gap = frontier_gap(curves(arm, div), curves(baseline, div))
+            out.append({"arm": arm, "baseline": baseline, "quality": quality, "diversity": div, **gap,
+                        "text": f"{describe_verdict(gap, arm, baseline)}: {METRICS[quality].label} at matched "
+                                f"{axis}, over {', '.join(temperature_label(t) for t in temps)}"})
+    return out
+
+
 # ---------------------------------------------------------------------------- markdown
+
+
+SHAPE = ("mean_length", "terminated", "loop_share")
+
+
+def shape_table(results: dict) -> list[str]:
+    """Length, share ended with EOS and loop share: one row per (arm, temperature), the expert's own below."""
+    summary, expert = results["summary"], results["expert"]
+    rows = [[arm, temperature_label(t), *(format_estimate(f.get(n)) for n in SHAPE)]
+            for arm in summary for t, f in summary[arm]["temperatures"].items()]
+    if expert:
+        rows.append(["expert (own samples)", "–", *(format_estimate(expert["temperatures"]["expert"].get(n))
+                                                   for n in SHAPE)])
+    return markdown_table(["arm", "T", *(METRICS[n].label for n in SHAPE)], rows)
 
 
 def markdown(results: dict, verdicts: list[dict], plots: list[str], title: str) -> str:
@@ -123,7 +194,8 @@ def markdown(results: dict, verdicts: list[dict], plots: list[str], title: str) 
         f"{common.get('max_steps', '?')} steps (batch {common.get('per_device_train_batch_size', '?')}, "
         f"learning rate {common.get('learning_rate', '?')}) with seeds {results['seeds']}; then samples "
         f"k={ev['k']} completions for each of {ev['num_prompts']} prompts of `{ev['eval_dataset']}` "
-        f"({ev['eval_split']}) at temperatures {', '.join(temps)} (top_p {ev['top_p']}). "
+        f"({ev['eval_split']}) at temperatures {', '.join(temps)} (top_p {ev['top_p']}; 0 = greedy decoding, "
+        "one decode per prompt repeated k times). "
         f"Runtime {results['runtime_s'] / 60:.1f} min.",
         "",
         "Arms: " + "; ".join(f"**{a}** = trainer `{s['trainer']}`"
@@ -132,6 +204,14 @@ def markdown(results: dict, verdicts: list[dict], plots: list[str], title: str) 
         "",
         f"Figures: {results['interval']}. A winner is claimed only when the best arm's interval is "
         "disjoint from every other arm's; otherwise the report says the intervals overlap.",
+        "",
+        "## Frontier verdicts",
+        "",
+        "Each arm's quality–diversity curve through the temperatures against the baseline's, quality read "
+        "at matched diversity (interpolated), seeds paired; `above` = higher quality at the same diversity.",
+        "",
+        *([f"- {f['text']}" for f in results.get("frontier", [])] or ["- no frontier: the evaluation has no "
+                                                                       "quality figure or only one arm"]),
         "",
         "## Verdicts",
         "",
@@ -146,9 +226,15 @@ def markdown(results: dict, verdicts: list[dict], plots: list[str], title: str) 
     ]
     if plots:
         lines += ["## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
+    lines += ["## Sample length, EOS and loops", "",
+              ("Read beside the expert's own samples: " if expert else "")
+              + "IQ's terminal-state bias shows first as longer samples, fewer EOS and loops.", "",
+              *shape_table(results), ""]
     if results["sample_quality"]:
         lines += [f"Per-sample quality for the reward rows: {METRICS[results['sample_quality']].label}; "
-                  f"returns use γ = {ev['reward_gamma']}.", ""]
+                  f"returns use γ = {ev['reward_gamma']}. At γ = 1 an EOS-ended sample's return telescopes to "
+                  "V(s₀) + α·log π(y|x), so ρ(log π, q) (on the T=1 samples) is the baseline of ρ(return, q): "
+                  "the difference is what the reward adds to the plain likelihood.", ""]
     overall = {arm: summary[arm]["metrics"] for arm in arms}
     if any(overall.values()):
         lines += ["## Held-out demonstrations (no sampling)", "",
@@ -158,16 +244,18 @@ def markdown(results: dict, verdicts: list[dict], plots: list[str], title: str) 
         if expert:
             columns["expert (own samples)"] = expert["temperatures"]["expert"]
         names = [n for n in METRICS if any(n in c for c in columns.values())]
-        lines += [f"## Temperature {t}", "", *metric_table(columns, names), ""]
+        lines += [f"## {'Greedy decoding' if float(t) == 0 else f'Temperature {t}'}", "",
+                  *metric_table(columns, names), ""]
     lines += ["## Files", "",
-              "`results.json` holds every figure above and each run's own; each run's model, `samples.jsonl` "
-              "(every sample with its per-token log-probs) and `eval.json` are in `runs/ARM/seedS/`.", ""]
+              "`results.json` holds every figure above (the frontier verdicts under `frontier`) and each run's "
+              "own; each run's model, `trainer_state.json` (loss curves), `samples.jsonl` (every sample with "
+              "its per-token log-probs) and `eval.json` are in `runs/ARM/seedS/`.", ""]
     return "\n".join(lines)
 
 
 # columns of the console table: the headline figure of each kind
 BRIEF = ("heldout_nll", "expert_loglik", "exact_match", "rouge1", "self_bleu_per_input", "distinct_2_across",
-         "policy_entropy", "reward_quality_spearman")
+         "policy_entropy", "reward_quality_spearman", "loglik_quality_spearman", *SHAPE)
 
 
 def brief_table(results: dict) -> str:
@@ -176,7 +264,8 @@ def brief_table(results: dict) -> str:
     arms = list(summary)
     rows = []  # (temperature, who, figures)
     for t in summary[arms[0]]["temperatures"]:
-        rows += [(t, arm, {**summary[arm]["metrics"], **summary[arm]["temperatures"][t]}) for arm in arms]
+        rows += [("greedy" if float(t) == 0 else t, arm, {**summary[arm]["metrics"], **summary[arm]["temperatures"][t]})
+                 for arm in arms]
     if expert:
         rows.append(("-", "expert", expert["temperatures"]["expert"]))
     names = [n for n in BRIEF if any(n in figures for _, _, figures in rows)]
@@ -186,14 +275,22 @@ def brief_table(results: dict) -> str:
     return "\n".join(table + ["", *legend])
 
 
+def console_summary(results: dict) -> str:
+    """What a compare prints when it ends: the brief table, the frontier verdicts, the other verdicts."""
+    frontier = results.get("frontier") or frontier_verdicts(results)
+    return "\n".join([brief_table(results), "", *(f"frontier: {f['text']}" for f in frontier),
+                      *verdict_summary(all_verdicts(results))])
+
+
 # ---------------------------------------------------------------------------- all of it
 
 
 def write_report(results: dict, output_dir: str, title: str = "compare") -> dict[str, str]:
-    """results.json, the PNG plots and report.md in output_dir; returns their paths by kind."""
+    """results.json (with `verdicts` and `frontier`), the PNG plots and report.md in output_dir; returns
+    their paths by kind."""
     os.makedirs(output_dir, exist_ok=True)
     verdicts = all_verdicts(results)
-    results = {**results, "verdicts": verdicts}
+    results = {**results, "verdicts": verdicts, "frontier": frontier_verdicts(results)}
     paths = {"results": os.path.join(output_dir, "results.json")}
     write_atomic(paths["results"], json.dumps(results, indent=1))
     plots = write_plots(results, output_dir)

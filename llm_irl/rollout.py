@@ -8,11 +8,18 @@ can bootstrap ``V(s')`` on truncated samples.
 Sampling goes through ``model.generate`` (KV cache, left-padded prompts) so it costs what plain HF
 generation costs; ``benchmarks/bench_rollout.py`` checks the overhead stays under 5%.
 
-Log-probabilities: ``Rollouts.logprobs`` are ``log softmax(raw logits)[a_t]``, i.e. ``log π(a_t|s_t)``
-of the policy at temperature 1, whatever ``temperature`` / ``top_p`` were used to *sample*. They are
-what a teacher-forced forward pass of the same model gives (tests check this to 1e-4), hence the
-right ``old_logprobs`` for PPO ratios and the ``log π`` of AIRL. When sampling with temperature ≠ 1
-or top_p < 1 the behaviour policy differs from π; these are still π's numbers, not the sampler's.
+Temperature: a model trained with entropy temperature α is the policy π = softmax(logits/α)
+(`modeling.policy_temperature`, 1 for any model not trained with another α), and ``temperature``
+is relative to π: the logits are divided by ``α·temperature``, so ``temperature=1`` samples π itself
+(at λ = 0, where IQ fits π to the demonstrations as SFT does, samples follow them whatever α).
+
+Log-probabilities: ``Rollouts.logprobs`` are those of the distribution each token was actually
+sampled from: ``softmax(logits / (α·temperature))`` cut to its ``top_p`` nucleus and renormalised,
+after any logits processor passed through ``generate_kwargs`` (e.g. ``suppress_tokens``). They come
+from ``generate``'s processed scores, computed in eval mode (no dropout), so they are the behaviour
+policy's: the right ``old_logprobs`` for PPO ratios, and ``log π`` itself when ``temperature=1`` and
+``top_p=1`` (tests check both against a teacher-forced pass to 1e-4). A trainer that compares them
+with new log-probs must compute those at the same temperature (and nucleus).
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from typing import Any
 import torch
 
 from llm_irl.batching import labelled_row, pad, pad_batch
-from llm_irl.modeling import eval_mode, unwrap_model
+from llm_irl.modeling import eval_mode, policy_temperature, unwrap_model
 from llm_irl.seeding import seeded
 from llm_irl.special_tokens import resolve_eos_pad
 
@@ -46,8 +53,9 @@ class Rollouts:
     Attributes:
         prompt_ids: prompt token ids (no padding).
         completion_ids: generated ids up to and including the first EOS; nothing after it.
-        logprobs: ``log π(a_t|s_t)`` of each completion token under the raw logits at temperature 1
-            (not the tempered / top-p sampling distribution). Same length as ``completion_ids``.
+        logprobs: log-probability of each completion token under the distribution it was sampled
+            from (tempered by α·temperature, nucleus-cut; ``log π`` at temperature 1, top_p 1).
+            Same length as ``completion_ids``.
         terminated: True when the completion ended with EOS, False when cut at ``max_new_tokens``.
     """
 
@@ -67,8 +75,9 @@ class Rollouts:
             attention_mask [B, T] long: 1 on prompt and completion tokens.
             labels [B, T] long: completion ids, -100 on prompt and padding (prompt tokens are the
                 initial state, not actions).
-            old_logprobs [B, T] float32: ``log π`` of the token at the same position, 0 where the
-                label is -100. Note the HF shift: it pairs with ``log_softmax(logits[:, t-1])[labels[:, t]]``.
+            old_logprobs [B, T] float32: the sampling log-probability of the token at the same
+                position (see ``Rollouts.logprobs``), 0 where the label is -100. Note the HF shift: it
+                pairs with ``logits[:, t-1]`` and ``labels[:, t]``.
             terminated [B] bool.
         """
         if len(self) == 0:
@@ -90,6 +99,12 @@ def completion_text(tokenizer: Any, completion_ids: Sequence[int], terminated: b
     return tokenizer.decode(ids, skip_special_tokens=False)
 
 
+def _token_logprob(scores: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log softmax(scores)[token] per row, in fp32; [B, V] scores, [B] tokens."""
+    scores = scores.float()
+    return scores.gather(-1, tokens[:, None]).squeeze(-1) - torch.logsumexp(scores, dim=-1)
+
+
 def _sample_batch(
     model: Any,
     prompts: Sequence[Sequence[int]],
@@ -103,19 +118,16 @@ def _sample_batch(
     out = model.generate(
         input_ids=input_ids,
         attention_mask=attention_mask,
-        output_logits=True,
+        output_scores=True,
         return_dict_in_generate=True,
         **gen_kwargs,
     )
     gen = out.sequences[:, input_ids.shape[1]:]  # [B, T_gen]; finished rows are padded by generate
-    # log π(a_t|s_t) from the raw (unprocessed, temperature-1) logits, one step at a time so we never
+    # The scores are the logits after every processor and warper (temperature, top_p: −inf outside
+    # the nucleus), i.e. the distribution each token was drawn from. One step at a time, so we never
     # hold a second [B, T, V] tensor next to the one generate already returned.
     logprobs = torch.stack(
-        [
-            step.gather(-1, gen[:, t: t + 1]).squeeze(-1) - torch.logsumexp(step, dim=-1)
-            for t, step in enumerate(out.logits)
-        ],
-        dim=1,
+        [_token_logprob(step, gen[:, t]) for t, step in enumerate(out.scores)], dim=1
     )
     # Cut after the first EOS: what generate writes after it is padding, not actions.
     is_eos = torch.isin(gen, torch.tensor(eos, device=gen.device))
@@ -151,18 +163,20 @@ def generate_rollouts(
             or None to use ``model.generation_config``; see ``special_tokens.resolve_eos_pad``.
         prompts: token ids per prompt (non-empty; they are left-padded per batch).
         max_new_tokens: length limit; a completion reaching it without EOS is truncated.
-        temperature, top_p: sampling distribution ``softmax(logits/temperature)`` with nucleus
-            ``top_p``. Everything else is pure sampling (top_k off, no repetition penalty), whatever
-            the checkpoint's ``generation_config`` says, so samples come from the policy itself.
+        temperature, top_p: sampling distribution ``softmax(logits/(α·temperature))`` with nucleus
+            ``top_p``; α is ``modeling.policy_temperature(model)``, so ``temperature`` is relative to
+            the policy the model was trained as. Everything else is pure sampling (top_k off, no
+            repetition penalty), whatever the checkpoint's ``generation_config`` says, so samples
+            come from the policy itself.
         num_samples: samples per prompt; sample ``k`` of prompt ``i`` is at index ``i*num_samples+k``.
         batch_size: sequences per ``generate`` call.
         seed: if given, sampling draws from ``seeding.seeded(seed)`` (the global RNG state is left
             untouched). Same seed, prompts and batch_size -> same samples.
         **generate_kwargs: passed to ``generate`` (e.g. ``min_new_tokens``, ``bad_words_ids``); they
-            change what is sampled, but ``logprobs`` stay those of the raw policy.
+            change what is sampled, and ``logprobs`` follow (they are the sampling distribution's).
 
     Returns:
-        Rollouts (see its docstring; ``logprobs`` are log π at temperature 1).
+        Rollouts (see its docstring; ``logprobs`` are the sampling distribution's).
     """
     if max_new_tokens < 1:
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
@@ -176,7 +190,7 @@ def generate_rollouts(
     model = unwrap_model(model, keep_peft=True)
     eos, pad_id = resolve_eos_pad(model, tokenizer)
     gen_kwargs: dict[str, Any] = dict(
-        PURE_SAMPLING, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+        PURE_SAMPLING, temperature=policy_temperature(model) * temperature, top_p=top_p, max_new_tokens=max_new_tokens,
         eos_token_id=eos, pad_token_id=pad_id,
     )
     gen_kwargs.update(generate_kwargs)

@@ -10,12 +10,15 @@ import torch
 from llm_irl.adversarial_losses import (
     airl_disc_loss,
     airl_reward,
+    binary_entropy,
     discounted_returns,
     gail_disc_loss,
     gail_reward,
     kl_penalty,
+    leave_one_out_baseline,
     margin_disc_loss,
     masked_mean,
+    policy_advantages,
     ppo_clip_loss,
     reinforce_loss,
     text_distance,
@@ -49,6 +52,33 @@ def test_gail_disc_loss_hand_values():
     loss2, stats2 = gail_disc_loss(torch.tensor([2.0]), torch.tensor([-1.0, -1.0, 1.0]))
     assert loss2.item() == pytest.approx(0.5 * (SOFTPLUS_M2 + (2 * SOFTPLUS_M1 + 1.3132616875182228) / 3))
     assert stats2["disc_acc_policy"] == pytest.approx(2 / 3)
+
+
+def test_gail_disc_loss_label_smoothing_and_stats():
+    # targets 1 − ε and ε: BCE(ℓ, y) = softplus(ℓ) − y·ℓ
+    eps = 0.1
+    loss, stats = gail_disc_loss(torch.tensor([2.0]), torch.tensor([-1.0]), label_smoothing=eps)
+    demo = SOFTPLUS_2 - (1 - eps) * 2.0
+    policy = SOFTPLUS_M1 - eps * -1.0
+    assert loss.item() == pytest.approx(0.5 * (demo + policy))
+    assert stats["disc_bal_acc"] == 1.0
+    # the smoothed loss is smallest at ℓ = ±log((1 − ε)/ε), not at ±∞
+    best = math.log((1 - eps) / eps)
+    grid = torch.linspace(0, 6, 601)
+    losses = [gail_disc_loss(torch.tensor([x]), torch.tensor([-x]), label_smoothing=eps)[0].item() for x in grid]
+    assert grid[int(torch.tensor(losses).argmin())].item() == pytest.approx(best, abs=0.01)
+    # D undecided: entropy log 2; sure: entropy near 0
+    _, undecided = gail_disc_loss(torch.zeros(2), torch.zeros(2))
+    assert undecided["disc_entropy"] == pytest.approx(LOG2) and undecided["disc_bal_acc"] == 0.0
+    _, half = gail_disc_loss(torch.tensor([3.0, -3.0]), torch.tensor([-3.0, -3.0]))
+    assert half["disc_acc_demo"] == 0.5 and half["disc_acc_policy"] == 1.0 and half["disc_bal_acc"] == 0.75
+
+
+def test_binary_entropy_matches_its_definition():
+    logits = torch.tensor([-30.0, -2.0, 0.0, 0.5, 4.0])
+    d = torch.sigmoid(logits.double())
+    expected = -(d * d.log() + (1 - d) * (1 - d).log())
+    assert binary_entropy(logits).tolist() == pytest.approx(expected.tolist(), abs=1e-6)
 
 
 def test_gail_reward_values():
@@ -270,3 +300,58 @@ def test_discounted_returns_matches_loop():
             assert out[i, t].item() == pytest.approx(expected, rel=1e-5)
         assert all(out[i, t].item() == 0.0 for t in range(7) if not mask[i, t])
     assert discounted_returns(torch.ones(1, 3), torch.ones(1, 3)).tolist() == [[3.0, 2.0, 1.0]]
+
+
+def test_leave_one_out_baseline():
+    returns = torch.tensor([1.0, 2.0, 6.0, 10.0, 20.0, 30.0])
+    assert leave_one_out_baseline(returns, 3).tolist() == pytest.approx([4.0, 3.5, 1.5, 25.0, 20.0, 15.0])
+    with pytest.raises(ValueError, match="k >= 2"):
+        leave_one_out_baseline(returns, 4)
+
+
+def _rollout():
+    # two samples: the action mask marks positions 1..2 (row 0) and 1 (row 1, then padding)
+    mask = torch.tensor([[False, True, True], [False, True, False]])
+    logprobs = torch.tensor([[0.0, -1.0, -2.0], [0.0, -1.0, 0.0]])
+    ref = torch.tensor([[0.0, -1.5, -1.0], [0.0, -1.0, 0.0]])
+    return mask, logprobs, ref
+
+
+def test_policy_advantages_known_answers():
+    mask, logprobs, ref = _rollout()
+    adv, stats = policy_advantages(torch.tensor([1.0, 3.0]), mask, logprobs=logprobs, ref_logprobs=ref, kl_coef=0.5,
+                                   terminated=torch.tensor([True, False]), missing_eos_penalty=2.0,
+                                   whiten_advantages=False)
+    # row 0: k1 = (0.5, −1.0), penalties (−0.25, +0.5), reward 1 on the last token: returns (1.25, 1.5)
+    # row 1: reward 3, cut without EOS −2, k1 0: return 1.0; baseline the mean over the three actions
+    b = (1.25 + 1.5 + 1.0) / 3
+    assert adv.flatten().tolist() == pytest.approx([0.0, 1.25 - b, 1.5 - b, 0.0, 1.0 - b, 0.0])
+    assert stats == pytest.approx({"reward": 2.0, "kl": (0.5 - 1.0) / 2})
+    # a per-token reward [N, T] that sums to the same sequence reward, γ = 1: the same return from the first
+    # action on (the baselines, means over every action token, differ by a constant)
+    dense = torch.tensor([[0.0, 0.4, 0.6], [0.0, 3.0, 0.0]])
+    adv_dense, _ = policy_advantages(dense, mask, whiten_advantages=False)
+    adv_seq, _ = policy_advantages(torch.tensor([1.0, 3.0]), mask, whiten_advantages=False)
+    shift = adv_dense[:, 1] - adv_seq[:, 1]
+    assert shift[0].item() == pytest.approx(shift[1].item())
+    # k3: never negative, so a policy equal to its reference pays nothing and one that differs pays
+    adv3, _ = policy_advantages(torch.zeros(2), mask, logprobs=logprobs, ref_logprobs=ref, kl_coef=1.0,
+                                kl_estimator="k3", gamma=0.0, whiten_advantages=False)
+    k3 = kl_penalty(logprobs, ref, mask, kind="k3")
+    assert (adv3 + k3 - masked_mean(k3, mask) * mask).abs().max() < 1e-6
+
+
+def test_policy_advantages_whitened_grouped_and_normalised():
+    mask = torch.tensor([[False, True]] * 4)
+    adv, _ = policy_advantages(torch.tensor([1.0, 3.0, 10.0, 20.0]), mask, group_size=2, whiten_advantages=False)
+    assert adv[:, 1].tolist() == pytest.approx([-2.0, 2.0, -10.0, 10.0])  # each minus its sibling
+    white, _ = policy_advantages(torch.tensor([1.0, 3.0, 10.0, 20.0]), mask)
+    assert masked_mean(white, mask).item() == pytest.approx(0.0, abs=1e-6)
+    assert masked_mean(white**2, mask).item() == pytest.approx(1.0, rel=1e-4)
+    seq, _ = policy_advantages(torch.tensor([1.0, 3.0, 10.0, 20.0]), mask, normalize_rewards="sequence",
+                               whiten_advantages=False)
+    z = torch.tensor([1.0, 3.0, 10.0, 20.0])
+    z = (z - z.mean()) / z.std(unbiased=False)
+    assert seq[:, 1].tolist() == pytest.approx((z - z.mean()).tolist(), rel=1e-5)
+    with pytest.raises(ValueError, match="normalize_rewards"):
+        policy_advantages(torch.zeros(4), mask, normalize_rewards="batch")

@@ -19,7 +19,7 @@ from llm_irl.report import all_verdicts, verdict, verdict_summary, write_report
 TINY = {
     "model_name_or_path": "builtin:tiny", "dataset": "builtin:markov", "eval_dataset": "builtin:markov",
     "max_length": 16, "max_steps": 3, "per_device_train_batch_size": 8, "save_strategy": "no", "report_to": "none",
-    "seeds": 2, "k": 3, "num_prompts": 4, "temperatures": [0.7, 1.0], "max_new_tokens": 8, "n_boot": 100,
+    "seeds": 2, "k": 3, "num_prompts": 4, "temperatures": [0, 0.7, 1.0], "max_new_tokens": 8, "n_boot": 100,
     "num_heldout": 20, "other_trainers": False,
     "arms": {"sft": {"trainer": "sft"}, "iq": {"trainer": "iq", "td_weight": 0.1}},
 }
@@ -50,11 +50,85 @@ def test_compare_writes_report_results_and_plots(compared):
     assert not [p for p in out.iterdir() if p.name.startswith(".tmp-")]  # atomic writes leave nothing behind
     run = out / "runs" / "iq" / "seed1"
     assert (run / "samples.jsonl").exists() and (run / "eval.json").exists() and (run / "config.json").exists()
+    assert json.loads((run / "trainer_state.json").read_text())["log_history"]  # each run keeps its loss curves
+
+
+def test_length_eos_and_loops_beside_the_experts(compared):
+    out, results, _ = compared
+    for t in ("0", "0.7", "1"):
+        for arm in ("sft", "iq"):
+            assert {"mean_length", "terminated", "loop_share"} <= set(results["summary"][arm]["temperatures"][t])
+    expert = results["expert"]["temperatures"]["expert"]
+    assert expert["terminated"]["value"] == 1.0  # a builtin expert's samples always end with EOS
+    assert expert["mean_length"]["value"] > 1 and 0 <= expert["loop_share"]["value"] <= 1
+    report = (out / "report.md").read_text()
+    shape = report[report.index("## Sample length, EOS and loops"):]
+    assert "| expert (own samples) | – | " in shape and "| iq | greedy (T=0) |" in shape
+    # the figures come from the samples: recount one run's length, EOS share and loops at T=1
+    from llm_irl.generation import load_jsonl
+    from llm_irl.metrics.shape import has_loop
+
+    at_1 = [s for s in load_jsonl(str(out / "runs" / "sft" / "seed0" / "samples.jsonl")) if s.temperature == 1.0]
+    figures = results["runs"]["sft"]["0"]["temperatures"]["1"]
+    assert figures["mean_length"]["value"] == pytest.approx(sum(len(s.completion_ids) for s in at_1) / len(at_1))
+    assert figures["terminated"]["value"] == pytest.approx(sum(s.terminated for s in at_1) / len(at_1))
+    loops = [has_loop(s.completion_ids[:-1] if s.terminated else s.completion_ids) for s in at_1]
+    assert figures["loop_share"]["value"] == pytest.approx(sum(loops) / len(loops))
+
+
+def test_greedy_is_one_evaluation_point(compared):
+    out, results, _ = compared
+    from llm_irl.generation import load_jsonl
+
+    greedy = [s for s in load_jsonl(str(out / "runs" / "iq" / "seed0" / "samples.jsonl")) if s.temperature == 0]
+    assert len(greedy) == TINY["num_prompts"] * TINY["k"]
+    for i in range(TINY["num_prompts"]):
+        assert len({tuple(s.completion_ids) for s in greedy if s.prompt_index == i}) == 1
+    figures = results["runs"]["iq"]["0"]["temperatures"]["0"]
+    # k copies of one text: no per-input diversity (Self-BLEU 1 even for short or empty copies, which
+    # Self-BLEU's smoothing would score below 1), across-input still measured
+    assert figures["self_bleu_per_input"]["value"] == 1.0
+    assert figures["distinct_2_per_input"]["value"] <= 1 / TINY["k"] + 1e-9
+    assert "distinct_2_across" in figures
+
+
+def test_frontier_verdict_in_results_and_report(compared, capsys):
+    out, results, _ = compared
+    saved = json.loads((out / "results.json").read_text())["frontier"]
+    assert {(f["arm"], f["baseline"], f["diversity"]) for f in saved} == {
+        ("iq", "sft", "self_bleu_per_input"), ("iq", "sft", "distinct_2_across")}
+    for f in saved:
+        assert f["quality"] == "expert_loglik" and f["seeds"] == 2
+        assert f["verdict"] in ("above", "below", "crossing", "overlapping", "no overlap")
+        assert f["text"].startswith("iq's frontier") or f["text"].startswith("iq and sft share no")
+    report = (out / "report.md").read_text()
+    assert "## Frontier verdicts" in report and saved[0]["text"] in report
+    from llm_irl.report import console_summary
+
+    assert f"frontier: {saved[0]['text']}" in console_summary(results)
+
+
+def test_loglik_correlation_beside_the_rewards(compared):
+    """ρ(log π(y|x), quality) on the T=1 samples, from the log-probs the samples carry."""
+    out, results, _ = compared
+    from llm_irl.builtin import default_expert
+    from llm_irl.generation import load_jsonl
+    from llm_irl.rewards import spearman
+
+    expert = default_expert()
+    at_1 = [s for s in load_jsonl(str(out / "runs" / "sft" / "seed1" / "samples.jsonl")) if s.temperature == 1.0]
+    quality = [expert.score(s.prompt, s.sample).logprob_per_token for s in at_1]
+    expected = spearman([sum(s.logprobs) for s in at_1], quality)
+    figures = results["runs"]["sft"]["1"]["temperatures"]
+    assert figures["1"]["loglik_quality_spearman"]["value"] == pytest.approx(expected)
+    assert "loglik_quality_spearman" not in figures["0.7"]  # tempered samples do not carry log π
+    assert "ρ(log π, q)" in (out / "report.md").read_text()
 
 
 def test_evaluate_cli_on_a_compared_model(compared, tmp_path, capsys):
     out, _, _ = compared
-    rc = cli.main(["evaluate", str(out / "runs" / "sft" / "seed0"), "--num_prompts", "3", "--k", "2",
+    rc = cli.main(["evaluate", str(out / "runs" / "sft" / "seed0"), "--eval_dataset", "builtin:markov",
+                   "--num_prompts", "3", "--k", "2",
                    "--temperatures", "0.5,1.0", "--max_new_tokens", "6", "--n_boot", "50", "--num_heldout", "10",
                    "--output", str(tmp_path / "eval.json"), "--samples", str(tmp_path / "s.jsonl")])
     assert rc == 0
@@ -62,17 +136,103 @@ def test_evaluate_cli_on_a_compared_model(compared, tmp_path, capsys):
     assert set(result["temperatures"]) == {"0.5", "1"}
     assert "heldout_nll" in result["metrics"] and "expert_loglik" in result["temperatures"]["1"]
     assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 2 * 3 * 2
-    assert "T=0.5" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "T=0.5" in printed and "expert (own samples)" in printed  # the expert's own figures beside
+    assert result["expert"]["temperatures"]["expert"]["terminated"]["value"] == 1.0  # the expert always ends
     # the saved samples give the same figures without sampling again
-    rc = cli.main(["evaluate", str(out / "runs" / "sft" / "seed0"), "--num_prompts", "3", "--k", "2",
-                   "--temperatures", "0.5,1.0", "--n_boot", "50", "--num_heldout", "10",
+    rc = cli.main(["evaluate", str(out / "runs" / "sft" / "seed0"), "--eval_dataset", "builtin:markov",
+                   "--num_prompts", "3", "--k", "2", "--temperatures", "0.5,1.0", "--n_boot", "50", "--num_heldout", "10",
                    "--from_samples", str(tmp_path / "s.jsonl"), "--output", str(tmp_path / "again.json")])
     assert rc == 0 and json.loads((tmp_path / "again.json").read_text())["temperatures"] == result["temperatures"]
 
 
+def test_evaluate_writes_no_file_unless_asked_and_needs_a_dataset(compared, tmp_path, monkeypatch, capsys):
+    out, _, _ = compared
+    monkeypatch.chdir(tmp_path)
+    model = str(out / "runs" / "sft" / "seed0")
+    assert cli.main(["evaluate", model, "--num_prompts", "2"]) == 2  # no silent builtin:markov
+    assert "no eval_dataset" in capsys.readouterr().err
+    rc = cli.main(["evaluate", model, "--eval_dataset", "builtin:markov", "--num_prompts", "2", "--k", "2",
+                   "--temperatures", "1.0", "--max_new_tokens", "4", "--n_boot", "20", "--num_heldout", "4"])
+    assert rc == 0 and list(tmp_path.iterdir()) == []
+    assert "figures not saved" in capsys.readouterr().out
+
+
+def _chat_rows(n: int, conversational: bool) -> list[dict]:
+    """Markov demonstrations as chat rows: `messages`, or TRL's conversational prompt/completion."""
+    from tiny_models import demos
+
+    rows = []
+    for d in demos(n, seed=5):
+        user, assistant = {"role": "user", "content": d["prompt"]}, {"role": "assistant", "content": d["completion"]}
+        rows.append({"prompt": [user], "completion": [assistant]} if conversational else {"messages": [user, assistant]})
+    return rows
+
+
+@pytest.mark.parametrize("conversational", [False, True], ids=["messages", "conversational prompt/completion"])
+def test_evaluate_takes_chat_rows_and_reports_only_what_applies(compared, tmp_path, capsys, conversational):
+    out, _, _ = compared
+    path = tmp_path / "chat.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _chat_rows(3, conversational)))
+    rc = cli.main(["evaluate", str(out / "runs" / "sft" / "seed0"), "--eval_dataset", str(path), "--num_prompts", "3",
+                   "--k", "2", "--temperatures", "0,1.0", "--max_new_tokens", "5", "--n_boot", "20",
+                   "--output", str(tmp_path / "eval.json"), "--samples", str(tmp_path / "s.jsonl")])
+    assert rc == 0
+    result = json.loads((tmp_path / "eval.json").read_text())
+    figures = result["temperatures"]["1"]
+    assert result["expert"] is None and "expert_loglik" not in figures and "validity" not in figures
+    assert "rouge1" in figures and result["sample_quality"] == "rouge1"  # against the last assistant turn
+    assert "expert" not in capsys.readouterr().out
+    first = json.loads((tmp_path / "s.jsonl").read_text().splitlines()[0])
+    assert first["prompt"] == [{"role": "user", "content": _chat_rows(1, False)[0]["messages"][0]["content"]}]
+
+
+def test_compare_on_chat_rows_draws_no_expert_and_keeps_titles_inside(tmp_path, monkeypatch):
+    from llm_irl import plots
+
+    path = tmp_path / "chat.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _chat_rows(3, False)))
+    figures = {}
+    real_save = plots._save
+
+    def keep(fig, where):
+        import os
+
+        figures[os.path.basename(where)] = fig
+        fig.canvas.draw()  # lay out before the figure is closed
+        figures[os.path.basename(where) + ":renderer"] = fig.canvas.get_renderer()
+        real_save(fig, where)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    recipe = {**TINY, "dataset": str(path), "eval_dataset": str(path), "seeds": 1, "max_steps": 1, "k": 2,
+              "num_prompts": 3, "max_new_tokens": 4, "output_dir": str(tmp_path / "out")}
+    results = run_compare(make_plan(recipe), progress=False, log=lambda line: None)
+    write_report(results, str(tmp_path / "out"))
+    assert results["expert"] is None and results["sample_quality"] == "rouge1"
+    for name in ("quality_vs_diversity.png", "by_temperature.png"):
+        fig, renderer = figures[name], figures[name + ":renderer"]
+        texts = [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+        assert texts and not any("expert" in t for t in texts)  # no star (or line) named that is not drawn
+        title = fig._suptitle
+        assert "star" not in title.get_text()
+        box, page = title.get_window_extent(renderer), fig.bbox
+        assert page.x0 <= box.x0 and box.x1 <= page.x1 and box.y1 <= page.y1  # not cut at either edge
+
+
+def test_generate_prints_what_a_user_expects(tmp_path, capsys):
+    path = tmp_path / "prompts.jsonl"
+    path.write_text(json.dumps({"messages": [{"role": "user", "content": "topic1 kalo"}]}) + "\n")
+    # an untrained model writes special tokens often; the evaluation keeps them, the printout does not
+    assert cli.main(["generate", "builtin:tiny", "--prompt", "topic1 kalo", "--prompts", str(path),
+                     "--num_samples", "8", "--max_new_tokens", "30"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 16 and lines[8]["prompt"] == [{"role": "user", "content": "topic1 kalo"}]
+    assert not any(tok in line["completion"] for line in lines for tok in ("<pad>", "<unk>", "<bos>", "<eos>"))
+
+
 def test_cli_errors_are_one_line(tmp_path, capsys):
     assert cli.main(["compare", str(tmp_path / "missing.yaml")]) == 2
-    assert cli.main(["evaluate", "builtin:tiny", "--temperatures", "0"]) == 2
+    assert cli.main(["evaluate", "builtin:tiny", "--temperatures", "-1"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and "no such recipe file" in err[0] and "temperatures" in err[1]
 
@@ -108,7 +268,28 @@ def test_pooled_figures_of_one_seed_claim_no_winner():
 def test_all_verdicts_cover_each_temperature(compared):
     _, results, _ = compared
     where = {v["where"] for v in all_verdicts(results)}
-    assert where == {"all temperatures", "T=0.7", "T=1"}
+    assert where == {"all temperatures", "greedy (T=0)", "T=0.7", "T=1"}
+
+
+def test_frontier_verdicts_pair_seeds_on_one_minus_self_bleu():
+    """A constructed sweep whose answer is known: iq reaches each quality at a lower Self-BLEU."""
+    from llm_irl.report import frontier_verdicts
+
+    def run(points):  # (self-BLEU, quality) per temperature
+        return {"temperatures": {t: {"self_bleu_per_input": estimate(sb), "expert_loglik": estimate(q)}
+                                 for t, (sb, q) in zip(("0.7", "1"), points)}}
+
+    sft = [[(0.5, -2.0), (0.3, -3.0)], [(0.5, -2.1), (0.3, -3.1)]]
+    iq = [[(0.4, -2.0), (0.2, -3.0)], [(0.4, -2.05), (0.2, -3.05)]]
+    results = {"seeds": [0, 1], "runs": {"sft": {str(i): run(c) for i, c in enumerate(sft)},
+                                         "iq": {str(i): run(c) for i, c in enumerate(iq)}}}
+    results["summary"] = {arm: results["runs"][arm]["0"] for arm in ("sft", "iq")}
+    (f,) = frontier_verdicts(results)
+    assert (f["arm"], f["baseline"], f["diversity"], f["verdict"]) == ("iq", "sft", "self_bleu_per_input", "above")
+    assert f["x_range"] == pytest.approx((0.6, 0.7))  # diversity = 1 − Self-BLEU: the range both curves cover
+    # interpolated at matched diversity, iq is 0.5 above sft on seed 0 and 0.55 on seed 1
+    assert f["mean_gap"]["value"] == pytest.approx(0.525)
+    assert f["mean_gap"]["lo"] == pytest.approx(0.525 - 12.706 * 0.05 / 2, abs=1e-3)  # t(0.975, 1)·s/√2
 
 
 # ---------------------------------------------------------------------------- statistics
@@ -185,5 +366,5 @@ def test_references_and_exact_match_from_a_file(tmp_path):
     assert out["exact_match"]["value"] == pytest.approx(0.75)
     assert 0 <= out["rouge1"]["value"] <= 1 and out["bleu"]["lo"] is None
     assert task.sample_quality()[0] == "exact_match"
-    markov = load_task(EvalConfig(num_prompts=3))
+    markov = load_task(EvalConfig(eval_dataset="builtin:markov", num_prompts=3))
     assert markov.expert is not None and markov.references is None and markov.sample_quality()[0] == "expert_loglik"

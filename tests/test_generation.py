@@ -64,6 +64,44 @@ def test_jsonl_round_trip(samples, tmp_path):
 
 def test_refuses_bad_settings(model_and_tok):
     with pytest.raises(ValueError, match="temperatures"):
-        _sample(model_and_tok, temperatures=[0.0])
+        _sample(model_and_tok, temperatures=[-0.5])
     with pytest.raises(ValueError, match="k"):
         _sample(model_and_tok, k=0)
+
+
+def test_temperature_zero_is_greedy_repeated_k_times(model_and_tok):
+    import torch
+
+    model, tok = model_and_tok
+    samples = _sample(model_and_tok, temperatures=[0.0], k=3, max_new_tokens=5)
+    again = _sample(model_and_tok, temperatures=[0.0], k=3, max_new_tokens=5, seed=7)
+    assert [s.completion_ids for s in again] == [s.completion_ids for s in samples]  # no randomness
+    for i in range(len(PROMPTS)):
+        group = [s for s in samples if s.prompt_index == i]
+        assert [s.sample_index for s in group] == [0, 1, 2]
+        assert all(s.completion_ids == group[0].completion_ids and s.temperature == 0.0 for s in group)
+        # every action is the argmax of the logits in its state
+        ids = tok(PROMPTS[i])["input_ids"] + group[0].completion_ids
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0]
+        n = len(tok(PROMPTS[i])["input_ids"])
+        assert logits[n - 1: len(ids) - 1].argmax(-1).tolist() == group[0].completion_ids
+
+
+def test_conversation_prompts_are_sampled_and_kept(model_and_tok, tmp_path):
+    conversation = [{"role": "user", "content": "topic1 kalo"}]
+    samples = generate_samples(*model_and_tok, [conversation, "topic2 ruse"], k=2, temperatures=[1.0],
+                               max_new_tokens=4, progress=False)
+    assert samples[0].prompt == conversation and samples[2].prompt == "topic2 ruse"
+    save_jsonl(samples, str(tmp_path / "s.jsonl"))
+    assert load_jsonl(str(tmp_path / "s.jsonl")) == samples
+
+
+def test_printable_text_leaves_special_tokens_out(model_and_tok):
+    from llm_irl.generation import printable_text
+    from llm_irl.rollout import completion_text
+
+    _, tok = model_and_tok
+    ids = tok.convert_tokens_to_ids(["kalo", "<pad>", "kami", "<unk>", "<bos>", "<eos>"])
+    assert completion_text(tok, ids, True) == "kalo <pad> kami <unk> <bos>"  # what the metrics charge
+    assert printable_text(tok, ids, True) == "kalo kami"

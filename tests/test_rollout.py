@@ -48,14 +48,27 @@ def tiny_model(arch: str = "llama", eos_bias: dict[int, float] | None = None) ->
 TOK = SimpleNamespace(eos_token_id=EOS, pad_token_id=PAD)
 
 
-def _teacher_forced_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """log π(labels[t] | ...) from logits[t-1], aligned with labels, 0 where labels == -100."""
+def _sampling_log_softmax(logits: torch.Tensor, temperature: float, top_p: float, banned=()) -> torch.Tensor:
+    """log of softmax(logits / temperature) cut to its top_p nucleus (the smallest set of most likely
+    tokens holding at least top_p of the mass) and renormalised; `banned` ids get probability 0."""
+    scaled = logits / temperature
+    scaled[..., list(banned)] = -float("inf")
+    p_sorted, order = torch.softmax(scaled, dim=-1).sort(dim=-1, descending=True)
+    keep_sorted = (p_sorted.cumsum(-1) - p_sorted) < top_p  # the mass before the token is still short of top_p
+    keep = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
+    return torch.log_softmax(scaled.masked_fill(~keep, -float("inf")), dim=-1)
+
+
+def _teacher_forced_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor], temperature: float = 1.0,
+                             top_p: float = 1.0, banned=()) -> torch.Tensor:
+    """log p(labels[t] | ...) from logits[t-1] under the sampling distribution (temperature, nucleus
+    top_p, banned ids), in eval mode, aligned with labels, 0 where labels == -100."""
     model.eval()
     with torch.no_grad():
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
     labels = batch["labels"]
     out = torch.zeros(labels.shape)
-    lp = torch.log_softmax(logits[:, :-1], dim=-1)
+    lp = _sampling_log_softmax(logits[:, :-1], temperature, top_p, banned)
     tgt = labels[:, 1:].clamp_min(0)
     out[:, 1:] = lp.gather(-1, tgt[..., None]).squeeze(-1) * (labels[:, 1:] != -100)
     return out
@@ -93,12 +106,14 @@ def test_stops_at_eos_and_respects_max_new_tokens():
 
 def test_never_eos_runs_to_max_new_tokens():
     model = tiny_model(eos_bias={EOS: 3.0})
-    # (bad_words_ids would not do: HF drops EOS from bad words.) Raw log π still counts EOS mass.
+    # (bad_words_ids would not do: HF drops EOS from bad words.) The log-probs are those of the
+    # distribution sampled, which gives EOS no mass.
     r = generate_rollouts(model, TOK, PROMPTS, max_new_tokens=7, seed=0, suppress_tokens=[EOS])
     assert r.terminated == [False] * 3
     assert all(len(c) == 7 and EOS not in c for c in r.completion_ids)
     batch = r.to_batch(PAD)
-    assert torch.allclose(batch["old_logprobs"], _teacher_forced_logprobs(model, batch), atol=1e-4)
+    assert torch.allclose(batch["old_logprobs"], _teacher_forced_logprobs(model, batch, banned=[EOS]), atol=1e-4)
+    assert not torch.allclose(batch["old_logprobs"], _teacher_forced_logprobs(model, batch), atol=1e-2)
 
 
 def test_eos_list_and_missing_pad():
@@ -122,17 +137,24 @@ def test_rejects_empty_prompt():
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "gpt2"])
-def test_old_logprobs_match_teacher_forcing(arch):
+@pytest.mark.parametrize(("temperature", "top_p"), [(1.0, 1.0), (0.7, 0.9), (1.3, 1.0)])
+def test_old_logprobs_are_the_sampling_distribution_in_eval_mode(arch, temperature, top_p):
+    """Old log-probs are those of the distribution sampled (tempered, nucleus-cut), with dropout off."""
     model = tiny_model(arch, eos_bias={EOS: 2.0})
     model.train()  # sampling must switch dropout off (GPT-2 has some) and switch training back on
-    r = generate_rollouts(
-        model, TOK, PROMPTS, max_new_tokens=10, num_samples=3, batch_size=4, seed=0, temperature=0.7, top_p=0.9
-    )
+    r = generate_rollouts(model, TOK, PROMPTS, max_new_tokens=10, num_samples=3, batch_size=4, seed=0,
+                          temperature=temperature, top_p=top_p)
     assert model.training
     _check_structure(r, {EOS}, 10)
     batch = r.to_batch(PAD)
-    expected = _teacher_forced_logprobs(model, batch)
+    expected = _teacher_forced_logprobs(model, batch, temperature, top_p)
     assert torch.allclose(batch["old_logprobs"], expected, atol=1e-4)
+    if arch == "gpt2":  # dropout on would change them
+        model.train()
+        with torch.no_grad():
+            noisy = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        assert not torch.allclose(noisy, model.eval()(input_ids=batch["input_ids"],
+                                                      attention_mask=batch["attention_mask"]).logits, atol=1e-4)
 
 
 def test_to_batch_layout():

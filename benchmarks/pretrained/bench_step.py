@@ -15,7 +15,10 @@ through plain HF cross-entropy and through each library loss, interleaved. `gene
 held-out prompts with `llm_irl.generation.generate_samples` and with plain `model.generate`
 (same prompts, same length limit, pure sampling at T = 1) and prints seconds and tokens of each.
 One configuration per process, so each peak RSS is its own. Prints one JSON line at the end.
-The machine is shared: the load average is printed beside every figure; compare ratios.
+The machine is shared: the load average is printed beside every figure, and process CPU seconds
+beside wall seconds; compare ratios. Under load, `--threads 2` ran 3-7x slower than `--threads 1`
+(OpenMP threads waiting on each other on oversubscribed cores): time with `--threads 1`, whose CPU
+seconds approximate the wall time of one idle core, and run two processes side by side.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import statistics
 import tempfile
 import time
 
+import numpy as np
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,25 +44,40 @@ def read_jsonl(path: str, n: int) -> list[dict]:
         return [json.loads(line) for line, _ in zip(f, range(n))]
 
 
+def lora_config(a):
+    """LoRA on q, k, v, o of every layer, or of the last `--lora_layers` only (backward stops below them)."""
+    if not a.lora:
+        return None
+    from peft import LoraConfig
+
+    layers = None
+    if a.lora_layers:
+        with open(os.path.join(MODEL, "config.json")) as f:
+            n = json.load(f)["num_hidden_layers"]
+        layers = list(range(n - a.lora_layers, n))
+    return LoraConfig(r=a.lora, lora_alpha=2 * a.lora, lora_dropout=0.0, task_type="CAUSAL_LM",
+                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj"], layers_to_transform=layers)
+
+
 def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def bench_train(a) -> dict:
-    from peft import LoraConfig
     from transformers import TrainerCallback
 
     from llm_irl import IQConfig, IQTrainer, SFTConfig, SFTTrainer
 
     class StepTimer(TrainerCallback):
         def __init__(self):
-            self.times, self._t = [], None
+            self.times, self.cpu, self._t = [], [], None
 
         def on_step_begin(self, args, state, control, **kw):
-            self._t = time.perf_counter()
+            self._t, self._c = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kw):
             self.times.append(time.perf_counter() - self._t)
+            self.cpu.append(time.process_time() - self._c)
 
     steps = a.warmup + a.steps
     rows = read_jsonl(os.path.join(DATA, a.data), a.batch * steps)
@@ -73,10 +92,7 @@ def bench_train(a) -> dict:
     else:
         online = dict(policy_mix=0.1, max_new_tokens=a.max_new_tokens) if a.arm == "online_iq" else {}
         trainer_cls, config = IQTrainer, IQConfig(**common, td_weight=a.td_weight, **online)
-    peft_config = None
-    if a.lora:
-        peft_config = LoraConfig(r=a.lora, lora_alpha=2 * a.lora, lora_dropout=0.0, task_type="CAUSAL_LM",
-                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    peft_config = lora_config(a)
     t0 = time.perf_counter()
     trainer = trainer_cls(MODEL, args=config, train_dataset=rows, peft_config=peft_config)
     setup = time.perf_counter() - t0
@@ -86,9 +102,10 @@ def bench_train(a) -> dict:
     timed = timer.times[a.warmup:]
     logs = [h for h in trainer.state.log_history if "loss" in h]
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    return {"arm": a.arm, "lora_r": a.lora, "batch": a.batch, "max_length": a.max_length, "chunk": a.chunk,
+    return {"arm": a.arm, "lora_r": a.lora, "lora_layers": a.lora_layers, "data": a.data, "batch": a.batch, "max_length": a.max_length, "chunk": a.chunk,
             "setup_s": round(setup, 1), "step_s_median": round(statistics.median(timed), 2),
-            "step_s_all": [round(t, 2) for t in timer.times], "trainable_params": trainable,
+            "step_s_all": [round(t, 2) for t in timer.times],
+            "step_cpu_s_median": round(statistics.median(timer.cpu[a.warmup:]), 2), "trainable_params": trainable,
             "peak_rss_mib": round(peak_rss_mib()), "first_logs": logs[:2], "last_log": logs[-1:]}
 
 
@@ -98,7 +115,7 @@ def bench_ratio(a) -> dict:
     Every round times each variant once in turn, so load from other processes hits them alike;
     the medians' ratios to the plain step are what to quote on a shared machine.
     """
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
     from llm_irl import IQConfig, IQTrainer, SFTConfig, SFTTrainer
@@ -108,9 +125,7 @@ def bench_ratio(a) -> dict:
     tok = load_tokenizer(MODEL)
     model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32)
     if a.lora:
-        model = get_peft_model(model, LoraConfig(r=a.lora, lora_alpha=2 * a.lora, lora_dropout=0.0,
-                                                 task_type="CAUSAL_LM",
-                                                 target_modules=["q_proj", "k_proj", "v_proj", "o_proj"]))
+        model = get_peft_model(model, lora_config(a))
     model.train()
     rows = read_jsonl(os.path.join(DATA, a.data), a.batch)
     batch = DemoCollator(tok.pad_token_id)(list(load_demonstrations(rows, tok, max_length=a.max_length)))
@@ -133,17 +148,20 @@ def bench_ratio(a) -> dict:
     for name, trainer in trainers.items():
         variants[name] = lambda t=trainer: t.compute_loss(model, batch)
     times = {name: [] for name in variants}
+    cpu = {name: [] for name in variants}
     for rnd in range(a.warmup + a.steps):
         for name, fn in variants.items():
             model.zero_grad(set_to_none=True)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             fn().backward()
             if rnd >= a.warmup:
                 times[name].append(time.perf_counter() - t0)
+                cpu[name].append(time.process_time() - c0)
     med = {name: statistics.median(t) for name, t in times.items()}
     tokens = int(batch["attention_mask"].sum())
     return {"lora_r": a.lora, "batch": a.batch, "padded_shape": list(batch["input_ids"].shape), "tokens": tokens,
             "fwd_bwd_s_median": {k: round(v, 2) for k, v in med.items()},
+            "fwd_bwd_cpu_s_median": {k: round(statistics.median(v), 2) for k, v in cpu.items()},
             "ratio_to_plain": {k: round(v / med["plain_hf_ce"], 2) for k, v in med.items()},
             "peak_rss_mib": round(peak_rss_mib())}
 
@@ -157,29 +175,32 @@ def bench_generate(a) -> dict:
 
     tok = load_tokenizer(MODEL)
     model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32).eval()
-    prompts = [r["prompt"] for r in read_jsonl(os.path.join(DATA, "heldout_pc.jsonl"), a.prompts)]
-    out = {"prompts": a.prompts, "k": a.k, "max_new_tokens": a.max_new_tokens}
+    prompts = [r["prompt"] for r in read_jsonl(os.path.join(DATA, a.heldout), a.prompts)]
+    out = {"prompts": a.prompts, "k": a.k, "max_new_tokens": a.max_new_tokens, "heldout": a.heldout,
+           "mean_prompt_tokens": round(float(np.mean([len(tok(p)["input_ids"]) for p in prompts])), 1)}
     for rep in range(a.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         samples = generate_samples(model, tok, prompts, k=a.k, temperatures=[1.0], max_new_tokens=a.max_new_tokens,
                                    seed=rep, batch_size=a.prompts * a.k, progress=False)
-        lib_s = time.perf_counter() - t0
+        lib_s, lib_cpu = time.perf_counter() - t0, time.process_time() - c0
         lib_tokens = sum(len(s.completion_ids) for s in samples)
 
         eos, pad = resolve_eos_pad(model, tok)
         ids, mask = _left_pad([tok(p)["input_ids"] for p in prompts for _ in range(a.k)], pad, torch.device("cpu"))
         torch.manual_seed(rep)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         with torch.no_grad():
             seqs = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_k=0,
                                   top_p=1.0, max_new_tokens=a.max_new_tokens, eos_token_id=eos, pad_token_id=pad)
-        plain_s = time.perf_counter() - t0
+        plain_s, plain_cpu = time.perf_counter() - t0, time.process_time() - c0
         gen = seqs[:, ids.shape[1]:]
         ended = torch.isin(gen, torch.tensor(eos)).int()
         plain_tokens = int(torch.where(ended.any(1), ended.argmax(1) + 1, gen.shape[1]).sum())
-        out[f"rep{rep}"] = {"library_s": round(lib_s, 2), "library_tokens": lib_tokens,
+        out[f"rep{rep}"] = {"library_s": round(lib_s, 2), "library_cpu_s": round(lib_cpu, 2),
+                            "library_tokens": lib_tokens,
                             "library_terminated": sum(s.terminated for s in samples),
-                            "plain_s": round(plain_s, 2), "plain_tokens": plain_tokens,
+                            "plain_s": round(plain_s, 2), "plain_cpu_s": round(plain_cpu, 2),
+                            "plain_tokens": plain_tokens,
                             "plain_steps": gen.shape[1]}
     out["example"] = samples[0].sample[:200]
     out["peak_rss_mib"] = round(peak_rss_mib())
@@ -191,11 +212,13 @@ def main() -> None:
     p.add_argument("what", choices=["train", "ratio", "generate"])
     p.add_argument("--arm", choices=["sft", "iq", "online_iq"], default="sft")
     p.add_argument("--lora", type=int, default=16, help="LoRA rank on q,k,v,o; 0 = full fine-tune")
+    p.add_argument("--lora_layers", type=int, default=0, help="LoRA on the last this many layers only; 0 = all")
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--max_length", type=int, default=128)
     p.add_argument("--td_weight", type=float, default=0.1)
     p.add_argument("--chunk", type=int, default=None, help="loss_chunk_size; -1 = full logits; default: the config's")
-    p.add_argument("--data", default="train_pc.jsonl")
+    p.add_argument("--data", default="train_pc.jsonl", help="a file in data/, or a path")
+    p.add_argument("--heldout", default="heldout_pc.jsonl", help="prompts for `generate`: a file in data/, or a path")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--prompts", type=int, default=8)

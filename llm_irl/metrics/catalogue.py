@@ -47,10 +47,25 @@ METRICS: dict[str, Metric] = {
     "policy_entropy": Metric("policy entropy at sampled states (nats/token)", "policy H", _D, _MORE),
     "reward_quality_spearman": Metric("Spearman(return, per-sample quality)", "ρ(return, q)", _R,
                                       "higher = reward tracks quality"),
+    # at γ = 1 an EOS-ended sample's return is V(s₀) + α·log π(y|x): this row is the reward's baseline
+    "loglik_quality_spearman": Metric("Spearman(log π(y|x), per-sample quality), T=1 samples", "ρ(log π, q)", _R,
+                                      "higher = likelihood tracks quality"),
     "best_of_k_gain": Metric("per-sample quality gained by best-of-k on return", "best-of-k gain", _R, _UP),
     "mean_length": Metric("mean sample length (tokens incl. EOS)", "length", "descriptive", "descriptive"),
-    "terminated": Metric("fraction of samples that ended with EOS", "ended", "descriptive", "descriptive"),
+    "terminated": Metric("share of samples that ended with EOS", "ended", "descriptive", "descriptive"),
+    "loop_share": Metric("share of samples with a loop (an n-gram, n ≤ 4, 3× in a row)", "loops", "descriptive",
+                         "descriptive"),
 }
+
+# the quality–diversity plane of the plots and the frontier verdict: quality is the first of these
+# the evaluation has; diversity per input (within a prompt's k samples) and across inputs (one per prompt)
+QUALITY_AXIS = ("expert_loglik", "exact_match", "rouge1", "bleu")
+DIVERSITY_AXES = ("self_bleu_per_input", "distinct_2_across")
+
+
+def temperature_label(t: str) -> str:
+    """A column header for a temperature key of the results ("0" is greedy decoding)."""
+    return "greedy (T=0)" if float(t) == 0 else f"T={t}"
 
 
 def format_estimate(e: dict | None) -> str:

@@ -1,3 +1,5 @@
+"""The trainers, one per file with its config, and `TRAINERS`: the name a recipe's `trainer:` key picks."""
+
 from llm_irl.trainers.configs import IQConfig, SFTConfig
 from llm_irl.trainers.gail import GAILConfig, GAILTrainer
 from llm_irl.trainers.iq import IQTrainer

@@ -98,7 +98,7 @@ class IQConfig(SamplingConfig, SFTConfig):
         default=0.99, metadata={"help": "Discount γ in the implied reward r = Q(s,a) − γ·V(s'); in (0, 1]."}
     )
     td_weight: float = field(
-        default=0.1,
+        default=0.03,
         metadata={"help": "λ = 1/(4c) of the χ² regulariser: weight of the mean squared implied reward r². "
                           "0 is SFT exactly."},
     )
@@ -106,7 +106,7 @@ class IQConfig(SamplingConfig, SFTConfig):
         default=1.0, metadata={"help": "Entropy temperature α: V = α·logsumexp(Q/α), π = softmax(Q/α)."}
     )
     terminal_td: str = field(
-        default="include",
+        default="exclude",
         metadata={"help": "How the terminal (EOS) transition enters the χ² term: 'include' (IQ-Learn: V(s')=0 after "
                           "EOS, which biases toward never stopping), 'absorbing' (its r² weighted by 1 − γ) or "
                           "'exclude' (the reward of stopping left free; no length bias)."},

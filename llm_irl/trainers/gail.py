@@ -33,17 +33,9 @@ import os
 import torch
 from torch import nn
 
-from llm_irl.adversarial_losses import (
-    discounted_returns,
-    kl_penalty,
-    leave_one_out_baseline,
-    masked_mean,
-    ppo_clip_loss,
-    reinforce_loss,
-    whiten,
-)
-from llm_irl.batching import pad, pad_batch, prompts_of
-from llm_irl.discriminator import Discriminator, last_position
+from llm_irl.adversarial_losses import policy_advantages, ppo_clip_loss, reinforce_loss
+from llm_irl.batching import pad, prompts_of
+from llm_irl.discriminator import Discriminator
 from llm_irl.losses import sft_loss
 from llm_irl.modeling import eval_mode, unwrap_model
 from llm_irl.rollout import generate_rollouts
@@ -113,8 +105,8 @@ class GAILTrainer(DemoTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         a = self.args
-        policy = unwrap_model(self.model)
-        if _is_peft(policy) and a.sft_steps > 0:
+        policy, peft = unwrap_model(self.model), _is_peft(self.model)
+        if peft and a.sft_steps > 0:
             raise ValueError("sft_steps > 0 with a peft_config: under PEFT the KL reference is the base model, not "
                              "the SFT phase's end; run SFT first and start GAIL from its merged checkpoint")
         if self.discriminator.net.config.pad_token_id is None:  # HF's own sequence pooling needs it
@@ -122,11 +114,12 @@ class GAILTrainer(DemoTrainer):
         self.discriminator.to(a.device)
         self.disc_optimizer = self._new_disc_optimizer()
         self.ref_model = None
-        if a.needs_reference and not _is_peft(policy):
+        if a.needs_reference and not peft:
             self.ref_model = copy.deepcopy(policy).eval().requires_grad_(False)
         disc_batch = a.disc_batch_size or a.per_device_train_batch_size
         rank = a.process_index
-        self.demo_stream = DemoStream(self.train_dataset, disc_batch, self.data_collator, seed=derive_seed(a.seed, 1, rank))
+        self.demo_stream = DemoStream(self.train_dataset, disc_batch, self.data_collator,
+                                      seed=derive_seed(a.seed, 1, rank))
         rollout_batch = a.per_device_train_batch_size * a.samples_per_prompt
         self.replay = ReplayBuffer(a.disc_replay_size or 4 * rollout_batch, seed=derive_seed(a.seed, 2, rank))
         self._queues: dict[int, list[dict]] = {}  # micro-batch index in the step -> pending PPO minibatches
@@ -209,13 +202,17 @@ class GAILTrainer(DemoTrainer):
 
     # ------------------------------------------------------------------ the discriminator
 
+    def _disc_loss(self, demos: dict, samples: dict, grad_penalty: float = 0.0):
+        a = self.args
+        return self.discriminator.loss(
+            self._disc_inputs(demos), self._disc_inputs(samples), label_smoothing=a.disc_label_smoothing,
+            grad_penalty=grad_penalty, margin_slack_weight=a.margin_slack_weight, margin_l2_weight=a.margin_l2_weight)
+
     def discriminator_step(self, demos: dict, samples: dict) -> dict:
         """One AdamW update of the discriminator on demos (class 1) against samples (class 0); its stats."""
         a, disc = self.args, self.discriminator
         disc.train()
-        loss, stats = disc.loss(self._disc_inputs(demos), self._disc_inputs(samples),
-                                label_smoothing=a.disc_label_smoothing, grad_penalty=a.disc_grad_penalty,
-                                margin_slack_weight=a.margin_slack_weight, margin_l2_weight=a.margin_l2_weight)
+        loss, stats = self._disc_loss(demos, samples, a.disc_grad_penalty)
         self.disc_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self._all_reduce_disc_grads()
@@ -228,40 +225,22 @@ class GAILTrainer(DemoTrainer):
     @torch.no_grad()
     def discriminator_stats(self, demos: dict, samples: dict) -> dict:
         """The discriminator's loss and accuracies on a batch, no update."""
-        a = self.args
         self.discriminator.eval()
-        _, stats = self.discriminator.loss(self._disc_inputs(demos), self._disc_inputs(samples),
-                                           label_smoothing=a.disc_label_smoothing,
-                                           margin_slack_weight=a.margin_slack_weight,
-                                           margin_l2_weight=a.margin_l2_weight)
-        return stats
+        return self._disc_loss(demos, samples)[1]
 
     def train_disc(self, samples: dict) -> dict:
         """Held-out stats on fresh demos vs the new samples, ``disc_steps`` updates on replayed samples, train stats."""
-        a = self.args
-        rows = [{"input_ids": ids[m].tolist(), "labels": lab[m].tolist(),
-                 **({"ref_logprobs": ref[m].tolist()} if ref is not None else {})}
-                for ids, lab, m, ref in zip(samples["input_ids"].cpu(), samples["labels"].cpu(),
-                                            samples["attention_mask"].cpu().bool(),
-                                            samples["ref_logprobs"].cpu() if "ref_logprobs" in samples
-                                            else [None] * len(samples["input_ids"]))]
-        new = {k: samples[k] for k in ("input_ids", "attention_mask", "labels", "ref_logprobs") if k in samples}
-        held = self.discriminator_stats(self.demo_stream.next(), {**new, "policy_logprobs": samples["old_logprobs"]})
-        self.replay.add(rows)
-        for _ in range(a.disc_steps):
-            demos, replayed = self.demo_stream.next(), self._batch_rows(self.replay.sample(self.demo_stream.batch_size))
+        held = self.discriminator_stats(self.demo_stream.next(), {**samples, "policy_logprobs": samples["old_logprobs"]})
+        self.replay.add(samples)
+        for _ in range(self.args.disc_steps):
+            demos = self.demo_stream.next()
+            replayed = self.replay.sample(self.demo_stream.batch_size, self.processing_class.pad_token_id)
             self.discriminator_step(demos, replayed)
         train = self.discriminator_stats(demos, replayed)
         out = {f"disc_heldout_{k[5:]}": v for k, v in held.items()}
         out.update({f"disc_train_{k[5:]}": train[k] for k in ("disc_loss", "disc_acc_demo", "disc_acc_policy",
                                                               "disc_bal_acc") if k in train})
         return out
-
-    def _batch_rows(self, rows: list[dict]) -> dict:
-        batch = pad_batch(rows, self.processing_class.pad_token_id)
-        if rows and "ref_logprobs" in rows[0]:
-            batch["ref_logprobs"] = pad([r["ref_logprobs"] for r in rows], 0.0, dtype=torch.float32)
-        return batch
 
     def _all_reduce_disc_grads(self) -> None:
         # The discriminator lives outside accelerate's wrapping: average its gradients across ranks
@@ -282,44 +261,16 @@ class GAILTrainer(DemoTrainer):
     # ------------------------------------------------------------------ advantages
 
     def advantages(self, raw_rewards: torch.Tensor, samples: dict) -> tuple[torch.Tensor, dict]:
-        """Per-token advantages [N, T] of a rollout batch, and their statistics.
-
-            R_t = r_disc(t) − penalty·[no EOS at the last token] − β·KL_t,   G_t = Σ_{t'≥t} γ^(t'−t)·R_t',
-            A_t = G_t − b   (b: the batch's mean G over action tokens, or RLOO's per-prompt mean of the
-                             other samples' G_0), then whitened over the batch when whiten_advantages.
-
-        A sequence reward sits on the last action token, so with β = 0 and γ = 1 every token of a
-        completion gets its sequence's reward.
-        """
+        """Per-token advantages [N, T] of a rollout batch and their statistics (``policy_advantages`` with
+        this run's settings): rewards minus the missing-EOS and KL penalties, returns-to-go, a baseline."""
         a = self.args
-        mask = action_mask(samples["labels"])
-        last = last_position(mask.long())
-        r = raw_rewards
-        if r.dim() == 1:  # a sequence reward [N] sits on the last action token
-            r = torch.zeros_like(samples["old_logprobs"]).scatter(1, last.unsqueeze(1), r.unsqueeze(1).float())
-        stats = {"reward": r.sum(-1).mean().item()}
-        if a.normalize_rewards and a.disc_level == "token":
-            r = whiten(r, mask)
-        elif a.normalize_rewards:  # whiten what a sequence earns, then spread it back over its tokens
-            total = r.sum(-1)
-            mean, std = total.mean(), total.std(unbiased=False).clamp_min(1e-8)
-            r = (r - mean * (torch.arange(r.shape[1], device=r.device) == last.unsqueeze(1))) / std
-        if a.missing_eos_penalty is not None:
-            cut = (~samples["terminated"]).float() * a.missing_eos_penalty
-            r = r.scatter_add(1, last.unsqueeze(1), -cut.unsqueeze(1))
-        if a.kl_coef > 0:
-            kl = kl_penalty(samples["old_logprobs"], samples["ref_logprobs"], mask, kind=a.kl_estimator)
-            r = r - a.kl_coef * kl
-            k1 = (samples["old_logprobs"] - samples["ref_logprobs"]).masked_fill(~mask, 0.0)
-            stats["kl"] = k1.sum(-1).mean().item()  # KL(π‖π_ref) of whole completions
-        returns = discounted_returns(r, mask, gamma=a.gamma)
-        if a.baseline == "per_prompt":
-            first = returns.gather(1, mask.int().argmax(1, keepdim=True)).squeeze(1)  # G_0 of each sample
-            adv = returns - leave_one_out_baseline(first, a.samples_per_prompt).unsqueeze(1)
-        else:
-            adv = returns - masked_mean(returns, mask)
-        adv = whiten(adv, mask) if a.whiten_advantages else adv.masked_fill(~mask, 0.0)
-        return adv, stats
+        return policy_advantages(
+            raw_rewards, action_mask(samples["labels"]), logprobs=samples["old_logprobs"],
+            ref_logprobs=samples["ref_logprobs"] if a.kl_coef > 0 else None, kl_coef=a.kl_coef,
+            kl_estimator=a.kl_estimator, terminated=samples["terminated"], missing_eos_penalty=a.missing_eos_penalty,
+            normalize_rewards=(a.disc_level if a.normalize_rewards else None), gamma=a.gamma,
+            group_size=a.samples_per_prompt if a.baseline == "per_prompt" else None,
+            whiten_advantages=a.whiten_advantages)
 
     # ------------------------------------------------------------------ the loss
 
@@ -399,7 +350,7 @@ class GAILTrainer(DemoTrainer):
         nll, stats = sft_loss(logits, inputs["labels"], log_entropy=False)
         if self.args.eval_disc and self._adversarial:
             seed = derive_seed(self.args.seed, 4, self.state.global_step, self.args.process_index,
-                         int(inputs["input_ids"].sum())) % 2**31
+                               int(inputs["input_ids"].sum())) % 2**31
             samples = self.rollout(model, inputs, seed=seed)
             samples["policy_logprobs"] = samples.pop("old_logprobs")
             held = self.discriminator_stats(inputs, samples)
@@ -421,7 +372,7 @@ class GAILTrainer(DemoTrainer):
             os.makedirs(path, exist_ok=True)
             state = {"adversarial": self._adversarial, "disc_optimizer": self.disc_optimizer.state_dict(),
                      "demo_stream": self.demo_stream.state_dict(), "replay": self.replay.state_dict(),
-                     "queues": {k: [_to_cpu(b) for b in q] for k, q in self._queues.items()}}
+                     "queues": {k: [_to(b, "cpu") for b in q] for k, q in self._queues.items()}}
             torch.save(state, os.path.join(path, STATE_FILE))
             if self.ref_model is not None and self.args.sft_steps > 0 and self._adversarial:
                 self.ref_model.save_pretrained(os.path.join(path, REFERENCE_DIR), safe_serialization=True)
@@ -436,17 +387,17 @@ class GAILTrainer(DemoTrainer):
         state_path = os.path.join(resume_from_checkpoint, STATE_FILE)
         if not os.path.exists(state_path):
             return
-        state = torch.load(state_path, map_location=self.args.device, weights_only=False)
+        state = torch.load(state_path, map_location="cpu", weights_only=False)  # the RNG state must stay on CPU
         self._adversarial = state["adversarial"]
         self.disc_optimizer.load_state_dict(state["disc_optimizer"])
         self.demo_stream.load_state_dict(state["demo_stream"])
         self.replay.load_state_dict(state["replay"])
-        self._queues = state["queues"]
+        self._queues = {k: [_to(b, self.args.device) for b in q] for k, q in state["queues"].items()}
         ref_path = os.path.join(resume_from_checkpoint, REFERENCE_DIR)
         if self.ref_model is not None and os.path.isdir(ref_path):
             saved = type(self.ref_model).from_pretrained(ref_path, use_safetensors=True)
             self.ref_model.load_state_dict(saved.state_dict())
 
 
-def _to_cpu(batch: dict) -> dict:
-    return {k: v.cpu() if torch.is_tensor(v) else v for k, v in batch.items()}
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}

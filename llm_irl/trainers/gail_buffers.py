@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 
+from llm_irl.batching import pad, pad_batch
+
 
 class DemoStream:
     """Endless batches of tokenised demonstrations, reshuffled every pass, reproducible from ``seed``."""
@@ -62,15 +64,24 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def add(self, rows: list[dict]) -> None:
-        self.rows = (self.rows + list(rows))[-self.capacity:]
+    def add(self, batch: dict) -> None:
+        """The rows of a right-padded rollout batch (``input_ids``, ``attention_mask``, ``labels``, optional
+        ``ref_logprobs``), padding dropped."""
+        keys = [k for k in ("input_ids", "labels", "ref_logprobs") if k in batch]
+        lengths = batch["attention_mask"].sum(-1).tolist()
+        columns = {k: batch[k].cpu().tolist() for k in keys}
+        rows = [{k: columns[k][i][:n] for k in keys} for i, n in enumerate(lengths)]
+        self.rows = (self.rows + rows)[-self.capacity:]
 
-    def sample(self, n: int) -> list[dict]:
-        """``min(n, len)`` distinct rows."""
+    def sample(self, n: int, pad_token_id: int) -> dict:
+        """``min(n, len)`` distinct rows as a right-padded batch (CPU tensors)."""
         if not self.rows:
             raise ValueError("the replay buffer is empty: add rollouts before drawing from it")
-        idx = torch.randperm(len(self.rows), generator=self.generator)[:n].tolist()
-        return [self.rows[i] for i in idx]
+        rows = [self.rows[i] for i in torch.randperm(len(self.rows), generator=self.generator)[:n].tolist()]
+        batch = pad_batch(rows, pad_token_id)
+        if "ref_logprobs" in rows[0]:
+            batch["ref_logprobs"] = pad([r["ref_logprobs"] for r in rows], 0.0, dtype=torch.float32)
+        return batch
 
     def state_dict(self) -> dict:
         return {"rows": self.rows, "generator": self.generator.get_state()}

