@@ -129,7 +129,8 @@ def train_and_evaluate(plan: ComparePlan, arm: str, seed: int, train_rows, task:
 
     recipe = {**machine_defaults(os.environ, torch.cuda.is_available()), **plan.training_recipe(arm, seed)}
     script, config = build(recipe, {"disable_tqdm": str(not progress)}, TRAINERS)
-    trainer = TRAINERS[script.trainer][0](model=script.model_name_or_path, args=config, train_dataset=train_rows)
+    trainer = TRAINERS[script.trainer][0](model=script.model_name_or_path, args=config, train_dataset=train_rows,
+                                          peft_config=script.peft_config())
     trainer.train()
     trainer.save_model()
     trainer.save_state()

@@ -368,3 +368,14 @@ def test_references_and_exact_match_from_a_file(tmp_path):
     assert task.sample_quality()[0] == "exact_match"
     markov = load_task(EvalConfig(eval_dataset="builtin:markov", num_prompts=3))
     assert markov.expert is not None and markov.references is None and markov.sample_quality()[0] == "expert_loglik"
+
+
+def test_compare_trains_lora_arms_as_lora(tmp_path):
+    """`use_peft` and the lora_* keys reach the trainer: the saved run is an adapter, not a full model."""
+    recipe = {**TINY, "seeds": 1, "max_steps": 1, "temperatures": [1.0], "num_prompts": 2, "k": 2,
+              "use_peft": True, "lora_r": 2, "lora_target_modules": ["q_proj", "v_proj"],
+              "arms": {"sft": {"trainer": "sft"}}, "output_dir": str(tmp_path)}
+    run_compare(make_plan(recipe), progress=False, log=lambda line: None)
+    run = tmp_path / "runs" / "sft" / "seed0"
+    assert (run / "adapter_config.json").exists()
+    assert json.loads((run / "adapter_config.json").read_text())["r"] == 2

@@ -456,6 +456,7 @@ def test_gail_alone_from_the_sft_warm_start_on_the_markov_expert(tmp_path):
     script_keys = {"trainer", "model_name_or_path", "dataset", "eval_dataset", "output_dir"}
     args = GAILConfig(output_dir=str(tmp_path), disable_tqdm=True, report_to="none", **{
         **{k: v for k, v in recipe.items() if k not in script_keys}, "mle_weight": 0.0, "adversarial_learning_rate": 3e-4,
+        "kl_coef": 0.1,
         "logging_steps": 25})
     test = builtin_dataset("builtin:markov", "test")
     expert, rows = default_expert(), []

@@ -3,10 +3,10 @@
 run as:
     .venv/bin/python benchmarks/pretrained/prepare.py                 # once: model/ and data/ (git-ignored)
     .venv/bin/python benchmarks/pretrained/run.py --quick             # ~5 min smoke run -> runs/quick/
-    nohup .venv/bin/python benchmarks/pretrained/run.py > benchmarks/pretrained/run.log 2>&1 &   # ~90 min
+    nohup .venv/bin/python benchmarks/pretrained/run.py > benchmarks/pretrained/run.log 2>&1 &   # ~70-90 min -> results/
 
 What it does, all through the library's own command line, so a user can repeat it on their own
-model and data with the recipe it writes (`runs/<mode>/recipe.yaml`):
+model and data with the recipe it writes (`results/recipe.yaml`):
 1. takes the first `steps × batch` rows of data/train_pc.jsonl (every row seen once) and the
    held-out prompts of data/heldout_pc.jsonl;
 2. `llm-irl compare recipe.yaml`: every arm fine-tunes SmolLM2-135M-Instruct with the same LoRA
@@ -19,8 +19,8 @@ model and data with the recipe it writes (`runs/<mode>/recipe.yaml`):
 4. writes results.json and the markdown section for BENCHMARKS.md (TODO: the frontier verdict and
    plot, once `llm_irl.metrics.frontier` lands).
 
-Needs `llm-irl compare` to honour `use_peft` / `lora_*` (today it drops them and fine-tunes every
-weight: see the issue 13 notes); until then the runs are full fine-tunes at a LoRA learning rate.
+Needs `llm-irl compare` to honour `use_peft` / `lora_*`: at commit 527e88c it dropped them and
+fine-tuned every weight at the LoRA learning rate (fixed in compare.train_and_evaluate since).
 
 Prompt/completion rows, not messages rows, because `evaluate` reads a string prompt (issue 14)
 and because messages rows label the "\\n" after `<|im_end|>` as an action (issue 11); the tokens
@@ -90,7 +90,7 @@ def recipe(mode: str, out_dir: str, train_file: str, arms: tuple[str, ...], seed
         "per_device_train_batch_size": s["batch"],
         "learning_rate": 2e-4,
         "lr_scheduler_type": "cosine",
-        "warmup_steps": max(1, s["steps"] // 20),
+        "warmup_steps": s["steps"] // 20,
         "logging_steps": max(1, s["steps"] // 15),
         "save_strategy": "no",
         "report_to": "none",
@@ -171,7 +171,7 @@ def embedding_figures(samples_path: str, references: list[str], n_boot: int = 10
         for g in groups:
             emb = encoder.encode([s.sample for s in g], normalize_embeddings=True, convert_to_numpy=True)
             sim.append(float((emb @ ref_emb[g[0].prompt_index]).mean()))
-            if len(g) >= 2:
+            if len(g) >= 2 and t > 0:  # greedy repeats one decode k times: nothing to measure
                 sims = emb @ emb.T
                 div.append(float(1 - (sims.sum() - np.trace(sims)) / (len(g) * (len(g) - 1))))
         out[f"{t:g}"] = {name: dict(zip(("value", "lo", "hi"), bootstrap_ci(v, n_boot=n_boot, seed=seed)), n=len(v))
@@ -203,7 +203,10 @@ def main() -> None:
     if a.temperatures:
         SETTINGS[mode]["temperatures"] = [float(t) for t in a.temperatures.split(",")]
     s = SETTINGS[mode]
-    out_dir = os.path.join(HERE, "runs", mode)
+    # the full run's report, recipe and figures are committed (results/); models and samples stay in runs/
+    # (git-ignored), and a quick run never overwrites the committed results
+    out_dir = os.path.join(HERE, "results") if mode == "full" else os.path.join(HERE, "runs", "quick")
+    lanes_dir = os.path.join(HERE, "runs", mode, "lanes")
     os.makedirs(out_dir, exist_ok=True)
     train_file = training_subset(s["steps"] * s["batch"])
     # every arm in one recipe: what a user runs (`llm-irl compare recipe.yaml`); the lanes below split it
@@ -212,7 +215,7 @@ def main() -> None:
     start = time.time()
     # one compare per (arm, seed), JOBS at a time: the same recipe apart from `arms` and `seeds`, so the
     # comparison stays fair; the lanes are merged into what a single compare would have written
-    lanes = {(arm, seed): os.path.join(out_dir, "lanes", f"{arm}_seed{seed}") for seed in s["seeds"] for arm in s["arms"]}
+    lanes = {(arm, seed): os.path.join(lanes_dir, f"{arm}_seed{seed}") for seed in s["seeds"] for arm in s["arms"]}
     for (arm, seed), lane_dir in lanes.items():
         os.makedirs(lane_dir, exist_ok=True)
         write_yaml(recipe(mode, lane_dir, train_file, (arm,), [seed]), os.path.join(lane_dir, "recipe.yaml"))
