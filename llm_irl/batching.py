@@ -1,5 +1,5 @@
 """Token-id rows to padded tensors and back: `pad` (either side), the labels batch every trainer
-consumes, and each row's prompt.
+consumes (`pad_batch`, `unpad_rows`), and each row's prompt.
 
 A labelled row is `{"input_ids": [...], "labels": [...]}` with HF conventions: labels aligned with
 `input_ids`, `IGNORE_INDEX` (-100) where a token is not an action (the prompt is the initial state).
@@ -62,6 +62,12 @@ def pad_batch(rows: list[dict], pad_token_id: int, pad_to_multiple_of: int | Non
         "labels": pad([r["labels"] for r in rows], IGNORE_INDEX, pad_to_multiple_of=pad_to_multiple_of),
         "attention_mask": pad([[1] * len(i) for i in ids], 0, pad_to_multiple_of=pad_to_multiple_of),
     }
+
+
+def unpad_rows(batch: dict[str, torch.Tensor]) -> list[dict[str, list[int]]]:
+    """The labelled rows of a right-padded batch (`input_ids`, `labels`, `attention_mask`), padding dropped."""
+    return [{"input_ids": i[m.bool()].tolist(), "labels": l[m.bool()].tolist()}
+            for i, l, m in zip(batch["input_ids"], batch["labels"], batch["attention_mask"])]
 
 
 def prompts_of(input_ids: torch.Tensor, labels: torch.Tensor) -> list[list[int]]:

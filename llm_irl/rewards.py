@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from llm_irl.batching import labelled_row, pad_batch
-from llm_irl.modeling import eval_mode
+from llm_irl.modeling import eval_mode, policy_temperature
 from llm_irl.soft_q import policy_entropy, token_mdp
 from llm_irl.special_tokens import resolve_eos_pad
 
@@ -43,16 +43,18 @@ def implied_rewards(
     completion_ids: Sequence[Sequence[int]],
     *,
     gamma: float,
-    alpha: float = 1.0,
+    alpha: float | None = None,
     batch_size: int = 64,
 ) -> ImpliedRewards:
     """Teacher-forced implied rewards of completions (their ids exactly as sampled).
 
     A completion that ends with one of the model's EOS ids is terminal; any other was truncated
-    and its last V(s') bootstraps. `alpha` is the entropy temperature the model was trained with
-    (1 for SFT and the IQ default). Rewards use V from the logits even for a model trained with
-    a value head: that is the reward the policy itself implies.
+    and its last V(s') bootstraps. `alpha` is the entropy temperature the model was trained with;
+    None reads it from the model (`modeling.policy_temperature`: 1 for SFT and the IQ default).
+    Rewards use V from the logits even for a model trained with a value head: that is the reward
+    the policy itself implies.
     """
+    alpha = policy_temperature(model) if alpha is None else alpha
     if len(prompt_ids) != len(completion_ids):
         raise ValueError(f"{len(prompt_ids)} prompts but {len(completion_ids)} completions")
     if any(len(c) == 0 for c in completion_ids):

@@ -18,8 +18,9 @@ sampled from: ``softmax(logits / (α·temperature))`` cut to its ``top_p`` nucle
 after any logits processor passed through ``generate_kwargs`` (e.g. ``suppress_tokens``). They come
 from ``generate``'s processed scores, computed in eval mode (no dropout), so they are the behaviour
 policy's: the right ``old_logprobs`` for PPO ratios, and ``log π`` itself when ``temperature=1`` and
-``top_p=1`` (tests check both against a teacher-forced pass to 1e-4). A trainer that compares them
-with new log-probs must compute those at the same temperature (and nucleus).
+``top_p=1`` (tests check both against a teacher-forced pass to 1e-4). Greedy decoding
+(``do_sample=False``) has no sampling distribution: its log-probs are log π. A trainer that compares
+them with new log-probs must compute those at the same temperature (and nucleus).
 """
 
 from __future__ import annotations
@@ -99,9 +100,9 @@ def completion_text(tokenizer: Any, completion_ids: Sequence[int], terminated: b
     return tokenizer.decode(ids, skip_special_tokens=False)
 
 
-def _token_logprob(scores: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """log softmax(scores)[token] per row, in fp32; [B, V] scores, [B] tokens."""
-    scores = scores.float()
+def _token_logprob(scores: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """log softmax(scores / temperature)[token] per row, in fp32; [B, V] scores, [B] tokens."""
+    scores = scores.float() if temperature == 1.0 else scores.float() / temperature
     return scores.gather(-1, tokens[:, None]).squeeze(-1) - torch.logsumexp(scores, dim=-1)
 
 
@@ -126,9 +127,9 @@ def _sample_batch(
     # The scores are the logits after every processor and warper (temperature, top_p: −inf outside
     # the nucleus), i.e. the distribution each token was drawn from. One step at a time, so we never
     # hold a second [B, T, V] tensor next to the one generate already returned.
-    logprobs = torch.stack(
-        [_token_logprob(step, gen[:, t]) for t, step in enumerate(out.scores)], dim=1
-    )
+    # Greedy decoding applies no temperature, so its scores are divided by α here: log π = log softmax(logits/α).
+    alpha = 1.0 if gen_kwargs.get("do_sample", True) else policy_temperature(model)
+    logprobs = torch.stack([_token_logprob(step, gen[:, t], alpha) for t, step in enumerate(out.scores)], dim=1)
     # Cut after the first EOS: what generate writes after it is padding, not actions.
     is_eos = torch.isin(gen, torch.tensor(eos, device=gen.device))
     terminated = is_eos.any(dim=1)
@@ -194,6 +195,8 @@ def generate_rollouts(
         eos_token_id=eos, pad_token_id=pad_id,
     )
     gen_kwargs.update(generate_kwargs)
+    if not gen_kwargs["do_sample"]:  # greedy: no sampling distribution to set (generate warns of unused flags)
+        gen_kwargs.pop("temperature"), gen_kwargs.pop("top_p")
 
     expanded = [list(p) for p in prompts for _ in range(num_samples)]
     result = Rollouts()

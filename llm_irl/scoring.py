@@ -6,7 +6,7 @@ import torch
 
 from llm_irl.batching import pad_batch
 from llm_irl.data import encode_prompt_completion
-from llm_irl.modeling import eval_mode
+from llm_irl.modeling import eval_mode, policy_temperature
 from llm_irl.soft_q import action_mask, token_logprobs
 
 
@@ -17,8 +17,10 @@ def completion_logprobs(
     """(sum of log π over completion tokens incl. EOS, number of those tokens) per pair.
 
     The completion is tokenised exactly as in training (EOS appended), so this is the
-    model-side counterpart of an expert's `score`.
+    model-side counterpart of an expert's `score`. π = softmax(logits/α), α the temperature the
+    model was trained as (`modeling.policy_temperature`).
     """
+    alpha = policy_temperature(model)
     device = next(model.parameters()).device
     rows = [
         encode_prompt_completion(tokenizer, p, c, max_length=max_length)
@@ -30,6 +32,8 @@ def completion_logprobs(
             batch = pad_batch(rows[start : start + batch_size], tokenizer.pad_token_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            if alpha != 1.0:
+                logits = logits / alpha
             sums = token_logprobs(logits, batch["labels"]).sum(-1)  # zero off actions
             counts = action_mask(batch["labels"]).sum(-1)
             out.extend((float(s), int(n)) for s, n in zip(sums, counts))

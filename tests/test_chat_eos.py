@@ -18,8 +18,9 @@ from llm_irl.soft_q import token_mdp
 from llm_irl.special_tokens import eos_token_ids, resolve_eos_pad
 
 CHATML = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 WORDS = ["system", "user", "assistant", "\n", "kalo", "mise", "lone", "lodo", "kami", "helper"]
 

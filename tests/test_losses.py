@@ -112,13 +112,8 @@ def test_q_equals_v_plus_alpha_log_pi():
 EOS_WEIGHT = {"include": lambda gamma: 1.0, "absorbing": lambda gamma: 1.0 - gamma, "exclude": lambda gamma: 0.0}
 
 
-@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude"])
-def test_value_head_loss_matches_brute_force(terminal_td):
-    logits, labels = random_batch(5)
-    values = torch.randn(labels.shape, generator=torch.Generator().manual_seed(9))
-    gamma, lam = 0.9, 0.3
-    loss, stats = iq_value_head_loss(logits.double(), values.double(), labels, eos_token_id=EOS, gamma=gamma,
-                                     td_weight=lam, terminal_td=terminal_td)
+def brute_force_mean(logits, labels, reward, gamma, lam, terminal_td):
+    """Mean over actions of −log π + λ·w·r², with r = reward(b, t, a) written out by each test."""
     terms = []
     for b in range(labels.shape[0]):
         for t in range(labels.shape[1] - 1):
@@ -126,11 +121,26 @@ def test_value_head_loss_matches_brute_force(terminal_td):
             if a == -100:
                 continue
             logp = float(torch.log_softmax(logits[b, t].double(), -1)[a])
-            v_next = 0.0 if a == EOS else float(values[b, t + 1])
-            r = logp + float(values[b, t]) - gamma * v_next
+            r = reward(b, t, a)
             w = EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0
             terms.append(-logp + lam * w * r * r)
-    assert loss.item() == pytest.approx(sum(terms) / len(terms), abs=1e-6)
+    return sum(terms) / len(terms)
+
+
+@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude"])
+def test_value_head_loss_matches_brute_force(terminal_td):
+    logits, labels = random_batch(5)
+    values = torch.randn(labels.shape, generator=torch.Generator().manual_seed(9))
+    gamma, lam = 0.9, 0.3
+    loss, stats = iq_value_head_loss(logits.double(), values.double(), labels, eos_token_id=EOS, gamma=gamma,
+                                     td_weight=lam, terminal_td=terminal_td)
+
+    def reward(b, t, a):
+        logp = float(torch.log_softmax(logits[b, t].double(), -1)[a])
+        return logp + float(values[b, t]) - gamma * (0.0 if a == EOS else float(values[b, t + 1]))
+
+    want = brute_force_mean(logits, labels, reward, gamma, lam, terminal_td)
+    assert loss.item() == pytest.approx(want, abs=1e-6)
 
 
 def test_gradient_reaches_next_state_value():
@@ -208,19 +218,14 @@ def test_offset_objective_matches_brute_force(terminal_td):
     gamma, lam = 0.9, 0.4
     mdp = token_mdp(logits.double(), labels, eos_token_id=EOS)
     loss, stats = offset_objective(mdp, offsets, gamma=gamma, td_weight=lam, terminal_td=terminal_td)
-    terms = []
-    for b in range(labels.shape[0]):
-        for t in range(labels.shape[1] - 1):
-            a = int(labels[b, t + 1])
-            if a == -100:
-                continue
-            logp = float(torch.log_softmax(logits[b, t].double(), -1)[a])
-            q = float(logits[b, t, a]) + float(offsets[b, t])
-            v_next = 0.0 if a == EOS else float(torch.logsumexp(logits[b, t + 1].double(), -1)) + float(offsets[b, t + 1])
-            r = q - gamma * v_next
-            w = EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0
-            terms.append(-logp + lam * w * r * r)
-    assert loss.item() == pytest.approx(sum(terms) / len(terms), abs=1e-6)
+
+    def reward(b, t, a):
+        q = float(logits[b, t, a]) + float(offsets[b, t])
+        v_next = float(torch.logsumexp(logits[b, t + 1].double(), -1)) + float(offsets[b, t + 1])
+        return q - gamma * (0.0 if a == EOS else v_next)
+
+    want = brute_force_mean(logits, labels, reward, gamma, lam, terminal_td)
+    assert loss.item() == pytest.approx(want, abs=1e-6)
     zero, _ = offset_objective(mdp, torch.zeros_like(offsets), gamma=gamma, td_weight=lam, terminal_td=terminal_td)
     plain, _ = iq_loss(logits.double(), labels, eos_token_id=EOS, gamma=gamma, td_weight=lam, terminal_td=terminal_td)
     assert zero.item() == pytest.approx(plain.item(), abs=1e-9)  # a zero offset is the logits form

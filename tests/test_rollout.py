@@ -70,7 +70,8 @@ def _teacher_forced_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tens
     out = torch.zeros(labels.shape)
     lp = _sampling_log_softmax(logits[:, :-1], temperature, top_p, banned)
     tgt = labels[:, 1:].clamp_min(0)
-    out[:, 1:] = lp.gather(-1, tgt[..., None]).squeeze(-1) * (labels[:, 1:] != -100)
+    # where, not a product: off the actions a token outside the nucleus has log p = −inf, and −inf·0 is nan
+    out[:, 1:] = torch.where(labels[:, 1:] != -100, lp.gather(-1, tgt[..., None]).squeeze(-1), 0.0)
     return out
 
 

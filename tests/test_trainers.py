@@ -12,10 +12,10 @@ from llm_irl import IQConfig, IQTrainer, SFTConfig, SFTTrainer
 
 
 def _train(trainer_cls, config_cls, model, tmp_path, **overrides):
-    args = config_cls(
-        output_dir=str(tmp_path), max_steps=4, per_device_train_batch_size=8, learning_rate=1e-2,
-        logging_steps=1, save_strategy="no", max_length=24, disable_tqdm=True, **overrides,
-    )
+    args = config_cls(**{
+        "output_dir": str(tmp_path), "max_steps": 4, "per_device_train_batch_size": 8, "learning_rate": 1e-2,
+        "logging_steps": 1, "save_strategy": "no", "max_length": 24, "disable_tqdm": True, **overrides,
+    })
     trainer = trainer_cls(model=model, args=args, train_dataset=demos(), eval_dataset=demos(16, seed=1),
                           processing_class=tokenizer())
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
@@ -87,12 +87,13 @@ def test_evaluate_logs_components(tmp_path):
 
 def test_prompts_of_and_policy_rows():
     from llm_irl.batching import prompts_of
-    from llm_irl.trainers.iq import num_policy_rows
+    from llm_irl.trainers.iq import policy_rows_due
 
     ids = torch.tensor([[5, 6, 7, 8], [5, 9, 0, 0]])
     labels = torch.tensor([[-100, -100, 7, 8], [5, 9, -100, -100]])
     assert prompts_of(ids, labels) == [[5, 6], [5]]
-    assert num_policy_rows(9, 0.1) == 1 and num_policy_rows(8, 0.5) == 8 and num_policy_rows(3, 0.25) == 1
+    assert [policy_rows_due(n, 0.1) for n in (1, 4, 5, 9, 13, 14, 18)] == [0, 0, 1, 1, 1, 2, 2]
+    assert policy_rows_due(8, 0.5) == 8 and policy_rows_due(3, 0.25) == 1 and policy_rows_due(5, 0.0) == 0
 
 
 @pytest.mark.parametrize("arch", ["llama", "gpt2"])
@@ -131,3 +132,66 @@ def test_gradient_checkpointing_gives_the_same_training(tmp_path):
     assert _unmoved(ckpt, before) == []
     losses = [[h["loss"] for h in t.state.log_history if "loss" in h] for t in (plain, ckpt)]
     assert losses[0] == pytest.approx(losses[1], rel=1e-5)
+
+
+# ----------------------------------------------------------------------------- online IQ: the mixture
+
+
+def _record_mixtures(monkeypatch) -> list[torch.Tensor]:
+    """Record the `is_policy` row flags of every batch the online objective sees."""
+    import llm_irl.trainers.iq as iq
+
+    seen, objective = [], iq.online_iq_objective
+
+    def spy(mdp, is_policy, **kw):
+        seen.append(is_policy.detach().cpu())
+        return objective(mdp, is_policy, **kw)
+
+    monkeypatch.setattr(iq, "online_iq_objective", spy)
+    return seen
+
+
+@pytest.mark.parametrize(("batch", "steps"), [(1, 18), (4, 9), (3, 7)])
+def test_policy_share_over_steps_is_policy_mix(batch, steps, tmp_path, monkeypatch):
+    """policy rows / all rows = policy_mix within half a row, at any batch size (a per-batch ceil gave
+    50% at batch 1 and 20% at batch 4 for policy_mix 0.1)."""
+    seen = _record_mixtures(monkeypatch)
+    mix = 0.1
+    _train(IQTrainer, IQConfig, tiny_lm("llama"), tmp_path, policy_mix=mix, max_new_tokens=4, max_steps=steps,
+           per_device_train_batch_size=batch)
+    policy = sum(int(f.sum()) for f in seen)
+    demo = sum(len(f) for f in seen) - policy
+    assert demo == batch * steps
+    assert abs(policy - demo * mix / (1 - mix)) <= 0.5, (policy, demo)
+
+
+def _fixed_rollouts(model, tokenizer, prompts, **kw):
+    """Stand-in for sampling: the same completion for every prompt, so runs can be compared exactly."""
+    from llm_irl.rollout import Rollouts
+
+    completion = tokenizer("mise lone kalo", add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+    n = len(prompts)
+    return Rollouts([list(p) for p in prompts], [completion] * n, [[0.0] * len(completion)] * n, [True] * n)
+
+
+def test_online_iq_accumulated_step_equals_one_big_batch(tmp_path, monkeypatch):
+    """Two micro-batches of 4 demonstrations (+1 policy row each) update the model as one batch of 8
+    (+2 policy rows): each term of the online loss is normalised by its own token count over the step."""
+    import llm_irl.trainers.iq as iq
+
+    monkeypatch.setattr(iq, "generate_rollouts", _fixed_rollouts)
+    completions = ["mise", "lone kalo mise lone kalo mise", "kalo", "mise lone kalo mise lone kalo mise lone",
+                   "lone lone", "kalo mise lone kalo", "mise lone", "lone kalo mise lone kalo mise lone kalo"]
+    rows = [{"prompt": "topic1 kalo", "completion": c} for c in completions]  # one prompt: the same policy rows
+    runs = {}
+    for name, batch, accum in (("big", 8, 1), ("accumulated", 4, 2)):
+        args = IQConfig(output_dir=str(tmp_path / name), max_steps=1, per_device_train_batch_size=batch,
+                        gradient_accumulation_steps=accum, learning_rate=1.0, optim="sgd", max_grad_norm=0.0,
+                        policy_mix=0.2, max_length=24, save_strategy="no", disable_tqdm=True, report_to=[])
+        trainer = IQTrainer(model=tiny_lm("llama"), args=args, train_dataset=rows, processing_class=tokenizer())
+        before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+        trainer.train()
+        runs[name] = {n: p.detach() - before[n] for n, p in trainer.model.named_parameters()}
+    for n, step in runs["big"].items():
+        assert step.abs().max() > 0, n
+        assert torch.allclose(runs["accumulated"][n], step, rtol=1e-4, atol=1e-7), n

@@ -23,9 +23,9 @@ Written under `data/` (both git-ignored, like `model/`):
   Train keeps at most `--per_conversation` targets per conversation; held-out keeps one, so its
   prompts are independent. Rows are shuffled (seeded): take the first N for a smaller run.
 - `train_pc.jsonl`, `heldout_pc.jsonl`: the same rows as `{"prompt", "completion"}` with the
-  context rendered by the chat template up to the generation prompt. `evaluate` / `generate`
-  need a string prompt today, and these rows end the completion with the tokenizer's EOS
-  (`<|im_end|>`) and nothing after it.
+  context rendered by the chat template up to the generation prompt. Same tokens as the chat
+  template gives (checked on every held-out row), only the reply is an action, and it ends with
+  the tokenizer's EOS (`<|im_end|>`) and nothing after it.
 - `manifest.json`: sources, settings and counts.
 
 Idempotent: the model is converted once (`model/prepared.json` marks a finished conversion), the

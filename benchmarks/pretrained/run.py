@@ -2,8 +2,8 @@
 
 run as:
     .venv/bin/python benchmarks/pretrained/prepare.py                 # once: model/ and data/ (git-ignored)
-    .venv/bin/python benchmarks/pretrained/run.py --quick             # ~5 min smoke run -> runs/quick/
-    nohup .venv/bin/python benchmarks/pretrained/run.py > benchmarks/pretrained/run.log 2>&1 &   # ~70-90 min -> results/
+    .venv/bin/python benchmarks/pretrained/run.py --quick             # ~3 min smoke run -> runs/quick/
+    nohup .venv/bin/python benchmarks/pretrained/run.py > benchmarks/pretrained/run.log 2>&1 &   # ~45 min idle -> results/
 
 What it does, all through the library's own command line, so a user can repeat it on their own
 model and data with the recipe it writes (`results/recipe.yaml`):
@@ -22,9 +22,9 @@ model and data with the recipe it writes (`results/recipe.yaml`):
 Needs `llm-irl compare` to honour `use_peft` / `lora_*`: at commit 527e88c it dropped them and
 fine-tuned every weight at the LoRA learning rate (fixed in compare.train_and_evaluate since).
 
-Prompt/completion rows, not messages rows, because `evaluate` reads a string prompt (issue 14)
-and because messages rows label the "\\n" after `<|im_end|>` as an action (issue 11); the tokens
-are the same as the chat template's, minus that trailing newline.
+Prompt/completion rows (prepare.py writes both forms): their tokens are the chat template's
+(checked on every held-out row), only the reply is an action, and it ends with `<|im_end|>`, the
+tokenizer's EOS; `evaluate` then reads the prompt as rendered, with nothing left to guess.
 """
 
 from __future__ import annotations
@@ -58,10 +58,14 @@ def lora_settings() -> dict:
     return {"use_peft": True, "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "lora_target_modules": targets}
 
 # Sized from benchmarks/pretrained/bench_step.py, one torch thread per process, two processes at once:
-# ~3 s per step (batch 8, ~60-token rows), ~13 ms per sampled token per sequence in batches of 64.
+# ~3 CPU-s per step (batch 8, ~60-token rows), ~13 CPU-ms per sampled token per sequence in batches
+# of 64: about 14 min per (arm, seed), ~45 min for the six on an idle machine. Under the load of
+# other sessions (load average 3-8) a 100-step pilot ran 8 s per step: expect up to ~2.5x that.
+# 100 steps already moved SFT from the assistant persona to chat-length replies (pilot, T=1: 16.8
+# tokens per sample against the references' 15.7, 86% ended with <|im_end|>).
 SETTINGS = {
-    "full": {"steps": 200, "batch": 8, "seeds": [0, 1, 2], "num_prompts": 64, "k": 4,
-             "temperatures": [0, 0.7, 1.0, 1.3], "max_new_tokens": 40, "num_heldout": 200,
+    "full": {"steps": 100, "batch": 8, "seeds": [0, 1, 2], "num_prompts": 48, "k": 4,
+             "temperatures": [0, 0.7, 1.0, 1.3], "max_new_tokens": 40, "num_heldout": 100,
              "arms": ("sft", "iq")},
     "quick": {"steps": 10, "batch": 4, "seeds": [0], "num_prompts": 8, "k": 2,
               "temperatures": [0, 1.0], "max_new_tokens": 24, "num_heldout": 16,
@@ -193,6 +197,7 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="a few minutes: checks the pipeline, not the claim")
     p.add_argument("--arms", default=None, help="comma-separated, from " + ",".join(ARMS))
     p.add_argument("--temperatures", default=None, help="comma-separated, replaces the mode's (0 = greedy)")
+    p.add_argument("--seeds", default=None, help="comma-separated, replaces the mode's (e.g. 0 for one seed)")
     a = p.parse_args()
     mode = "quick" if a.quick else "full"
     for marker, fix in ((os.path.join(MODEL, "prepared.json"), "model"), (os.path.join(DATA, "manifest.json"), "data")):
@@ -202,6 +207,8 @@ def main() -> None:
         SETTINGS[mode]["arms"] = tuple(a.arms.split(","))
     if a.temperatures:
         SETTINGS[mode]["temperatures"] = [float(t) for t in a.temperatures.split(",")]
+    if a.seeds:
+        SETTINGS[mode]["seeds"] = [int(x) for x in a.seeds.split(",")]
     s = SETTINGS[mode]
     # the full run's report, recipe and figures are committed (results/); models and samples stay in runs/
     # (git-ignored), and a quick run never overwrites the committed results

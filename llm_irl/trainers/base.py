@@ -18,7 +18,7 @@ from transformers import Trainer
 from llm_irl.batching import DemoCollator
 from llm_irl.data import load_demonstrations
 from llm_irl.errors import NonFiniteLossError
-from llm_irl.modeling import load_model, load_tokenizer
+from llm_irl.modeling import load_model, load_tokenizer, record_policy_temperature
 from llm_irl.reliability import GracefulStop, last_complete_checkpoint, mark_complete
 from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.special_tokens import ensure_pad_token
@@ -59,6 +59,8 @@ class DemoTrainer(Trainer):
         processing_class = ensure_pad_token(processing_class)
         model = load_model(model, dtype=args.model_dtype, trust_remote_code=args.trust_remote_code, seed=args.seed)
         model = self.prepare_model(model, args)
+        # the saved model says which policy it is, softmax(logits/α), so samplers and scorers read it
+        record_policy_temperature(model, self.policy_alpha(args))
         if peft_config is not None:
             model = wrap_peft(model, peft_config)
         # a source given by name reads its "train" split for training and its "test" split for evaluation
@@ -84,6 +86,10 @@ class DemoTrainer(Trainer):
 
     def demo_loss(self, model, inputs) -> tuple[torch.Tensor, dict]:
         raise NotImplementedError
+
+    def policy_alpha(self, args) -> float:
+        """α of the policy this objective trains, π = softmax(logits/α) (`modeling.policy_temperature`)."""
+        return 1.0
 
     # ------------------------------------------------------------------ Trainer overrides
 

@@ -74,7 +74,10 @@ class SamplingConfig:
 
     max_new_tokens: int = field(default=64, metadata={"help": "Length limit of policy samples; one that reaches "
                                                               "it without EOS is truncated, not terminal."})
-    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature of policy samples; > 0."})
+    temperature: float = field(
+        default=1.0, metadata={"help": "Sampling temperature of policy samples, relative to the policy "
+                                       "π = softmax(logits/α) (1 samples π itself); > 0."}
+    )
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass of policy samples; in (0, 1]."})
 
     def __post_init__(self):
@@ -103,7 +106,9 @@ class IQConfig(SamplingConfig, SFTConfig):
                           "0 is SFT exactly."},
     )
     alpha: float = field(
-        default=1.0, metadata={"help": "Entropy temperature α: V = α·logsumexp(Q/α), π = softmax(Q/α)."}
+        default=1.0, metadata={"help": "Entropy temperature α: V = α·logsumexp(Q/α), π = softmax(Q/α). The saved "
+                                       "model records it (config llm_irl_alpha, generation_config.temperature) so "
+                                       "samplers draw from π."}
     )
     terminal_td: str = field(
         default="exclude",
@@ -120,8 +125,9 @@ class IQConfig(SamplingConfig, SFTConfig):
 
     policy_mix: float = field(
         default=0.0,
-        metadata={"help": "Fraction of each batch made of samples from the current policy (online IQ; the paper "
-                          "used 0.1). 0 is offline IQ exactly. In [0, 1)."},
+        metadata={"help": "Share of training rows that are samples from the current policy (online IQ; the paper "
+                          "used 0.1), counted over the run, so a batch may get none. 0 is offline IQ exactly. "
+                          "In [0, 1)."},
     )
     rollout_every: int = field(
         default=1, metadata={"help": "Refresh the policy samples every this many optimiser steps (online IQ)."}

@@ -31,13 +31,12 @@ import copy
 import os
 
 import torch
-from torch import nn
 
 from llm_irl.adversarial_losses import policy_advantages, ppo_clip_loss, reinforce_loss
 from llm_irl.batching import pad, prompts_of
 from llm_irl.discriminator import Discriminator
 from llm_irl.losses import sft_loss
-from llm_irl.modeling import eval_mode, unwrap_model
+from llm_irl.modeling import disable_dropout, eval_mode, unwrap_model
 from llm_irl.rollout import generate_rollouts
 from llm_irl.seeding import derive_seed
 from llm_irl.soft_q import action_mask, policy_entropy, token_logprobs
@@ -58,15 +57,6 @@ __all__ = ["GAILConfig", "GAILTrainer"]
 
 def _is_peft(model) -> bool:
     return unwrap_model(model, keep_peft=True) is not unwrap_model(model)
-
-
-def disable_dropout(model: nn.Module) -> None:
-    """Dropout off for good (as TRL does for PPO): nn.Dropout modules and attention-dropout rates."""
-    for m in model.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = 0.0
-        if isinstance(getattr(m, "attention_dropout", None), float):
-            m.attention_dropout = 0.0
 
 
 def _trim(batch: dict) -> dict:

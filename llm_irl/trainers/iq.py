@@ -1,8 +1,12 @@
 """Inverse soft-Q learning: the demonstrations' likelihood plus a TD-consistency regulariser.
 
-Offline (`policy_mix=0`), every batch is demonstrations. Online (`policy_mix>0`), each batch is
+Offline (`policy_mix=0`), every batch is demonstrations. Online (`policy_mix>0`), batches are
 topped up with completions the current policy samples for the batch's own prompts, refreshed
-every `rollout_every` optimiser steps, and the loss is `online_iq_loss` over the mixture.
+every `rollout_every` optimiser steps, and the loss is `online_iq_objective` over the mixture.
+Policy rows are counted over the run, so they make `policy_mix` of all rows at any batch size (a
+batch may get none), and samples are drawn at `temperature` relative to π = softmax(Q/α), i.e. the
+logits divided by α·temperature (`llm_irl.rollout`). The model records α in its config
+(`modeling.record_policy_temperature`), so whatever samples or scores it later does the same.
 
 With `value_param="logits"` V is the logsumexp of the logits and the model needs nothing new.
 With `value_param="head"` a scalar value head V_ψ rides on the last hidden state; it is a
@@ -16,14 +20,14 @@ import math
 import torch
 from torch import nn
 
-from llm_irl.batching import labelled_row, pad_batch, prompts_of
+from llm_irl.batching import labelled_row, pad_batch, prompts_of, unpad_rows
 from llm_irl.chunked import chunked_mdp_and_entropy
 from llm_irl.lm_head import lm_head_hidden
 from llm_irl.losses import iq_objective, offset_objective, online_iq_objective, value_head_objective
 from llm_irl.modeling import unwrap_model
 from llm_irl.rollout import generate_rollouts
 from llm_irl.seeding import derive_seed
-from llm_irl.soft_q import IGNORE_INDEX, policy_entropy, token_mdp
+from llm_irl.soft_q import policy_entropy, token_mdp
 from llm_irl.special_tokens import eos_token_ids
 from llm_irl.trainers.base import DemoTrainer
 from llm_irl.trainers.configs import IQConfig
@@ -40,9 +44,14 @@ def attach_value_head(model: nn.Module) -> nn.Module:
     return model
 
 
-def num_policy_rows(num_demo_rows: int, policy_mix: float) -> int:
-    """Policy rows to add to `num_demo_rows` demonstrations so they make `policy_mix` of the batch."""
-    return max(1, math.ceil(num_demo_rows * policy_mix / (1.0 - policy_mix)))
+def policy_rows_due(demo_rows: int, policy_mix: float) -> int:
+    """Policy rows owed once `demo_rows` demonstrations have been trained on: round(n·m/(1 − m)).
+
+    Counted over the whole run, so that policy rows make `policy_mix` of all rows within half a
+    row at every step, whatever the batch size. (A per-batch `max(1, ceil(B·m/(1 − m)))` gives 50%
+    at batch 1 and 20% at batch 4 for m = 0.1.)
+    """
+    return math.floor(demo_rows * policy_mix / (1.0 - policy_mix) + 0.5)
 
 
 class IQTrainer(DemoTrainer):
@@ -51,8 +60,15 @@ class IQTrainer(DemoTrainer):
     config_class = IQConfig
 
     def prepare_model(self, model, args):
-        self._policy_batch, self._policy_batch_step = None, None
+        # online IQ: the running counts behind policy_rows_due, the pool of policy samples reused for
+        # rollout_every steps, and the demo share of the current step's action tokens (see _online_loss)
+        self._demo_rows_seen, self._policy_rows_used = 0, 0
+        self._pool, self._pool_step, self._pool_next = [], None, 0
+        self._demo_token_share = None
         return attach_value_head(model) if args.value_param in ("head", "offset") else model
+
+    def policy_alpha(self, args) -> float:
+        return args.alpha
 
     def forward_mdp(self, model, input_ids, attention_mask, labels, *, want_hidden: bool = False):
         """(TokenMDP, policy entropy or None, last hidden state or None) of one forward pass.
@@ -86,37 +102,108 @@ class IQTrainer(DemoTrainer):
             loss, stats = iq_objective(mdp, gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td)
         return loss, _add_entropy(stats, entropy)
 
+    # ------------------------------------------------------------------ online IQ
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        """The optimiser step's micro-batches; online, each one topped up with policy samples.
+
+        Mixing here, before Trainer counts the step's action tokens, makes `num_items_in_batch` the
+        mixture's count: the value and χ² terms of the online loss are means over the mixture.
+        """
+        batches, num_demo_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if self.args.policy_mix == 0 or not batches:
+            return batches, num_demo_items
+        batches = self._mix_policy_rows(batches)
+        num_items = self._get_num_items_in_batch(batches, device)
+        self._demo_token_share = (None if num_items is None or num_demo_items is None
+                                  else _scalar(num_demo_items) / _scalar(num_items))
+        return batches, num_items
+
     def _online_loss(self, model, inputs):
-        if self.args.value_param != "logits":
+        a = self.args
+        if a.value_param != "logits":
             raise ValueError("online IQ (policy_mix > 0) supports value_param='logits' only")
-        policy = self._policy_samples(model, inputs)
-        demo_rows = [{"input_ids": i[m.bool()].tolist(), "labels": l[m.bool()].tolist()}
-                     for i, l, m in zip(inputs["input_ids"], inputs["labels"], inputs["attention_mask"])]
-        batch = pad_batch(demo_rows + policy, self.processing_class.pad_token_id)
-        batch = {k: v.to(inputs["input_ids"].device) for k, v in batch.items()}
-        is_policy = torch.arange(len(batch["input_ids"]), device=batch["input_ids"].device) >= len(demo_rows)
-        mdp, entropy, _ = self.forward_mdp(model, batch["input_ids"], batch["attention_mask"], batch["labels"])
-        loss, stats = online_iq_objective(mdp, is_policy, gamma=self.args.gamma, td_weight=self.args.td_weight,
-                                          terminal_td=self.args.terminal_td)
-        stats["sample_len"] = sum(len(r["input_ids"]) - r["labels"].count(IGNORE_INDEX) for r in policy) / len(policy)
+        if "is_policy" not in inputs:  # compute_loss called outside Trainer's loop: mix this batch alone
+            self._demo_token_share = None
+            device = inputs["input_ids"].device
+            inputs = {k: v.to(device) for k, v in self._mix_policy_rows([inputs])[0].items()}
+        is_policy = inputs["is_policy"]
+        mdp, entropy, _ = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        kw = dict(gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td)
+        loss, stats = online_iq_objective(mdp, is_policy, **kw)
+        # compute_loss scales this micro-batch's loss by its share of the step's (mixture) action
+        # tokens, right for the value and χ² terms; the reward term is a mean over demo tokens and
+        # must weigh by its share of those. The objective over no demo rows is the value and χ²
+        # terms alone, so the reward term is the difference, reweighted here.
+        reweight = self._reward_term_reweight(mdp, is_policy)
+        if reweight != 1.0:
+            value_and_chi2, _ = online_iq_objective(mdp, torch.ones_like(is_policy), **kw)
+            loss = value_and_chi2 + reweight * (loss - value_and_chi2)
+        policy = is_policy[:, None] & mdp.mask
+        if policy.any():
+            stats["sample_len"] = policy.sum() / is_policy.sum()
+        else:  # a batch without policy rows (they come every few batches at small policy_mix·batch)
+            stats.pop("reward_policy", None)
         return loss, _add_entropy(stats, entropy)
 
-    def _policy_samples(self, model, inputs) -> list[dict]:
-        """Completions of the current policy for this batch's prompts, cached for `rollout_every` steps."""
+    def _reward_term_reweight(self, mdp, is_policy) -> float:
+        """(this batch's demo share of its tokens) / (the whole step's), over every process: 1 when they agree."""
+        if self._demo_token_share is None:
+            return 1.0
+        demo, total = int((mdp.mask & ~is_policy[:, None]).sum()), int(mdp.mask.sum())
+        if total == 0 or self._demo_token_share == 0:
+            return 1.0
+        return (demo / total) / self._demo_token_share
+
+    def _mix_policy_rows(self, batches: list[dict]) -> list[dict]:
+        """Each demo batch with the policy rows it is owed appended, and `is_policy` [B] marking them."""
+        due = []
+        for batch in batches:
+            self._demo_rows_seen += len(batch["input_ids"])
+            owed = policy_rows_due(self._demo_rows_seen, self.args.policy_mix) - self._policy_rows_used
+            self._policy_rows_used += owed
+            due.append(owed)
+        rows = self._policy_rows(batches, due)
+        mixed, start = [], 0
+        for batch, n in zip(batches, due):
+            demo = unpad_rows(batch)
+            out = pad_batch(demo + rows[start: start + n], self.processing_class.pad_token_id)
+            out["is_policy"] = torch.arange(len(demo) + n) >= len(demo)
+            mixed.append(out)
+            start += n
+        return mixed
+
+    def _policy_rows(self, batches: list[dict], due: list[int]) -> list[dict]:
+        """`sum(due)` completions of the current policy, for the batches' own prompts.
+
+        Sampled afresh once the pool is `rollout_every` optimiser steps old; until then rows are
+        taken from it in turn.
+        """
+        needed = sum(due)
+        if needed == 0:
+            return []
         step = self.state.global_step
-        if self._policy_batch is None or step - self._policy_batch_step >= self.args.rollout_every:
-            prompts = prompts_of(inputs["input_ids"], inputs["labels"])
-            n = num_policy_rows(len(prompts), self.args.policy_mix)
-            prompts = [prompts[i % len(prompts)] for i in range(n)]
+        if not self._pool or step - self._pool_step >= self.args.rollout_every:
+            prompts = []
+            for batch, n in zip(batches, due):
+                own = prompts_of(batch["input_ids"], batch["labels"])
+                prompts += [own[i % len(own)] for i in range(n)]
             rollouts = generate_rollouts(
-                self.accelerator.unwrap_model(model), self.processing_class, prompts,
+                self.accelerator.unwrap_model(self.model_wrapped), self.processing_class, prompts,
                 max_new_tokens=self.args.max_new_tokens, temperature=self.args.temperature, top_p=self.args.top_p,
                 # seeded by step and process, so a resumed run samples what it would have
                 seed=derive_seed(self.args.seed, step, self.args.process_index),
             )
-            self._policy_batch = [labelled_row(p, c) for p, c in zip(rollouts.prompt_ids, rollouts.completion_ids)]
-            self._policy_batch_step = step
-        return self._policy_batch
+            self._pool = [labelled_row(p, c) for p, c in zip(rollouts.prompt_ids, rollouts.completion_ids)]
+            self._pool_step, self._pool_next = step, 0
+        rows = [self._pool[(self._pool_next + i) % len(self._pool)] for i in range(needed)]
+        self._pool_next += needed
+        return rows
+
+
+def _scalar(x) -> float:
+    """A token count Trainer hands over (int, 0-d tensor, or one repeated per DataParallel GPU) as a float."""
+    return float(torch.as_tensor(x).flatten()[0])
 
 
 def _add_entropy(stats: dict, entropy) -> dict:
