@@ -171,7 +171,8 @@ def bench_generate(a) -> dict:
 
     from llm_irl.generation import generate_samples
     from llm_irl.modeling import load_tokenizer
-    from llm_irl.rollout import _left_pad, resolve_eos_pad
+    from llm_irl.batching import pad as pad_rows
+    from llm_irl.special_tokens import resolve_eos_pad
 
     tok = load_tokenizer(MODEL)
     model = AutoModelForCausalLM.from_pretrained(MODEL, dtype=torch.float32).eval()
@@ -186,7 +187,9 @@ def bench_generate(a) -> dict:
         lib_tokens = sum(len(s.completion_ids) for s in samples)
 
         eos, pad = resolve_eos_pad(model, tok)
-        ids, mask = _left_pad([tok(p)["input_ids"] for p in prompts for _ in range(a.k)], pad, torch.device("cpu"))
+        rows = [tok(p)["input_ids"] for p in prompts for _ in range(a.k)]
+        ids = pad_rows(rows, pad, padding_side="left")
+        mask = pad_rows([[1] * len(r) for r in rows], 0, padding_side="left")
         torch.manual_seed(rep)
         t0, c0 = time.perf_counter(), time.process_time()
         with torch.no_grad():
