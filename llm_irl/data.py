@@ -6,10 +6,13 @@ of dicts, or `builtin:markov`. Row formats, as in TRL:
 - `{"prompt": str, "completion": str}`: the completion's tokens (plus EOS) are the actions;
 - `{"messages": [{"role", "content"}, ...]}`: only assistant turns are actions; rendered with the
   tokenizer's chat template when it has one, else with a plain `role: content` layout;
+- `{"prompt": [messages], "completion": [messages]}` (TRL's conversational prompt/completion): the
+  same conversation, with only the completion's assistant turns as actions;
 - `{"text": str}`: every token is an action.
 
 Nothing is dropped silently: a malformed row raises `DataError` naming its file and line, and
-truncation to `max_length` is explicit (a cut completion loses its EOS: truncated, not terminal).
+fitting rows into `max_length` is counted and reported (`llm_irl.truncation`: a cut completion loses
+its EOS, so it is truncated, not terminal; a prompt that is too long is cut, dropped or refused).
 Batching the encoded rows is `llm_irl.batching`.
 """
 
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from llm_irl.errors import DataError
 from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.special_tokens import eos_token_ids
+from llm_irl.truncation import CUT, DROPPED, PROMPT_CUT, fit_to_length
 
 logger = logging.getLogger(__name__)
 
@@ -149,8 +153,14 @@ def row_format(row: Row) -> str:
     else:
         found = sorted(row.fields)
         raise DataError(f"{row.where}: row has none of prompt+completion, messages, text (found {found})")
-    if name == "messages":
-        _check_messages(row)
+    if name == "prompt_completion" and isinstance(row.fields["prompt"], list):
+        name = "messages"  # TRL's conversational prompt/completion: a conversation, encoded as one
+        if not isinstance(row.fields["completion"], list):
+            raise DataError(f"{row.where}: a conversational 'prompt' needs a list of messages as 'completion', "
+                            f"got {type(row.fields['completion']).__name__}")
+        _check_messages(row, conversation(row.fields), context_turns=len(row.fields["prompt"]))
+    elif name == "messages":
+        _check_messages(row, row.fields["messages"])
     else:
         for k in keys:
             if not isinstance(row.fields[k], str):
@@ -158,30 +168,28 @@ def row_format(row: Row) -> str:
     return name
 
 
-def _check_messages(row: Row) -> None:
-    messages = row.fields["messages"]
+def conversation(fields: dict) -> list:
+    """The messages of a `messages` row, or of a conversational prompt/completion row (prompt + completion)."""
+    return fields["messages"] if "messages" in fields else [*fields["prompt"], *fields["completion"]]
+
+
+def _check_messages(row: Row, messages, context_turns: int = 0) -> None:
     if not isinstance(messages, list) or not messages:
         raise DataError(f"{row.where}: 'messages' must be a non-empty list")
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("content"), str) or m.get("role") not in ROLES:
             raise DataError(f"{row.where}: message {i} needs a 'role' in {sorted(ROLES)} and a string 'content'")
-    if not any(m["role"] == "assistant" for m in messages):
-        raise DataError(f"{row.where}: conversation has no assistant turn, so no actions to learn from")
+    if not any(m["role"] == "assistant" for m in messages[context_turns:]):
+        which = "completion" if context_turns else "conversation"
+        raise DataError(f"{row.where}: {which} has no assistant turn, so no actions to learn from")
 
 
 # ---------------------------------------------------------------- tokenising
 
 
-def _fit(prompt_ids: list[int], action_ids: list[int], max_length: int | None, where: str) -> dict:
-    """Concatenate and cut to max_length; cutting the actions is allowed, the prompt never."""
-    if max_length is not None and len(prompt_ids) >= max_length:
-        raise DataError(
-            f"{where}: prompt has {len(prompt_ids)} tokens, leaving no room for a completion under "
-            f"max_length={max_length}; raise max_length or shorten the prompt"
-        )
-    ids = (prompt_ids + action_ids)[:max_length]
-    labels = [IGNORE_INDEX] * len(prompt_ids) + ids[len(prompt_ids) :]
-    return {"input_ids": ids, "labels": labels}
+def _fitted(encoded: dict, max_length: int | None, where: str) -> dict:
+    """The public encoders' fitting: cut the completion end; a prompt with no room left is an error."""
+    return fit_to_length(encoded, max_length=max_length, prompt_truncation="error", where=where)[0]
 
 
 def encode_prompt_completion(tokenizer, prompt: str, completion: str, *, max_length: int | None = None, where: str = "row"):
@@ -190,27 +198,33 @@ def encode_prompt_completion(tokenizer, prompt: str, completion: str, *, max_len
     The completion is tokenised on its own and appended, so the action boundary is exact; give
     the completion its leading space where the tokenizer expects one (e.g. " Paris").
     """
+    return _fitted(_prompt_completion_ids(tokenizer, prompt, completion), max_length, where)
+
+
+def _prompt_completion_ids(tokenizer, prompt: str, completion: str) -> dict:
     prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [eos_token_ids(tokenizer)[0]]
-    return _fit(prompt_ids, completion_ids, max_length, where)
+    return {"input_ids": prompt_ids + completion_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + completion_ids}
 
 
-def _segments_plain(messages: list[dict], eos: str) -> list[tuple[str, bool]]:
+def _segments_plain(messages: list[dict], eos: str, context_turns: int) -> list[tuple[str, bool]]:
     """(text, is_action) pieces for tokenizers without a chat template."""
     out = []
-    for m in messages:
+    for i, m in enumerate(messages):
         if m["role"] == "assistant":
-            out += [("assistant: ", False), (m["content"], True), (eos, True), ("\n", False)]
+            act = i >= context_turns
+            out += [("assistant: ", False), (m["content"], act), (eos, act), ("\n", False)]
         else:
             out.append((f"{m['role']}: {m['content']}\n", False))
     return out
 
 
-def _segments_chat_template(tokenizer, messages: list[dict], where: str) -> list[tuple[str, bool]]:
+def _segments_chat_template(tokenizer, messages: list[dict], where: str, context_turns: int) -> list[tuple[str, bool]]:
     """Split the rendered conversation into pieces by rendering growing prefixes of it.
 
     An assistant turn's piece is the text added by that turn after the generation prompt of the
-    turns before it; everything else (system, user, role headers) is context.
+    turns before it; everything else (system, user, role headers, the first `context_turns`
+    messages) is context.
     """
     out, done = [], ""
     for i, m in enumerate(messages):
@@ -223,7 +237,7 @@ def _segments_chat_template(tokenizer, messages: list[dict], where: str) -> list
         full = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False)
         if not full.startswith(done):
             raise DataError(f"{where}: the chat template does not render conversations prefix by prefix")
-        out.append((full[len(done) :], m["role"] == "assistant"))
+        out.append((full[len(done) :], m["role"] == "assistant" and i >= context_turns))
         done = full
     return [(text, act) for text, act in out if text]
 
@@ -235,43 +249,53 @@ def _actions_of_turn(piece: list[int], eos: set[int]) -> list[int]:
     return piece[:end] + [IGNORE_INDEX] * (len(piece) - end)
 
 
-def encode_messages(tokenizer, messages: list[dict], *, max_length: int | None = None, where: str = "row"):
-    """Ids and labels of a conversation: only assistant turns are actions, each ending at its EOS."""
+def encode_messages(tokenizer, messages: list[dict], *, max_length: int | None = None, where: str = "row",
+                    context_turns: int = 0):
+    """Ids and labels of a conversation: assistant turns after the first `context_turns` messages are
+    actions, each ending at its EOS."""
+    return _fitted(_messages_ids(tokenizer, messages, where, context_turns), max_length, where)
+
+
+def _messages_ids(tokenizer, messages: list[dict], where: str, context_turns: int = 0) -> dict:
     if getattr(tokenizer, "chat_template", None):
-        segments = _segments_chat_template(tokenizer, messages, where)
+        segments = _segments_chat_template(tokenizer, messages, where, context_turns)
     else:
-        segments = _segments_plain(messages, tokenizer.eos_token)
+        segments = _segments_plain(messages, tokenizer.eos_token, context_turns)
     eos = set(eos_token_ids(tokenizer))  # with a chat template, its end-of-turn token too
     ids, labels = [], []
     for text, is_action in segments:
         piece = tokenizer(text, add_special_tokens=False)["input_ids"]
         ids += piece
         labels += _actions_of_turn(piece, eos) if is_action else [IGNORE_INDEX] * len(piece)
-    if max_length is not None and len(ids) > max_length:
-        ids, labels = ids[:max_length], labels[:max_length]
-    if all(l == IGNORE_INDEX for l in labels[1:]):
-        raise DataError(f"{where}: no assistant token is left within max_length={max_length}")
     return {"input_ids": ids, "labels": labels}
 
 
 def encode_text(tokenizer, text: str, *, max_length: int | None = None, where: str = "row"):
+    return _fitted(_text_ids(tokenizer, text), max_length, where)
+
+
+def _text_ids(tokenizer, text: str) -> dict:
     ids = tokenizer(text, add_special_tokens=True)["input_ids"] + [eos_token_ids(tokenizer)[0]]
-    if max_length is not None:
-        ids = ids[:max_length]
-    if len(ids) < 2:
-        raise DataError(f"{where}: text gives fewer than 2 tokens, so no action to learn from")
     return {"input_ids": ids, "labels": list(ids)}
 
 
-def encode_row(row: Row, tokenizer, *, max_length: int | None) -> dict:
-    """Token ids and labels of one validated row, in whichever format it is."""
+def _full_encoding(row: Row, tokenizer) -> dict:
+    """Token ids and labels of one validated row, in whichever format it is, before any cut."""
     f = row.fields
     fmt = row_format(row)
-    if fmt == "prompt_completion":
-        return encode_prompt_completion(tokenizer, f["prompt"], f["completion"], max_length=max_length, where=row.where)
     if fmt == "messages":
-        return encode_messages(tokenizer, f["messages"], max_length=max_length, where=row.where)
-    return encode_text(tokenizer, f["text"], max_length=max_length, where=row.where)
+        context_turns = 0 if "messages" in f else len(f["prompt"])
+        return _messages_ids(tokenizer, conversation(f), row.where, context_turns)
+    if fmt == "prompt_completion":
+        return _prompt_completion_ids(tokenizer, f["prompt"], f["completion"])
+    return _text_ids(tokenizer, f["text"])
+
+
+def _fit_row(row: Row, tokenizer, *, max_length: int | None, max_prompt_length: int | None,
+             prompt_truncation: str) -> tuple[dict | None, str]:
+    """One row's ids and labels fitted into max_length, and what fitting did (`llm_irl.truncation`)."""
+    return fit_to_length(_full_encoding(row, tokenizer), max_length=max_length, max_prompt_length=max_prompt_length,
+                         prompt_truncation=prompt_truncation, bos_id=tokenizer.bos_token_id, where=row.where)
 
 
 def validate_rows(rows: list[Row]) -> str:
@@ -283,21 +307,39 @@ def validate_rows(rows: list[Row]) -> str:
     return first_format
 
 
-def encode_rows(rows: Iterable[Row], tokenizer, *, max_length: int | None) -> list[dict]:
-    """Tokenise rows that share one format; truncated completions are counted and logged."""
+def encode_rows(rows: Iterable[Row], tokenizer, *, max_length: int | None, max_prompt_length: int | None = None,
+                prompt_truncation: str = "keep_end") -> list[dict]:
+    """Tokenise rows that share one format and fit them into max_length (`llm_irl.truncation`); every
+    cut or dropped row is counted in one warning, and a source with no row left is an error."""
     rows = list(rows)
-    first_format = validate_rows(rows)
-    eos = eos_token_ids(tokenizer)[0]
-    out = [encode_row(row, tokenizer, max_length=max_length) for row in rows]
-    if first_format != "messages" and (cut := sum(r["input_ids"][-1] != eos for r in out)):
-        logger.warning("%d of %d demonstrations were cut at max_length=%s (kept as truncated, not terminal)",
-                       cut, len(out), max_length)
+    validate_rows(rows)
+    out, counts = [], {CUT: 0, PROMPT_CUT: 0, DROPPED: 0}
+    for row in rows:
+        fitted, status = _fit_row(row, tokenizer, max_length=max_length, max_prompt_length=max_prompt_length,
+                                  prompt_truncation=prompt_truncation)
+        counts[status] = counts.get(status, 0) + 1
+        if fitted is not None:
+            out.append(fitted)
+    limits = f"max_length={max_length}" + (f", max_prompt_length={max_prompt_length}" if max_prompt_length else "")
+    if counts[CUT]:
+        logger.warning("%d of %d demonstrations were cut at %s (kept as truncated, not terminal)",
+                       counts[CUT], len(rows), limits)
+    if counts[PROMPT_CUT]:
+        logger.warning("%d of %d prompts were too long for %s and kept their last tokens (prompt_truncation=keep_end)",
+                       counts[PROMPT_CUT], len(rows), limits)
+    if counts[DROPPED]:
+        logger.warning("%d of %d demonstrations were dropped: prompt too long for %s (prompt_truncation=drop)",
+                       counts[DROPPED], len(rows), limits)
+    if not out:
+        raise DataError(f"every one of the {len(rows)} demonstrations was dropped: prompts too long for {limits}")
     return out
 
 
-def load_demonstrations(source, tokenizer, *, max_length: int | None, split: str = "train", config_name=None):
+def load_demonstrations(source, tokenizer, *, max_length: int | None, split: str = "train", config_name=None,
+                        max_prompt_length: int | None = None, prompt_truncation: str = "keep_end"):
     """Read, validate and tokenise a demonstration source into a `datasets.Dataset`."""
     import datasets
 
-    encoded = encode_rows(read_rows(source, split, config_name), tokenizer, max_length=max_length)
+    encoded = encode_rows(read_rows(source, split, config_name), tokenizer, max_length=max_length,
+                          max_prompt_length=max_prompt_length, prompt_truncation=prompt_truncation)
     return datasets.Dataset.from_list(encoded)

@@ -248,3 +248,35 @@ def test_model_card_links_hub_names_only(tmp_path):
     assert meta == {"base_model": "Qwen/Qwen2.5-0.5B", "datasets": ["trl-lib/Capybara"], "library_name": "peft",
                     "tags": ["llm-irl", "iq", "generated_from_trainer"]}
     assert "[Qwen/Qwen2.5-0.5B](https://huggingface.co/Qwen/Qwen2.5-0.5B)" in card and "| `lora_r` | `16` |" in card
+
+
+# ---------------------------------------------------------------- item 1: one long prompt
+
+
+def _data_with_one_long_prompt(tmp_path) -> str:
+    from llm_irl.builtin import builtin_dataset
+
+    rows = list(builtin_dataset("builtin:markov", "train"))[:16]
+    rows[5] = {**rows[5], "prompt": " ".join(r["prompt"] for r in rows[:12])}  # far over max_length
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+@pytest.mark.parametrize("flags, message", [
+    ([], "1 of 16 prompts were too long for max_length=24 and kept their last tokens"),
+    (["--prompt_truncation", "drop"], "1 of 16 demonstrations were dropped: prompt too long for max_length=24"),
+])
+def test_one_long_prompt_does_not_stop_training(tmp_path, caplog, flags, message):
+    path = _recipe(tmp_path, dataset=_data_with_one_long_prompt(tmp_path), eval_dataset=..., max_length=24,
+                   output_dir=str(tmp_path / "out"))
+    assert main(["train", path, *flags]) == 0
+    assert message in caplog.text
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_a_long_prompt_stops_training_only_when_asked(tmp_path, capsys):
+    path = _recipe(tmp_path, dataset=_data_with_one_long_prompt(tmp_path), eval_dataset=..., max_length=24)
+    assert main(["train", path, "--prompt_truncation", "error"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(r".*d\.jsonl:6: prompt has \d+ tokens, over max_length=24 \(no room for a completion\).*", err)

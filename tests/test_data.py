@@ -56,9 +56,9 @@ def test_truncation_drops_eos_and_is_logged(caplog):
     assert "1 of 1 demonstrations were cut" in caplog.text
 
 
-def test_prompt_without_room_is_refused():
-    with pytest.raises(DataError, match=r"row 0: prompt has 2 tokens, leaving no room.*max_length=2"):
-        load_demonstrations([{"prompt": "topic1 kalo", "completion": "mise"}], TOK, max_length=2)
+def test_prompt_without_room_is_refused_when_asked():
+    with pytest.raises(DataError, match=r"row 0: prompt has 2 tokens, over max_length=2 \(no room for a completion\)"):
+        load_demonstrations([{"prompt": "topic1 kalo", "completion": "mise"}], TOK, max_length=2, prompt_truncation="error")
 
 
 def test_plain_messages_mark_only_assistant_turns():
@@ -134,3 +134,71 @@ def test_tokenizer_without_eos_is_refused():
     tok.eos_token = None
     with pytest.raises(DataError, match="no eos_token"):
         load_demonstrations(ROWS, tok, max_length=32)
+
+
+# ---------------------------------------------------------------- long prompts (prompt_truncation)
+
+LONG = {"prompt": "topic1 kalo mise lone loka kazu lodo kami", "completion": "mise lone"}  # 8 prompt tokens
+
+
+def test_a_long_prompt_keeps_its_end_by_default_and_is_counted(caplog):
+    rows = [LONG, ROWS[0]]
+    ds = load_demonstrations(rows, TOK, max_length=8)
+    assert len(ds) == 2
+    # half of max_length for the prompt (its last 4 tokens), then the completion and EOS
+    assert ds[0]["input_ids"] == ids("loka kazu lodo kami mise lone") + [EOS]
+    assert ds[0]["labels"] == [-100] * 4 + ids("mise lone") + [EOS]
+    assert ds[1]["input_ids"] == ids("topic1 kalo mise lone") + [EOS]  # a short prompt is untouched
+    assert "1 of 2 prompts were too long for max_length=8 and kept their last tokens" in caplog.text
+
+
+def test_max_prompt_length_sets_what_keep_end_keeps():
+    ds = load_demonstrations([LONG], TOK, max_length=32, max_prompt_length=3)
+    assert ds[0]["input_ids"] == ids("kazu lodo kami mise lone") + [EOS]
+
+
+def test_keep_end_holds_on_to_a_leading_bos():
+    from llm_irl.truncation import PROMPT_CUT, fit_to_length
+
+    row = {"input_ids": [1, 10, 11, 12, 13, 20, 2], "labels": [-100] * 5 + [20, 2]}
+    fitted, status = fit_to_length(row, max_length=5, bos_id=1)
+    assert status == PROMPT_CUT
+    assert fitted["input_ids"] == [1, 13, 20, 2]  # BOS + the prompt's last token: half of 5 is 2 prompt tokens
+    assert fitted["labels"] == [-100, -100, 20, 2]
+
+
+def test_drop_leaves_long_prompts_out_and_counts_them(caplog):
+    ds = load_demonstrations([LONG, ROWS[0], LONG], TOK, max_length=8, prompt_truncation="drop")
+    assert [r["input_ids"] for r in ds] == [ids("topic1 kalo mise lone") + [EOS]]
+    assert "2 of 3 demonstrations were dropped: prompt too long for max_length=8" in caplog.text
+
+
+def test_dropping_every_row_is_an_error():
+    with pytest.raises(DataError, match="every one of the 1 demonstrations was dropped"):
+        load_demonstrations([LONG], TOK, max_length=8, prompt_truncation="drop")
+
+
+def test_error_names_the_row_and_the_limit(tmp_path):
+    path = write(tmp_path / "d.jsonl", json.dumps(ROWS[0]) + "\n" + json.dumps(LONG) + "\n")
+    with pytest.raises(DataError, match=r"d\.jsonl:2: prompt has 8 tokens, over max_prompt_length=5"):
+        load_demonstrations(path, TOK, max_length=32, max_prompt_length=5, prompt_truncation="error")
+
+
+def test_cut_conversations_are_counted(caplog):
+    messages = [{"role": "user", "content": "kalo"}, {"role": "assistant", "content": "mise lone loka kazu lodo"}]
+    ds = load_demonstrations([{"messages": messages}] * 3, TOK, max_length=5)
+    assert all(len(r["input_ids"]) == 5 for r in ds)
+    assert "3 of 3 demonstrations were cut at max_length=5" in caplog.text
+
+
+def test_conversational_prompt_completion_rows_train_on_the_completion_only():
+    user = {"role": "user", "content": "kalo"}
+    earlier, reply = {"role": "assistant", "content": "lodo"}, {"role": "assistant", "content": "mise lone"}
+    ds = load_demonstrations([{"prompt": [user, earlier, user], "completion": [reply]}], TOK, max_length=64)
+    as_messages = encode_messages(TOK, [user, earlier, user, reply])
+    assert ds[0]["input_ids"] == as_messages["input_ids"]
+    assert [t for t in ds[0]["labels"] if t != -100] == ids("mise lone") + [EOS]  # not the prompt's assistant turn
+    with pytest.raises(DataError, match=r"row 0: completion has no assistant turn"):
+        load_demonstrations([{"prompt": [user], "completion": [user]}], TOK, max_length=64)
+    with pytest.raises(DataError, match=r"row 0: a conversational 'prompt' needs a list of messages as 'completion'"):
+        load_demonstrations([{"prompt": [user], "completion": "mise"}], TOK, max_length=64)

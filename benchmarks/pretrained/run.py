@@ -158,6 +158,18 @@ def write_yaml(obj: dict, path: str) -> None:
         yaml.safe_dump(obj, f, sort_keys=False)
 
 
+def lane_is_done(lane_dir: str, lane_recipe: dict) -> bool:
+    """A lane that finished (results.json) under exactly this recipe: rerunning it would repeat the same
+    training and sampling, so an interrupted or extended run (more seeds) picks up where it stopped."""
+    import yaml
+
+    done, path = os.path.join(lane_dir, "results.json"), os.path.join(lane_dir, "recipe.yaml")
+    if not (os.path.isfile(done) and os.path.isfile(path)):
+        return False
+    with open(path) as f:
+        return yaml.safe_load(f) == lane_recipe
+
+
 # ---------------------------------------------------------------- embedding figures (not in the library yet)
 
 
@@ -223,9 +235,14 @@ def main() -> None:
     # one compare per (arm, seed), JOBS at a time: the same recipe apart from `arms` and `seeds`, so the
     # comparison stays fair; the lanes are merged into what a single compare would have written
     lanes = {(arm, seed): os.path.join(lanes_dir, f"{arm}_seed{seed}") for seed in s["seeds"] for arm in s["arms"]}
+    todo = []
     for (arm, seed), lane_dir in lanes.items():
         os.makedirs(lane_dir, exist_ok=True)
+        if lane_is_done(lane_dir, recipe(mode, lane_dir, train_file, (arm,), [seed])):
+            print(f"{arm} seed {seed}: reusing {os.path.relpath(lane_dir, ROOT)} (same recipe, finished)", flush=True)
+            continue
         write_yaml(recipe(mode, lane_dir, train_file, (arm,), [seed]), os.path.join(lane_dir, "recipe.yaml"))
+        todo.append((arm, seed))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     cli = os.path.join(os.path.dirname(sys.executable), "llm-irl")
 
@@ -236,7 +253,7 @@ def main() -> None:
         print(f"{key[0]} seed {key[1]} done at {(time.time() - start) / 60:.1f} min", flush=True)
 
     with ThreadPoolExecutor(max_workers=JOBS) as pool:
-        list(pool.map(run_lane, lanes))
+        list(pool.map(run_lane, todo))
     compare_s = time.time() - start
     results = merge_lanes([os.path.join(d, "results.json") for d in lanes.values()])
     results["runtime_s"] = compare_s  # the lanes ran side by side: wall time, not their sum

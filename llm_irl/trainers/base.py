@@ -99,7 +99,8 @@ class DemoTrainer(Trainer):
             return None
         if hasattr(dataset, "column_names") and "input_ids" in dataset.column_names:
             return dataset  # already tokenised by the user
-        return load_demonstrations(dataset, tokenizer, max_length=args.max_length, split=split)
+        return load_demonstrations(dataset, tokenizer, max_length=args.max_length, split=split,
+                                   max_prompt_length=args.max_prompt_length, prompt_truncation=args.prompt_truncation)
 
     def _save(self, output_dir=None, state_dict=None):
         """Standard `save_pretrained` output, with the arguments as JSON instead of a pickle."""

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from llm_irl.truncation import PROMPT_TRUNCATION
+
 VALUE_PARAMS = ("logits", "head", "offset")
 TERMINAL_TD = ("include", "absorbing", "exclude")  # llm_irl.losses.TERMINAL_TD, without importing torch here
 
@@ -21,7 +23,18 @@ class SFTConfig(TrainingArguments):
     max_length: int | None = field(
         default=1024,
         metadata={"help": "Longest sequence in tokens (prompt + completion). Longer completions are cut at the "
-                          "end and kept as truncated, not terminal; a prompt that fills it is an error."},
+                          "end and kept as truncated, not terminal; see prompt_truncation for prompts."},
+    )
+    max_prompt_length: int | None = field(
+        default=None,
+        metadata={"help": "Longest prompt in tokens; None: any prompt that leaves room for a completion under "
+                          "max_length. Longer prompts are handled by prompt_truncation."},
+    )
+    prompt_truncation: str = field(
+        default="keep_end",
+        metadata={"help": "A prompt over max_prompt_length, or with no room left under max_length: 'keep_end' keeps "
+                          "its last tokens (max_prompt_length, else half of max_length; a leading BOS stays), 'drop' "
+                          "leaves the row out, 'error' stops. Cut and dropped rows are counted in a warning."},
     )
     model_dtype: str = field(
         default="auto",
@@ -55,6 +68,11 @@ class SFTConfig(TrainingArguments):
     def __post_init__(self):
         if self.max_length is not None and self.max_length < 2:
             raise ValueError(f"max_length must be at least 2 (a prompt token and an action), got {self.max_length}")
+        if self.max_prompt_length is not None and self.max_prompt_length < 1:
+            raise ValueError(f"max_prompt_length must be at least 1 or None, got {self.max_prompt_length}")
+        if self.prompt_truncation not in PROMPT_TRUNCATION:
+            raise ValueError(f"prompt_truncation must be one of {', '.join(PROMPT_TRUNCATION)}, "
+                             f"got {self.prompt_truncation!r}")
         if self.loss_chunk_size is not None and self.loss_chunk_size < 0:
             raise ValueError(f"loss_chunk_size must be >= 0 or None, got {self.loss_chunk_size}")
         if self.nan_policy not in ("stop", "skip"):
