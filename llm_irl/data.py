@@ -26,6 +26,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from llm_irl.errors import DataError
+from llm_irl.files import missing_local_path
 from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.special_tokens import eos_token_ids
 from llm_irl.truncation import CUT, DROPPED, PROMPT_CUT, fit_to_length
@@ -121,6 +122,8 @@ def read_rows(source, split: str = "train", config_name: str | None = None) -> l
         rows = list(READERS[os.path.splitext(path)[1]](path))
     elif isinstance(source, str) and os.path.isdir(source):
         raise DataError(f"{source}: is a directory; pass a {'/'.join(FILE_SUFFIXES)} file or a datasets name")
+    elif isinstance(source, str) and (why := missing_local_path(source)) is not None:
+        raise DataError(f"{source}: no such file or folder{why}")
     elif isinstance(source, str):
         rows = _read_hub(source, split, config_name)
     else:

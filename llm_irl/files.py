@@ -1,4 +1,5 @@
-"""Atomic file writes: readers never see half a file, and a crash keeps the previous version."""
+"""Local files: atomic writes (readers never see half a file, a crash keeps the previous version), and
+telling a mistyped local path from a Hub name before any network lookup."""
 
 from __future__ import annotations
 
@@ -28,3 +29,18 @@ def atomic_path(path: str):
 def write_atomic(path: str, text: str) -> None:
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
+
+
+def missing_local_path(name: str) -> str | None:
+    """Why `name`, which does not exist here, must be a mistyped local path rather than a Hub name
+    (None when it may be a Hub name). A Hub lookup of a typo retries for about a minute; this answers at
+    once. Spelled as a path (`./x`, `/x`, `~/x`, `a/b/c`) it is one; `org/name` is one when a folder
+    `org` exists here."""
+    if os.path.exists(os.path.expanduser(name)):
+        return None
+    if name.startswith((".", "/", "~")) or name.strip("/").count("/") > 1:
+        return ""
+    first = name.split("/", 1)[0]
+    if "/" in name and os.path.isdir(first):
+        return f" (read as a path, not a Hub id, because folder {first!r} exists here)"
+    return None

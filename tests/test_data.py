@@ -202,3 +202,30 @@ def test_conversational_prompt_completion_rows_train_on_the_completion_only():
         load_demonstrations([{"prompt": [user], "completion": [user]}], TOK, max_length=64)
     with pytest.raises(DataError, match=r"row 0: a conversational 'prompt' needs a list of messages as 'completion'"):
         load_demonstrations([{"prompt": [user], "completion": "mise"}], TOK, max_length=64)
+
+
+# ---------------------------------------------------------------- a mistyped local folder is not a Hub name
+
+
+@pytest.mark.parametrize("name, why", [
+    ("data/train", " (read as a path, not a Hub id, because folder 'data' exists here)"),
+    ("./train", ""),
+    ("data/more/train", ""),
+])
+def test_a_missing_local_path_fails_at_once_without_a_hub_lookup(tmp_path, monkeypatch, name, why):
+    import llm_irl.data as data
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    monkeypatch.setattr(data, "_read_hub", lambda *a: pytest.fail("looked up on the Hub"))
+    with pytest.raises(DataError) as e:
+        read_rows(name)
+    assert str(e.value) == f"{name}: no such file or folder{why}"
+
+
+def test_an_org_slash_name_without_a_local_folder_is_a_hub_name(tmp_path, monkeypatch):
+    import llm_irl.data as data
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(data, "_read_hub", lambda name, split, config: [data.Row({"text": "x"}, "hub row 0")])
+    assert read_rows("org/name")[0].fields == {"text": "x"}
