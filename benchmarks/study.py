@@ -103,6 +103,23 @@ def run_setting(recipe: dict) -> tuple[str, float, int]:
     return recipe["output_dir"], time.time() - start, proc.returncode
 
 
+def merge_rerun(setting_dir: str, rerun_dir: str) -> dict:
+    """The setting's results with the arms of a rerun (same recipe apart from `arms`) put in their place:
+    runs, summary and timings of those arms replaced, every other arm kept as it was."""
+    with open(os.path.join(setting_dir, "results.json")) as f:
+        merged = json.load(f)
+    with open(os.path.join(rerun_dir, "results.json")) as f:
+        rerun = json.load(f)
+    if rerun["seeds"] != merged["seeds"] or rerun["common"] != merged["common"] or rerun["eval"] != merged["eval"]:
+        raise SystemExit(f"{rerun_dir}: the rerun's seeds, training or evaluation settings differ from {setting_dir}'s")
+    old_seconds = sum(merged["seconds_per_run"].get(arm, 0.0) for arm in rerun["arms"]) * len(merged["seeds"])
+    for key in ("arms", "runs", "summary", "seconds_per_run"):
+        merged[key] = {**merged[key], **rerun[key]}
+    merged["runtime_s"] += rerun["runtime_s"] - old_seconds  # compute time of the settings as they now stand
+    merged["rerun"] = {**merged.get("rerun", {}), **{arm: os.path.relpath(rerun_dir, ROOT) for arm in rerun["arms"]}}
+    return merged
+
+
 # ------------------------------------------------------------------------------------ report
 
 
@@ -269,11 +286,12 @@ def unlearned(all_results: dict[str, dict]) -> list[str]:
     return lines
 
 
-def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], command: str, wall: float | None,
-                     path: str) -> None:
+def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], run_record: dict, path: str) -> None:
     from llm_irl.files import write_atomic
 
     first = next(iter(all_results.values()))
+    command, wall = run_record["command"], run_record["wall_s"]
+    reruns = [f"`{r['command']}` ({r['wall_s'] / 60:.1f} min wall)" for r in run_record.get("reruns", [])]
     out = [
         "# BENCHMARKS: ground-truth study of SFT, IQ (offline, online) and GAIL",
         "",
@@ -282,6 +300,7 @@ def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], c
         f"- command of the last training run: `{command}`"
         + (f", {wall / 60:.1f} min wall on this machine ({os.cpu_count()} cores), settings side by side"
            if wall is not None else ""),
+        *([f"- arms trained again since, in place of their rows: {'; '.join(reruns)}"] if reruns else []),
         f"- compute time of the settings below: {sum(runtimes.values()) / 60:.1f} min in all "
         f"({', '.join(f'{n} {t / 60:.1f}' for n, t in runtimes.items())} min)",
         "- regenerate: `python benchmarks/study.py` (every setting), or `--experts NAME,...` for some of them and "
@@ -390,7 +409,11 @@ def main() -> int:
     p.add_argument("--experts", default=",".join(EXPERTS))
     p.add_argument("--arms", default=None, help=f"comma-separated subset of {','.join(ARMS)} (sft first)")
     p.add_argument("--report_only", action="store_true",
-                   help="rebuild BENCHMARKS.md from the results.json files a previous run of this script wrote")
+                   help="rebuild BENCHMARKS.md (and each setting's report.md and plots) from the results.json "
+                        "files a previous run of this script wrote")
+    p.add_argument("--rerun_arms", default=None,
+                   help="comma-separated arms to train and evaluate again (e.g. after a fix that touches only them) "
+                        "and put in place of their rows in the existing settings; every other arm is kept")
     a = p.parse_args()
     quick_root = os.path.join(ROOT, "runs", "study_quick")  # a quick run never overwrites the committed study
     a.output_dir = a.output_dir or (quick_root if a.quick else os.path.join(ROOT, "benchmarks", "study"))
@@ -398,22 +421,35 @@ def main() -> int:
 
     names = a.arms.split(",") if a.arms else None
     recipes = [setting_recipe(e, r, a.quick, a.output_dir, names) for e in a.experts.split(",") for r in REGIMES]
+    if a.rerun_arms:  # the same recipes with only those arms, each into its setting's rerun/ folder
+        rerun_names = a.rerun_arms.split(",")
+        reruns = [{**setting_recipe(e, r, a.quick, a.output_dir, rerun_names),
+                   "output_dir": os.path.join(a.output_dir, f"{e}_{r}", "rerun")}
+                  for e in a.experts.split(",") for r in REGIMES]
     start = time.time()
     runtimes, failed = {}, []
     with _NoPool() if a.report_only else ThreadPoolExecutor(max_workers=a.jobs) as pool:
-        for out_dir, seconds, code in pool.map(run_setting, recipes):
-            name = os.path.basename(out_dir)
-            runtimes[name] = seconds
+        for out_dir, seconds, code in pool.map(run_setting, reruns if a.rerun_arms else recipes):
+            name = os.path.basename(os.path.dirname(out_dir) if a.rerun_arms else out_dir)
+            if not a.rerun_arms:  # a rerun's settings take their compute time from the merged results below
+                runtimes[name] = seconds
             print(f"{name}: {'ok' if code == 0 else f'FAILED ({code}), see {out_dir}/log.txt'} in {seconds / 60:.1f} min",
                   flush=True)
             if code != 0:
                 failed.append(name)
+    from llm_irl.report import write_report
+
     all_results = {}
     for recipe in recipes:
         path = os.path.join(recipe["output_dir"], "results.json")
         if os.path.exists(path):
             with open(path) as f:
                 results = json.load(f)
+            rerun_dir = os.path.join(recipe["output_dir"], "rerun")
+            if a.rerun_arms and os.path.exists(os.path.join(rerun_dir, "results.json")):
+                results = merge_rerun(recipe["output_dir"], rerun_dir)
+            if a.rerun_arms or a.report_only:  # report.md and plots of the setting as it now stands
+                write_report(results, recipe["output_dir"], title="recipe.json")
             name = os.path.basename(recipe["output_dir"])
             all_results[name] = {**results, "output_dir": recipe["output_dir"]}
             runtimes.setdefault(name, results["runtime_s"])
@@ -421,13 +457,18 @@ def main() -> int:
         print("no setting produced results", file=sys.stderr)
         return 1
     command = "python benchmarks/study.py" + (" --quick" if a.quick else "") + (
-        f" --experts {a.experts}" if a.experts != ",".join(EXPERTS) else "") + (f" --arms {a.arms}" if a.arms else "")
+        f" --experts {a.experts}" if a.experts != ",".join(EXPERTS) else "") + (f" --arms {a.arms}" if a.arms else "") + (
+        f" --rerun_arms {a.rerun_arms}" if a.rerun_arms else "")
     run_record = os.path.join(a.output_dir, "study.json")  # the last run that trained: command and wall time
+    last = json.load(open(run_record)) if os.path.exists(run_record) else {"command": command, "wall_s": None}
+    if a.rerun_arms:  # the full run stays the record; reruns are listed beside it
+        last["reruns"] = [*last.get("reruns", []), {"command": command, "wall_s": time.time() - start}]
+    elif not a.report_only:
+        last = {"command": command, "wall_s": time.time() - start}
     if not a.report_only:
         with open(run_record, "w") as f:
-            json.dump({"command": command, "wall_s": time.time() - start}, f)
-    last = json.load(open(run_record)) if os.path.exists(run_record) else {"command": command, "wall_s": None}
-    write_benchmarks(all_results, runtimes, last["command"], last["wall_s"], a.benchmarks_md)
+            json.dump(last, f)
+    write_benchmarks(all_results, runtimes, last, a.benchmarks_md)
     print(f"wrote {a.benchmarks_md}")
     return 1 if failed else 0
 
