@@ -116,7 +116,7 @@ def merge_rerun(setting_dir: str, rerun_dir: str) -> dict:
     for key in ("arms", "runs", "summary", "seconds_per_run"):
         merged[key] = {**merged[key], **rerun[key]}
     merged["runtime_s"] += rerun["runtime_s"] - old_seconds  # compute time of the settings as they now stand
-    merged["rerun"] = {**merged.get("rerun", {}), **{arm: os.path.relpath(rerun_dir, ROOT) for arm in rerun["arms"]}}
+    merged["rerun"] = {**merged.get("rerun", {}), **{arm: os.path.relpath(rerun_dir, setting_dir) for arm in rerun["arms"]}}
     return merged
 
 
