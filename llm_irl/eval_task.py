@@ -6,7 +6,8 @@ against the embedded Markov expert by accident. Only what applies is measured: t
 log-likelihood and validity only when the prompts come from a known synthetic expert (a
 `builtin:` dataset), BLEU/ROUGE when the rows carry reference completions, exact match when
 asked for (or when the expert's answers are checkable). Rows are prompt/completion strings,
-`messages` conversations or TRL's conversational prompt/completion (`llm_irl.prompts`).
+`messages` conversations or TRL's conversational prompt/completion (`llm_irl.prompts`). Embedding
+figures only when `embedding_model` names an encoder (`llm_irl.metrics.embedding`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field, fields
 
 from llm_irl.errors import ConfigError, DataError
 from llm_irl.metrics import extract_last_number, sentence_rouge1
+from llm_irl.metrics.embedding import require_encoder
 from llm_irl.prompts import Prompt, prompt_and_reference
 from llm_irl.recipe import parse_config
 from llm_irl.tasks import SyntheticExpert
@@ -59,6 +61,11 @@ class EvalConfig:
                                           "(arithmetic) are always checked."})
     num_heldout: int = field(default=1000, metadata={"help": "Held-out demonstrations for NLL (first N rows)."})
     n_boot: int = field(default=1000, metadata={"help": "Bootstrap resamples for CIs over prompts."})
+    embedding_model: str | None = field(
+        default=None, metadata={"help": "A sentence-transformers model (local folder or hub id) for embedding "
+                                        "similarity to the reference and embedding diversity within a prompt's "
+                                        "samples; needs the embed extra (pip install 'llm_irl[embed]'). Default: "
+                                        "none, not computed."})
 
     def __post_init__(self):
         if self.num_prompts < 1 or self.k < 1:
@@ -135,6 +142,8 @@ def load_task(config: EvalConfig) -> EvalTask:
                        config.num_prompts)
     has_completions = all(reference is not None for _, reference in chosen)
     expert = known_expert(config.eval_dataset)
+    if config.embedding_model:  # fail now, not after sampling (or training every arm); cached for later
+        require_encoder(config.embedding_model)
     use_refs = config.references if config.references is not None else (has_completions and expert is None)
     if (use_refs or config.exact_match != "none") and not has_completions:
         raise DataError(f"{config.eval_dataset}: references or exact_match need a completion (or a last assistant "

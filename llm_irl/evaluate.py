@@ -13,6 +13,10 @@ diversity: sample 0 of every prompt, pooled (no CI: resampling texts would add d
 Quality, when the set allows it: the expert's own log-likelihood and validity when the prompts
 come from a known synthetic expert, exact match when answers are checkable, BLEU/ROUGE against
 references; held-out NLL (and forward KL under a known expert) on the set's demonstrations.
+With `embedding_model` set (the `embed` extra), sentence-embedding similarity to the reference and
+diversity within a prompt's samples (`llm_irl.metrics.embedding`). Greedy decoding (T = 0) repeats
+one decode k times, so what compares a prompt's k samples with each other (`NOT_AT_GREEDY`:
+per-input diversity, best-of-k) is not reported there; pooled and quality figures are.
 Shape, beside the expert's own: length in tokens (EOS included), share ended with EOS, share
 with a loop (`llm_irl.metrics.shape`). From the model's implied reward (`llm_irl.rewards`): the
 Spearman correlation of returns with per-sample quality, beside that of the plain log-likelihood
@@ -43,7 +47,8 @@ from llm_irl.metrics import (
     self_bleu,
     sentence_rouge1,
 )
-from llm_irl.metrics.catalogue import METRICS, format_estimate, metric_table, temperature_label
+from llm_irl.metrics.catalogue import METRICS, format_estimate, metric_table, reportable, temperature_label
+from llm_irl.metrics.embedding import per_prompt_embedding
 from llm_irl.metrics.ground_truth import reverse_kl
 from llm_irl.metrics.shape import eos_share, loop_share, mean_length
 from llm_irl.prompts import prompt_ids
@@ -60,10 +65,8 @@ def _over_prompts(per_prompt: Sequence[float], config: EvalConfig) -> dict:
 # ---------------------------------------------------------------------------- metrics
 
 
-def text_metrics(groups: list[list[str]], task: EvalTask, config: EvalConfig, vocab_size: int,
-                 greedy: bool = False) -> dict[str, dict]:
-    """Quality and diversity of texts grouped by prompt (k per prompt, in prompt order); `greedy`: each
-    group is k copies of one greedy decode."""
+def text_metrics(groups: list[list[str]], task: EvalTask, config: EvalConfig, vocab_size: int) -> dict[str, dict]:
+    """Quality and diversity of texts grouped by prompt (k per prompt, in prompt order)."""
     out: dict[str, dict] = {}
     k = len(groups[0])
     flat = [t for g in groups for t in g]
@@ -81,10 +84,11 @@ def text_metrics(groups: list[list[str]], task: EvalTask, config: EvalConfig, vo
             [np.mean([sentence_rouge1(t, task.references[i]) for t in g]) for i, g in enumerate(groups)], config)
         out["rougeL"] = estimate(r["rougeL"], n=len(flat))
     if k >= 2:
-        # k copies of one text have no diversity: Self-BLEU 1 by definition (its smoothing scores copies
-        # shorter than 4 words below 1, and empty ones 0, which would read as "most diverse")
-        out["self_bleu_per_input"] = _over_prompts([1.0 if greedy else self_bleu(g) for g in groups], config)
+        out["self_bleu_per_input"] = _over_prompts([self_bleu(g) for g in groups], config)
         out["distinct_2_per_input"] = _over_prompts([distinct_n(g, 2) for g in groups], config)
+    if config.embedding_model:
+        for name, values in per_prompt_embedding(groups, task.references, config.embedding_model).items():
+            out[name] = _over_prompts(values, config)
     across = [g[0] for g in groups]
     if len(across) >= 2:
         out["self_bleu_across"] = estimate(self_bleu(across), n=len(across))
@@ -183,10 +187,12 @@ def evaluate_model(model, tokenizer, task: EvalTask, config: EvalConfig, *, samp
     vocab_size = len(tokenizer)
     per_t = {}
     for t, groups in by_temperature(samples).items():
-        per_t[f"{t:g}"] = {**text_metrics([[s.sample for s in g] for g in groups], task, config, vocab_size,
-                                          greedy=t == 0),
-                           **shape_metrics([[(s.completion_ids, s.terminated) for s in g] for g in groups], config),
-                           **policy_metrics(groups, model, tokenizer, task, config)}
+        figures = {**text_metrics([[s.sample for s in g] for g in groups], task, config, vocab_size),
+                   **shape_metrics([[(s.completion_ids, s.terminated) for s in g] for g in groups], config),
+                   **policy_metrics(groups, model, tokenizer, task, config)}
+        # greedy: each prompt's k samples are one decode repeated, so what compares them with each other
+        # is trivial (Self-BLEU 1, or below 1 for short copies under its smoothing; best-of-k gain 0)
+        per_t[f"{t:g}"] = reportable(t, figures)
     return {"metrics": heldout_metrics(model, tokenizer, task), "temperatures": per_t,
             "sample_quality": (task.sample_quality() or (None,))[0]}
 

@@ -3,8 +3,9 @@
 Both read a compare result (`llm_irl.compare.run_compare`, with the report's `frontier` verdicts when
 `llm_irl.report` adds them): one curve per arm through its sampling temperatures (greedy decoding
 as the point T=0), error bars from each figure's interval, the expert's own samples as the
-reference when there is an expert (the legend and the title name it only then). Files are written
-atomically, and matplotlib is imported only when a plot is drawn.
+reference when there is an expert (the legend and the title name it only then). A curve runs
+through the temperatures where the arm has the figure: greedy decoding has no per-input diversity.
+Files are written atomically, and matplotlib is imported only when a plot is drawn.
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ import os
 import textwrap
 
 from llm_irl.files import atomic_path
-from llm_irl.metrics.catalogue import DIVERSITY_AXES, METRICS, QUALITY_AXIS
+from llm_irl.metrics.catalogue import DIVERSITY_AXES, HEADLINE_DIVERSITY, METRICS, QUALITY_AXIS
 
 
-def _plot_quality(figures: dict) -> str | None:
-    return next((q for q in QUALITY_AXIS if q in figures), None)
+def _plot_quality(every: list[dict]) -> str | None:
+    return next((q for q in QUALITY_AXIS if any(q in f for f in every)), None)
 
 
 def _point_label(t: str) -> str:
@@ -57,12 +58,17 @@ PANEL_TITLES = {"self_bleu_per_input": "Per-input diversity (k samples of the sa
                 "distinct_2_across": "Across-input diversity (one sample per prompt)"}
 
 
-def _curves(results: dict) -> tuple[dict, dict | None, list[str], list[str], dict]:
-    """(summary by arm, the expert's figures, arms, temperatures, the first arm's figures at the first T)."""
+def _curves(results: dict) -> tuple[dict, dict | None, list[str], list[str], list[dict]]:
+    """(summary by arm, the expert's figures, arms, temperatures, every arm's figures at every T)."""
     summary, expert = results["summary"], results["expert"]
     arms = list(summary)
     temps = list(summary[arms[0]]["temperatures"])
-    return summary, expert, arms, temps, summary[arms[0]]["temperatures"][temps[0]]
+    return summary, expert, arms, temps, [summary[a]["temperatures"][t] for a in arms for t in temps]
+
+
+def _having(summary: dict, arm: str, temps: list[str], *names: str) -> list[str]:
+    """The temperatures at which an arm has every figure in `names` (greedy decoding has no per-input diversity)."""
+    return [t for t in temps if all(n in summary[arm]["temperatures"][t] for n in names)]
 
 
 def _frontier_label(results: dict, arm: str, div: str) -> str:
@@ -78,9 +84,9 @@ def _frontier_label(results: dict, arm: str, div: str) -> str:
 def plot_quality_vs_diversity(results: dict, path: str) -> bool:
     """One panel per diversity axis; one curve per arm through its temperatures, labelled with its frontier
     verdict; the expert as a star where it has both figures."""
-    summary, expert, arms, temps, first = _curves(results)
-    quality = _plot_quality(first)
-    axes_x = [d for d in DIVERSITY_AXES if d in first]
+    summary, expert, arms, temps, every = _curves(results)
+    quality = _plot_quality(every)
+    axes_x = [d for d in DIVERSITY_AXES if any(d in f for f in every)]
     if quality is None or not axes_x:
         return False
     plt = _pyplot()
@@ -88,12 +94,14 @@ def plot_quality_vs_diversity(results: dict, path: str) -> bool:
     star_drawn = False
     for ax, div in zip(axes[0], axes_x):
         for arm in arms:
-            pts = [summary[arm]["temperatures"][t] for t in temps]
+            if not (ts := _having(summary, arm, temps, div, quality)):
+                continue
+            pts = [summary[arm]["temperatures"][t] for t in ts]
             xs = [p[div]["value"] for p in pts]
             ys = [p[quality]["value"] for p in pts]
             line = ax.errorbar(xs, ys, xerr=_errors([p[div] for p in pts]), yerr=_errors([p[quality] for p in pts]),
                                marker="o", capsize=3, label=_frontier_label(results, arm, div))
-            for x, y, t in zip(xs, ys, temps):
+            for x, y, t in zip(xs, ys, ts):
                 ax.annotate(_point_label(t), (x, y), textcoords="offset points", xytext=(6, 4), fontsize=8,
                             color=line[0].get_color())
         e = expert["temperatures"]["expert"] if expert else {}
@@ -120,9 +128,10 @@ def plot_quality_vs_diversity(results: dict, path: str) -> bool:
 
 
 def plot_by_temperature(results: dict, path: str) -> bool:
-    """Each headline metric against temperature, one line per arm, the expert as a dashed line."""
-    summary, expert, arms, temps, first = _curves(results)
-    names = [n for n in (_plot_quality(first), *DIVERSITY_AXES, "policy_entropy") if n in first]
+    """Each headline metric against temperature, one line per arm (through the temperatures where it has
+    the figure), the expert as a dashed line."""
+    summary, expert, arms, temps, every = _curves(results)
+    names = [n for n in (_plot_quality(every), *HEADLINE_DIVERSITY) if any(n in f for f in every)]
     if not names:
         return False
     plt = _pyplot()
@@ -131,8 +140,9 @@ def plot_by_temperature(results: dict, path: str) -> bool:
     fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 4.2 * rows + 0.6), squeeze=False, layout="constrained")
     for ax, name in zip(axes.flat, names):
         for arm in arms:
-            pts = [summary[arm]["temperatures"][t][name] for t in temps]
-            ax.errorbar([float(t) for t in temps], [p["value"] for p in pts], yerr=_errors(pts), marker="o",
+            ts = _having(summary, arm, temps, name)
+            pts = [summary[arm]["temperatures"][t][name] for t in ts]
+            ax.errorbar([float(t) for t in ts], [p["value"] for p in pts], yerr=_errors(pts), marker="o",
                         capsize=3, label=arm)
         if expert and name in expert["temperatures"]["expert"]:
             ax.axhline(expert["temperatures"]["expert"][name]["value"], color="black", linestyle="--", linewidth=1,

@@ -1,7 +1,8 @@
 """The compare report: verdicts with intervals and the markdown that states them (plots: `llm_irl.plots`).
 
 A winner is claimed only when the best arm's 95% interval is disjoint from every other arm's;
-otherwise the report says the intervals overlap and claims no winner. Disjoint intervals are a
+otherwise the report says the intervals overlap and claims no winner. With one arm there is
+nothing to compare: no verdict, no frontier, the tables only. Disjoint intervals are a
 conservative test (overlapping ones do not prove equality), and with few seeds the Student-t
 intervals are wide: that is the honest state of the evidence, not a defect of the report.
 
@@ -21,11 +22,13 @@ import os
 from llm_irl.files import write_atomic
 from llm_irl.metrics.catalogue import (
     DIVERSITY_AXES,
+    HEADLINE_DIVERSITY,
     METRICS,
     QUALITY_AXIS,
     format_estimate,
     markdown_table,
     metric_table,
+    reportable,
     temperature_label,
 )
 from llm_irl.metrics.frontier import describe_verdict, frontier_gap
@@ -42,14 +45,25 @@ def disjoint(a: dict, b: dict) -> bool:
     return a["hi"] < b["lo"] or b["hi"] < a["lo"]
 
 
+def nothing_to_compare(arms) -> str | None:
+    """What a report says instead of verdicts when it has fewer than two arms; None when it has two or more."""
+    arms = list(arms)
+    if len(arms) >= 2:
+        return None
+    return f"Only one arm ({', '.join(arms) or 'none'}): nothing to compare, no winner claimed."
+
+
 def verdict(metric: str, where: str, estimates: dict[str, dict]) -> dict:
-    """Best arm on one metric, and whether its interval clears every other arm's."""
+    """Best arm on one metric, and whether its interval clears every other arm's (never with one arm)."""
     m = METRICS[metric]
     best = max(estimates, key=lambda arm: m.sign * estimates[arm]["value"])
     overlapping = [arm for arm in estimates if arm != best and not disjoint(estimates[best], estimates[arm])]
     figures = "; ".join(f"{arm} {format_estimate(e)}" for arm, e in estimates.items())
     better = "more diverse" if m.kind == "diversity" else "better"
-    if not overlapping:
+    alone = len(estimates) < 2  # a lone arm clears no interval: it has none to clear
+    if alone:
+        outcome = "one arm: nothing to compare"
+    elif not overlapping:
         outcome = f"**{best} {better}** (intervals disjoint)"
     elif any(e["lo"] is None for e in estimates.values()):
         outcome = "no interval (pooled metric, one seed): no winner claimed"
@@ -61,16 +75,19 @@ def verdict(metric: str, where: str, estimates: dict[str, dict]) -> dict:
         if disjoint(e, estimates[baseline]) else None
         for arm, e in estimates.items() if arm != baseline
     }
-    return {"metric": metric, "where": where, "best": best, "winner": None if overlapping else best,
+    return {"metric": metric, "where": where, "best": best, "winner": None if overlapping or alone else best,
             "overlapping": overlapping, "kind": m.kind, "baseline": baseline, "against_baseline": against_baseline,
             "text": f"{where}, {m.label} ({m.sense}): {figures} → {outcome}"}
 
 
 def all_verdicts(results: dict) -> list[dict]:
-    """A verdict for every quality and reward metric and the headline diversity ones (the plotted
-    axes and the policy entropy; the tables hold the rest), at every temperature and over all."""
+    """A verdict for every quality and reward metric and the headline diversity ones (`HEADLINE_DIVERSITY`;
+    the tables hold the rest), at every temperature and over all; none with fewer than two arms. A metric
+    an arm lacks somewhere (per-input diversity at greedy decoding) gets no verdict there."""
     summary = results["summary"]
     arms = list(summary)
+    if nothing_to_compare(arms):
+        return []
     sections = [("all temperatures", lambda arm: summary[arm]["metrics"])]
     for t in summary[arms[0]]["temperatures"]:
         sections.append((temperature_label(t), lambda arm, t=t: summary[arm]["temperatures"][t]))
@@ -78,7 +95,7 @@ def all_verdicts(results: dict) -> list[dict]:
     for where, get in sections:
         for metric in METRICS:
             m = METRICS[metric]
-            headline = m.kind != "diversity" or metric in (*DIVERSITY_AXES, "policy_entropy")
+            headline = m.kind != "diversity" or metric in HEADLINE_DIVERSITY
             if m.sign and headline and all(metric in get(arm) for arm in arms):
                 out.append(verdict(metric, where, {arm: get(arm)[metric] for arm in arms}))
     return out
@@ -106,7 +123,9 @@ def baseline_summary(verdicts: list[dict]) -> list[str]:
 
 def verdict_summary(verdicts: list[dict]) -> list[str]:
     """One line per arm that wins anything, one for the comparisons without a winner, and each arm
-    against the baseline."""
+    against the baseline; with one arm, that there is nothing to compare."""
+    if verdicts and not verdicts[0]["against_baseline"]:  # no arm beside the baseline
+        return [nothing_to_compare([verdicts[0]["baseline"]])]
     lines = []
     for arm in dict.fromkeys(v["winner"] for v in verdicts if v["winner"]):
         mine = [v for v in verdicts if v["winner"] == arm]
@@ -195,7 +214,8 @@ def markdown(results: dict, verdicts: list[dict], plots: list[str], title: str) 
         f"learning rate {common.get('learning_rate', '?')}) with seeds {results['seeds']}; then samples "
         f"k={ev['k']} completions for each of {ev['num_prompts']} prompts of `{ev['eval_dataset']}` "
         f"({ev['eval_split']}) at temperatures {', '.join(temps)} (top_p {ev['top_p']}; 0 = greedy decoding, "
-        "one decode per prompt repeated k times). "
+        "one decode per prompt repeated k times, so diversity within a prompt's samples and best-of-k are not "
+        "reported there). "
         f"Runtime {results['runtime_s'] / 60:.1f} min.",
         "",
         "Arms: " + "; ".join(f"**{a}** = trainer `{s['trainer']}`"
@@ -215,15 +235,14 @@ def markdown(results: dict, verdicts: list[dict], plots: list[str], title: str) 
         "",
         "## Verdicts",
         "",
-        *verdict_summary(verdicts),
+        *([note] if (note := nothing_to_compare(arms)) else verdict_summary(verdicts)),
         "",
         *[f"- {v['text']}" for v in verdicts if v["kind"] != "diversity"],
         "",
-        "Diversity (more diverse is not better on its own: read it against quality, as in the plot):",
-        "",
-        *[f"- {v['text']}" for v in verdicts if v["kind"] == "diversity"],
-        "",
     ]
+    if diversity := [f"- {v['text']}" for v in verdicts if v["kind"] == "diversity"]:
+        lines += ["Diversity (more diverse is not better on its own: read it against quality, as in the plot):", "",
+                  *diversity, ""]
     if plots:
         lines += ["## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
     lines += ["## Sample length, EOS and loops", "",
@@ -254,8 +273,9 @@ def markdown(results: dict, verdicts: list[dict], plots: list[str], title: str) 
 
 
 # columns of the console table: the headline figure of each kind
-BRIEF = ("heldout_nll", "expert_loglik", "exact_match", "rouge1", "self_bleu_per_input", "distinct_2_across",
-         "policy_entropy", "reward_quality_spearman", "loglik_quality_spearman", *SHAPE)
+BRIEF = ("heldout_nll", "expert_loglik", "exact_match", "rouge1", "embed_sim_to_reference", "self_bleu_per_input",
+         "distinct_2_across", "embed_diversity_per_input", "policy_entropy", "reward_quality_spearman",
+         "loglik_quality_spearman", *SHAPE)
 
 
 def brief_table(results: dict) -> str:
@@ -275,11 +295,24 @@ def brief_table(results: dict) -> str:
     return "\n".join(table + ["", *legend])
 
 
+def without_trivial_greedy(results: dict) -> dict:
+    """Results without the figures greedy decoding makes trivial (`reportable`): evaluations leave them out,
+    but results stored before they did (or merged from such runs) may still hold them."""
+    def clean(run: dict) -> dict:
+        return {**run, "temperatures": {t: reportable(t, f) for t, f in run["temperatures"].items()}}
+
+    return {**results, "summary": {arm: clean(s) for arm, s in results["summary"].items()},
+            "runs": {arm: {seed: clean(r) for seed, r in by_seed.items()}
+                     for arm, by_seed in (results.get("runs") or {}).items()}}
+
+
 def console_summary(results: dict) -> str:
     """What a compare prints when it ends: the brief table, the frontier verdicts, the other verdicts."""
+    results = without_trivial_greedy(results)
     frontier = results.get("frontier") or frontier_verdicts(results)
+    note = nothing_to_compare(results["summary"])
     return "\n".join([brief_table(results), "", *(f"frontier: {f['text']}" for f in frontier),
-                      *verdict_summary(all_verdicts(results))])
+                      *([note] if note else verdict_summary(all_verdicts(results)))])
 
 
 # ---------------------------------------------------------------------------- all of it
@@ -289,6 +322,7 @@ def write_report(results: dict, output_dir: str, title: str = "compare") -> dict
     """results.json (with `verdicts` and `frontier`), the PNG plots and report.md in output_dir; returns
     their paths by kind."""
     os.makedirs(output_dir, exist_ok=True)
+    results = without_trivial_greedy(results)
     verdicts = all_verdicts(results)
     results = {**results, "verdicts": verdicts, "frontier": frontier_verdicts(results)}
     paths = {"results": os.path.join(output_dir, "results.json")}

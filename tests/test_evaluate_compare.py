@@ -84,12 +84,22 @@ def test_greedy_is_one_evaluation_point(compared):
     assert len(greedy) == TINY["num_prompts"] * TINY["k"]
     for i in range(TINY["num_prompts"]):
         assert len({tuple(s.completion_ids) for s in greedy if s.prompt_index == i}) == 1
-    figures = results["runs"]["iq"]["0"]["temperatures"]["0"]
-    # k copies of one text: no per-input diversity (Self-BLEU 1 even for short or empty copies, which
-    # Self-BLEU's smoothing would score below 1), across-input still measured
-    assert figures["self_bleu_per_input"]["value"] == 1.0
-    assert figures["distinct_2_per_input"]["value"] <= 1 / TINY["k"] + 1e-9
-    assert "distinct_2_across" in figures
+    for arm in ("sft", "iq"):
+        for figures in (results["runs"][arm]["0"]["temperatures"]["0"], results["summary"][arm]["temperatures"]["0"]):
+            # k copies of one decode: nothing within a prompt to compare, so no per-input diversity and no
+            # best-of-k (Self-BLEU 1 and a gain of 0 by construction); pooled and quality figures stay
+            assert not {"self_bleu_per_input", "distinct_2_per_input", "best_of_k_gain"} & set(figures)
+            assert {"distinct_2_across", "self_bleu_across", "expert_loglik", "policy_entropy"} <= set(figures)
+        sampled = results["runs"][arm]["0"]["temperatures"]["0.7"]
+        assert {"self_bleu_per_input", "distinct_2_per_input", "best_of_k_gain"} <= set(sampled)
+    # shown as – in the greedy table, and left out of the verdicts there
+    report = (out / "report.md").read_text()
+    greedy = report[report.index("## Greedy decoding"):report.index("## Temperature 0.7")]
+    row = next(line for line in greedy.splitlines() if line.startswith("| Self-BLEU within a prompt's k samples"))
+    assert row.split(" | ")[2:4] == ["–", "–"]  # sft, iq; the expert's own samples (k different ones) beside
+    where = {(v["metric"], v["where"]) for v in all_verdicts(results)}
+    assert ("self_bleu_per_input", "T=0.7") in where and ("best_of_k_gain", "T=0.7") in where
+    assert not {("self_bleu_per_input", "greedy (T=0)"), ("best_of_k_gain", "greedy (T=0)")} & where
 
 
 def test_frontier_verdict_in_results_and_report(compared, capsys):

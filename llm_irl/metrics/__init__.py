@@ -7,12 +7,12 @@ from llm_irl.metrics.diversity import (
     compression_ratio,
     distinct_n,
     ead,
-    embedding_diversity,
     ngram_entropy,
     policy_entropy,
     self_bleu,
     self_bleu_naive,
 )
+from llm_irl.metrics.embedding import embedding_diversity
 from llm_irl.metrics.quality import bleu, exact_match, extract_last_number, rouge, sentence_rouge1
 from llm_irl.metrics.stats import (
     across_input,

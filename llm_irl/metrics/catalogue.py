@@ -37,8 +37,11 @@ METRICS: dict[str, Metric] = {
     "bleu": Metric("BLEU vs references (0-100)", "BLEU", _Q, _UP),
     "rouge1": Metric("ROUGE-1 F vs references", "ROUGE-1", _Q, _UP),
     "rougeL": Metric("ROUGE-L F vs references", "ROUGE-L", _Q, _UP),
+    "embed_sim_to_reference": Metric("embedding cosine similarity to the reference", "embed sim", _Q, _UP),
     "self_bleu_per_input": Metric("Self-BLEU within a prompt's k samples", "self-BLEU/prompt", _D, _LESS),
     "distinct_2_per_input": Metric("distinct-2 within a prompt's k samples", "dist-2/prompt", _D, _MORE),
+    "embed_diversity_per_input": Metric("embedding diversity within a prompt's k samples (mean pairwise cosine "
+                                        "distance)", "embed div/prompt", _D, _MORE),
     "self_bleu_across": Metric("Self-BLEU, one sample per prompt pooled", "self-BLEU pooled", _D, _LESS),
     "distinct_2_across": Metric("distinct-2, one sample per prompt pooled", "dist-2 pooled", _D, _MORE),
     "ead_2_across": Metric("EAD-2, one sample per prompt pooled", "EAD-2 pooled", _D, _MORE),
@@ -61,6 +64,18 @@ METRICS: dict[str, Metric] = {
 # the evaluation has; diversity per input (within a prompt's k samples) and across inputs (one per prompt)
 QUALITY_AXIS = ("expert_loglik", "exact_match", "rouge1", "bleu")
 DIVERSITY_AXES = ("self_bleu_per_input", "distinct_2_across")
+# the diversity figures that get a verdict and a by-temperature plot (the tables hold the rest)
+HEADLINE_DIVERSITY = (*DIVERSITY_AXES, "embed_diversity_per_input", "policy_entropy")
+# figures that greedy decoding (T = 0: one decode repeated k times) makes trivial, so they are not
+# computed there: diversity within a prompt's k copies, and the gain of picking the best of k copies
+NOT_AT_GREEDY = ("self_bleu_per_input", "distinct_2_per_input", "embed_diversity_per_input", "best_of_k_gain")
+
+
+def reportable(t: str | float, figures: dict) -> dict:
+    """The figures of temperature `t`, without those greedy decoding makes trivial (`NOT_AT_GREEDY`) at T = 0."""
+    if float(t) != 0:
+        return figures
+    return {n: f for n, f in figures.items() if n not in NOT_AT_GREEDY}
 
 
 def temperature_label(t: str) -> str:

@@ -4,6 +4,8 @@ All text metrics take ``texts: list[str]`` and an optional ``tokenize`` callable
 (default ``str.split``: whitespace tokens); pass ``tokenize=tok.tokenize`` to
 count in a Hugging Face tokenizer's units. n-grams never cross text boundaries.
 
+Sentence-embedding diversity (an optional extra) lives in :mod:`llm_irl.metrics.embedding`.
+
 Count-based metrics (distinct-n, EAD, n-gram entropy, self-BLEU) depend on how
 many samples are pooled, so compare them only at equal sample counts (see
 :mod:`llm_irl.metrics.stats`).
@@ -23,9 +25,6 @@ if TYPE_CHECKING:
 
 Tokenize = Callable[[str], list[str]]
 NGram = tuple[str, ...]
-
-DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-
 
 def _tokenize_all(texts: Sequence[str], tokenize: Tokenize | None) -> list[list[str]]:
     fn = tokenize if tokenize is not None else str.split
@@ -218,34 +217,3 @@ def self_bleu_naive(texts: Sequence[str], max_n: int = 4, tokenize: Tokenize | N
         for i, hyp in enumerate(tokenized)
     ]
     return math.fsum(scores) / len(scores)
-
-
-# --------------------------------------------------------------------------- embeddings
-
-
-def embedding_diversity(
-    texts: Sequence[str],
-    model_name: str = DEFAULT_EMBEDDING_MODEL,
-    batch_size: int = 64,
-    device: str | None = None,
-) -> float:
-    """Mean pairwise cosine distance (1 - cosine similarity) of sentence embeddings.
-
-    Needs the optional ``embed`` extra (sentence-transformers), imported only here.
-    """
-    try:
-        from sentence_transformers import SentenceTransformer
-    except ImportError as err:
-        raise ImportError(
-            "embedding_diversity needs sentence-transformers: pip install 'llm_irl[embed]'"
-        ) from err
-    if len(texts) < 2:
-        raise ValueError(f"embedding_diversity needs at least 2 texts, got {len(texts)}")
-
-    model = SentenceTransformer(model_name, device=device)
-    emb = model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-    sims = emb @ emb.T
-    n = len(texts)
-    # Mean over ordered pairs i != j; the diagonal (self-similarity 1) is removed.
-    mean_sim = (sims.sum() - sims.trace()) / (n * (n - 1))
-    return float(1.0 - mean_sim)
