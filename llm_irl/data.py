@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from llm_irl.errors import DataError
 from llm_irl.files import missing_local_path
 from llm_irl.soft_q import IGNORE_INDEX
-from llm_irl.special_tokens import eos_token_ids
+from llm_irl.special_tokens import eos_token_ids, ids_with_special_tokens
 from llm_irl.truncation import CUT, DROPPED, PROMPT_CUT, fit_to_length
 
 logger = logging.getLogger(__name__)
@@ -205,7 +205,7 @@ def encode_prompt_completion(tokenizer, prompt: str, completion: str, *, max_len
 
 
 def _prompt_completion_ids(tokenizer, prompt: str, completion: str) -> dict:
-    prompt_ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    prompt_ids = ids_with_special_tokens(tokenizer, prompt)
     completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"] + [eos_token_ids(tokenizer)[0]]
     return {"input_ids": prompt_ids + completion_ids, "labels": [IGNORE_INDEX] * len(prompt_ids) + completion_ids}
 
@@ -278,7 +278,7 @@ def encode_text(tokenizer, text: str, *, max_length: int | None = None, where: s
 
 
 def _text_ids(tokenizer, text: str) -> dict:
-    ids = tokenizer(text, add_special_tokens=True)["input_ids"] + [eos_token_ids(tokenizer)[0]]
+    ids = ids_with_special_tokens(tokenizer, text) + [eos_token_ids(tokenizer)[0]]
     return {"input_ids": ids, "labels": list(ids)}
 
 

@@ -24,6 +24,7 @@ from typing import Union
 from llm_irl.data import Row, encode_messages, row_format
 from llm_irl.errors import DataError
 from llm_irl.soft_q import IGNORE_INDEX
+from llm_irl.special_tokens import ids_with_special_tokens
 
 Prompt = Union[str, list]  # a string, or a conversation: a list of {"role", "content"} turns
 
@@ -69,7 +70,7 @@ def prompt_ids(tokenizer, prompt: Prompt) -> list[int]:
     """Token ids of a prompt: a string with the tokenizer's special tokens, a conversation rendered up to
     the opening of the assistant's reply (see the module docstring)."""
     if isinstance(prompt, str):
-        return tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        return ids_with_special_tokens(tokenizer, prompt)
     encoded = encode_messages(tokenizer, [*prompt, _EMPTY_TURN])
     labels = encoded["labels"]
     # the appended turn's actions are the last run of labels; the prompt is everything before it

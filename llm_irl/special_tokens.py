@@ -1,4 +1,5 @@
-"""Which token ids end a completion (EOS) and which one pads a batch, from a tokenizer and its model.
+"""Which token ids end a completion (EOS) and which one pads a batch, from a tokenizer and its model,
+and a text's ids with the tokenizer's special tokens but one BOS.
 
 One home for the question every layer asks: the data pipeline (the EOS appended to a completion,
 where an assistant turn's actions stop), the trainers (which actions are terminal), sampling (when
@@ -113,3 +114,14 @@ def ensure_pad_token(tokenizer):
         # padding positions are masked out of every loss, so reusing EOS as padding is safe
         tokenizer.pad_token = tokenizer.eos_token
     return tokenizer
+
+
+def ids_with_special_tokens(tokenizer: Any, text: str) -> list[int]:
+    """`tokenizer(text)`'s ids with its special tokens, and one BOS when the text already starts with it:
+    a chat template rendered to text carries its own BOS and a BOS-adding tokenizer adds another, which
+    the model never saw in pre-training. Training rows and evaluation prompts both come through here."""
+    ids = tokenizer(text, add_special_tokens=True)["input_ids"]
+    bos, bos_text = tokenizer.bos_token_id, tokenizer.bos_token
+    if bos is not None and bos_text and text.startswith(bos_text) and ids[:2] == [bos, bos]:
+        return ids[1:]
+    return ids

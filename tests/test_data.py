@@ -229,3 +229,26 @@ def test_an_org_slash_name_without_a_local_folder_is_a_hub_name(tmp_path, monkey
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(data, "_read_hub", lambda name, split, config: [data.Row({"text": "x"}, "hub row 0")])
     assert read_rows("org/name")[0].fields == {"text": "x"}
+
+
+# ---------------------------------------------------------------- one BOS
+
+
+def _bos_adding_tokenizer():
+    from tokenizers.processors import TemplateProcessing
+
+    tok = tokenizer()
+    tok._tokenizer.post_processor = TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", tok.bos_token_id)])
+    return tok
+
+
+def test_a_prompt_rendered_with_its_bos_gets_one_bos_in_training_and_evaluation():
+    from llm_irl.prompts import prompt_ids
+
+    tok = _bos_adding_tokenizer()
+    bos = tok.bos_token_id
+    assert tok("topic1 kalo")["input_ids"][0] == bos  # the tokenizer adds one
+    for prompt in ("<bos> topic1 kalo", "topic1 kalo"):  # rendered with its BOS (a chat template's), or not
+        ds = load_demonstrations([{"prompt": prompt, "completion": "mise"}], tok, max_length=32)
+        assert ds[0]["input_ids"] == [bos] + ids("topic1 kalo mise") + [EOS]
+        assert prompt_ids(tok, prompt) == [bos] + ids("topic1 kalo")
