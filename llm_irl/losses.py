@@ -123,7 +123,7 @@ def offset_objective(mdp: TokenMDP, offsets: torch.Tensor, *, gamma: float, td_w
 
 
 def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float, td_weight: float,
-                        terminal_td: str = "include"):
+                        terminal_td: str = "include", reward_scale: float = 1.0):
     """Online IQ-Learn (χ²) on a batch mixing demonstrations and policy samples.
 
         L = −E_demo[Q(s,a) − γ·V(s')] + E_mix[V(s) − γ·V(s')] + λ·E_mix[r²]
@@ -132,6 +132,10 @@ def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float,
     the demonstrations only, the value and χ² terms over the mixture (IQ-Learn's "value" loss
     with its "regularize" option). With no policy rows the value terms telescope and this is
     the offline objective (−(Q − V) = −α·log π) up to float rounding.
+
+    `reward_scale` multiplies the reward term alone (the value and χ² terms are means over the
+    mixture, the reward term over demo tokens: under gradient accumulation they weigh micro-batches
+    differently, see `IQTrainer._online_loss`); the stats report the unscaled terms.
     """
     demo = mdp.mask & ~is_policy[:, None]
     r = mdp.reward(gamma)
@@ -139,7 +143,7 @@ def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float,
     reward_loss = -masked_mean(r, demo)  # raise the demonstrations' implied reward
     value_loss = masked_mean(mdp.v - gamma * mdp.v_next, mdp.mask)  # lower V along the mixture's states
     chi2_loss = td_weight * td  # keep implied rewards small (χ² divergence)
-    loss = reward_loss + value_loss + chi2_loss
+    loss = reward_scale * reward_loss + value_loss + chi2_loss
     stats = _iq_stats(mdp, masked_mean(-mdp.log_pi, demo), r, td)
     stats.update(reward_loss=reward_loss.detach(), value_loss=value_loss.detach(), chi2_loss=chi2_loss.detach())
     stats["reward"] = masked_mean(r, demo).detach()

@@ -1,6 +1,6 @@
 """Model handles: loading models and tokenizers (`from_pretrained`, safely, or the builtin one), the
 model under its DDP/PEFT wrappers, eval mode for a block, and the temperature α of the policy a
-model was trained as.
+model was trained as (kept across saves, adapter-only ones included).
 
 What a loss needs from a loaded model's output layer is in `llm_irl.lm_head`; which ids end a
 completion or pad a batch is in `llm_irl.special_tokens`.
@@ -8,12 +8,13 @@ completion or pad a batch is in `llm_irl.special_tokens`.
 
 from __future__ import annotations
 
+import copy
 import os
 from contextlib import contextmanager
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 
 from llm_irl.builtin import is_builtin, load_builtin_model
 from llm_irl.special_tokens import ensure_pad_token
@@ -32,9 +33,12 @@ def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = 
         return load_builtin_model(name_or_model, seed=seed)[0]
     _check_local(name_or_model)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    return AutoModelForCausalLM.from_pretrained(
+    model = AutoModelForCausalLM.from_pretrained(
         name_or_model, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **extra
     )
+    if os.path.isfile(os.path.join(name_or_model, ADAPTER_CONFIG)):  # the base's config: α is beside the adapter
+        restore_policy_temperature(model, name_or_model)
+    return model
 
 
 def load_tokenizer(name_or_model, *, trust_remote_code: bool = False):
@@ -78,6 +82,11 @@ def unwrap_model(model: nn.Module, *, keep_peft: bool = False) -> nn.Module:
     return model
 
 
+def is_peft(model: nn.Module) -> bool:
+    """Whether `model` (under any DDP wrapper) is a PEFT model, whose `save_pretrained` writes adapters only."""
+    return unwrap_model(model, keep_peft=True) is not unwrap_model(model)
+
+
 @contextmanager
 def eval_mode(model: nn.Module):
     """`model` in eval mode (no dropout) inside the block, its previous mode restored after, even on error."""
@@ -89,7 +98,8 @@ def eval_mode(model: nn.Module):
         model.train(was_training)
 
 
-POLICY_TEMPERATURE_KEY = "llm_irl_alpha"  # in the model's config.json
+POLICY_TEMPERATURE_KEY = "llm_irl_alpha"  # in the model's config.json (an adapter's generation_config.json)
+ADAPTER_CONFIG = "adapter_config.json"  # PEFT's: a directory of adapters, its base model named inside
 
 
 def policy_temperature(model: nn.Module) -> float:
@@ -132,3 +142,32 @@ def disable_dropout(model: nn.Module) -> None:
             m.p = 0.0
         if isinstance(getattr(m, "attention_dropout", None), float):
             m.attention_dropout = 0.0
+
+
+def save_policy_temperature(model: nn.Module, directory: str) -> None:
+    """Write `model`'s generation config, with α as `llm_irl_alpha`, to `directory`.
+
+    For adapter-only (PEFT) saves, which keep neither the config that records α nor the generation
+    config whose temperature samples π: loading the adapters onto their base (plain `transformers`
+    or `peft`) gives the base's α and temperature. `load_model` restores both from this file; with
+    plain `peft` call `restore_policy_temperature`; other samplers read `temperature` here.
+    """
+    base = unwrap_model(model)
+    saved = copy.deepcopy(base.generation_config) if base.generation_config is not None else GenerationConfig()
+    saved._from_model_config = False  # else GenerationConfig drops the attribute it does not know on reload
+    setattr(saved, POLICY_TEMPERATURE_KEY, policy_temperature(base))
+    saved.save_pretrained(directory)
+
+
+def restore_policy_temperature(model: nn.Module, directory: str) -> None:
+    """Give `model` (adapters loaded from `directory`) the α and generation config `save_policy_temperature`
+    wrote there; nothing changes when the directory has none (adapters not saved by llm_irl)."""
+    if not os.path.isfile(os.path.join(directory, "generation_config.json")):
+        return
+    saved = GenerationConfig.from_pretrained(directory)
+    alpha = saved.__dict__.pop(POLICY_TEMPERATURE_KEY, None)
+    if alpha is None:
+        return
+    base = unwrap_model(model)
+    setattr(base.config, POLICY_TEMPERATURE_KEY, float(alpha))
+    base.generation_config = saved

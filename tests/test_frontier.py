@@ -40,6 +40,20 @@ def test_gap_values_are_the_interpolated_difference():
     assert result["mean_gap"]["value"] == pytest.approx(0.25)
 
 
+def test_points_in_any_order_make_the_same_curve():
+    # temperatures ascending need not mean diversity ascending (e.g. a greedy point, a collapsing arm)
+    result = frontier_gap([list(reversed(shifted(BASE, 0.25)))] * 2, [[BASE[1], BASE[0], BASE[2]]] * 2, grid_size=5)
+    assert all(g["value"] == pytest.approx(0.25) for g in result["gap"])
+
+
+def test_the_sentence_says_the_verdict():
+    above, below = (frontier_gap(seeds(shifted(BASE, d)), seeds(BASE)) for d in (0.5, -0.5))
+    assert "iq's frontier lies above sft's (mean quality gap +0.5 [" in describe_verdict(above, "iq")
+    assert "iq's frontier lies below sft's (mean quality gap -0.5 [" in describe_verdict(below, "iq")
+    steeper = [(0.1, -0.5), (0.3, -2.0), (0.5, -3.5)]
+    assert "crosses" in describe_verdict(frontier_gap(seeds(steeper), seeds(BASE)), "iq")
+
+
 def test_one_seed_reads_the_sign_and_says_so():
     result = frontier_gap([shifted(BASE, 0.1)], [BASE])
     assert result["verdict"] == "above" and result["mean_gap"]["lo"] is None

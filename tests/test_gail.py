@@ -107,7 +107,7 @@ def test_discriminator_learns_to_tell_demos_from_samples_on_a_fixed_batch(disc_l
     # the right way round: demos called demos and samples called samples (a label swap fails here)
     assert last["disc_reward_gap"] > 0, last
     # and the policy's reward, as the trainer computes it, pays demos more than samples (a sign flip fails)
-    demo_reward = trainer.sample_rewards({**demo, "old_logprobs": trainer._logprobs(trainer.model, demo)})
+    demo_reward = trainer.sample_rewards(demo)  # log π of the demos computed as for replayed samples
     assert demo_reward.sum(-1).mean() > trainer.sample_rewards(samples).sum(-1).mean()
     if disc_loss != "margin":
         assert last["disc_acc_demo"] > 0.5 and last["disc_acc_policy"] > 0.5, last
@@ -139,7 +139,7 @@ def test_discriminator_starts_undecided_and_its_batches_are_fresh(tmp_path, monk
     demo = _demo_batch(trainer)
     samples = trainer.rollout(trainer.model, demo, seed=0)
     # policy_ratio: q_φ is a copy of π and the bias is 0, so ℓ ≈ 0 and D = ½ on everything
-    logits = trainer.discriminator.logits(trainer._disc_inputs(samples, samples["old_logprobs"]))
+    logits = trainer.discriminator.logits(trainer._disc_inputs(samples))
     assert logits.abs().max() < 1e-4
     trainer.train()
     assert len(seen) == 3
@@ -248,8 +248,8 @@ def test_dropout_is_off_so_the_first_ratio_is_exactly_one(tmp_path):
 
 
 def _samples(old, ref, labels, terminated):
-    return {"old_logprobs": torch.tensor(old), "ref_logprobs": torch.tensor(ref), "labels": torch.tensor(labels),
-            "terminated": torch.tensor(terminated)}
+    return {"old_logprobs": torch.tensor(old), "policy_logprobs": torch.tensor(old), "ref_logprobs": torch.tensor(ref),
+            "labels": torch.tensor(labels), "terminated": torch.tensor(terminated)}
 
 
 def test_advantages_known_answers(tmp_path):
@@ -471,7 +471,6 @@ def test_gail_alone_from_the_sft_warm_start_on_the_markov_expert(tmp_path):
             samples = trainer.rollout(trainer.model, demos_, seed=11)
             texts = [completion_text(tok, ids[lab != -100].tolist(), t) for ids, lab, t in
                      zip(samples["input_ids"].cpu(), samples["labels"].cpu(), samples["terminated"].tolist())]
-            samples["policy_logprobs"] = samples.pop("old_logprobs")
             disc = trainer.discriminator_stats(demos_, samples) if state.global_step > args.sft_steps else {}
             rows.append({"step": state.global_step, "disc_bal_acc": disc.get("disc_bal_acc"),
                          "expert_ll": expert.mean_logprob_per_token([r["prompt"] for r in test], texts),

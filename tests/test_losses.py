@@ -162,7 +162,7 @@ def test_policy_entropy_matches_definition():
     assert torch.allclose(policy_entropy(logits[:, :-1], mask, chunk=3), want, atol=1e-6)
 
 
-def brute_force_online(logits, labels, is_policy, gamma, lam, terminal_td="include"):
+def brute_force_online(logits, labels, is_policy, gamma, lam, terminal_td="include", reward_scale=1.0):
     B, T, V = logits.shape
     demo_r, mix_v, mix_r2 = [], [], []
     for b in range(B):
@@ -178,7 +178,7 @@ def brute_force_online(logits, labels, is_policy, gamma, lam, terminal_td="inclu
             mix_v.append(v - gamma * v_next)
             mix_r2.append((EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0) * r * r)
     mean = lambda xs: sum(xs) / len(xs)
-    return -mean(demo_r) + mean(mix_v) + lam * mean(mix_r2)
+    return -reward_scale * mean(demo_r) + mean(mix_v) + lam * mean(mix_r2)
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -198,6 +198,52 @@ def test_online_iq_loss_matches_brute_force(seed, terminal_td):
     assert "reward_policy" in stats
 
 
+@pytest.mark.parametrize("reward_scale", [0.0, 0.37, 2.5])
+def test_online_iq_reward_scale_matches_brute_force(reward_scale):
+    """reward_scale multiplies the demo reward term alone; the logged terms stay unscaled."""
+    from llm_irl.losses import online_iq_loss, online_iq_objective
+
+    logits, labels = random_batch(5)
+    is_policy = torch.tensor([True, False, False, True])
+    kw = dict(eos_token_id=EOS, gamma=0.9, td_weight=0.3, terminal_td="absorbing")
+    mdp = token_mdp(logits.double(), labels, eos_token_id=EOS)
+    loss, stats = online_iq_objective(mdp, is_policy, gamma=0.9, td_weight=0.3, terminal_td="absorbing",
+                                      reward_scale=reward_scale)
+    want = brute_force_online(logits.double(), labels, is_policy, 0.9, 0.3, "absorbing", reward_scale)
+    assert loss.item() == pytest.approx(want, abs=1e-6)
+    _, plain = online_iq_loss(logits.double(), labels, is_policy, **kw)
+    for name in ("reward_loss", "value_loss", "chi2_loss", "reward", "td"):
+        assert stats[name].item() == pytest.approx(plain[name].item(), abs=1e-12), name
+    scaled = reward_scale * stats["reward_loss"] + stats["value_loss"] + stats["chi2_loss"]
+    assert scaled.item() == pytest.approx(loss.item(), abs=1e-9)
+
+
+@pytest.mark.parametrize("reward_scale", [0.5, 1.0, 3.0])
+def test_online_iq_reward_scale_equals_the_two_call_reweighting(reward_scale):
+    """One call with reward_scale = the form IQTrainer used before (the objective once more over no demo
+    rows to isolate the reward term, then reweighted): same loss, same gradient."""
+    from llm_irl.losses import online_iq_objective
+
+    logits, labels = random_batch(6)
+    is_policy = torch.tensor([False, True, False, True])
+    kw = dict(gamma=0.95, td_weight=0.2, terminal_td="exclude")
+    results = []
+    for form in ("two_calls", "one_call"):
+        x = logits.double().clone().requires_grad_(True)
+        mdp = token_mdp(x, labels, eos_token_id=EOS)
+        if form == "two_calls":
+            loss, _ = online_iq_objective(mdp, is_policy, **kw)
+            value_and_chi2, _ = online_iq_objective(mdp, torch.ones_like(is_policy), **kw)
+            loss = value_and_chi2 + reward_scale * (loss - value_and_chi2)
+        else:
+            loss, _ = online_iq_objective(mdp, is_policy, reward_scale=reward_scale, **kw)
+        loss.backward()
+        results.append((loss.detach(), x.grad))
+    (old, old_grad), (new, new_grad) = results
+    assert new.item() == pytest.approx(old.item(), abs=1e-12)
+    assert old_grad.abs().max() > 0 and torch.allclose(new_grad, old_grad, atol=1e-12)
+
+
 def test_online_iq_without_policy_rows_is_offline_iq():
     from llm_irl.losses import online_iq_loss
 
@@ -208,7 +254,7 @@ def test_online_iq_without_policy_rows_is_offline_iq():
     assert online.item() == pytest.approx(offline.item(), abs=1e-9)
 
 
-@pytest.mark.parametrize("terminal_td", ["include", "exclude"])
+@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude"])
 def test_offset_objective_matches_brute_force(terminal_td):
     """Q = logits + b(s): the policy is the logits', V and Q carry the per-state offset b."""
     from llm_irl.losses import offset_objective

@@ -18,7 +18,7 @@ from transformers import Trainer
 from llm_irl.batching import DemoCollator
 from llm_irl.data import load_demonstrations
 from llm_irl.errors import NonFiniteLossError
-from llm_irl.modeling import load_model, load_tokenizer, record_policy_temperature
+from llm_irl.modeling import is_peft, load_model, load_tokenizer, record_policy_temperature, save_policy_temperature
 from llm_irl.reliability import GracefulStop, last_complete_checkpoint, mark_complete
 from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.special_tokens import ensure_pad_token
@@ -103,9 +103,12 @@ class DemoTrainer(Trainer):
                                    max_prompt_length=args.max_prompt_length, prompt_truncation=args.prompt_truncation)
 
     def _save(self, output_dir=None, state_dict=None):
-        """Standard `save_pretrained` output, with the arguments as JSON instead of a pickle."""
+        """Standard `save_pretrained` output, with the arguments as JSON instead of a pickle; adapters-only
+        output (PEFT) also gets the policy's α and generation config, which the base's files lack."""
         super()._save(output_dir, state_dict)
         output_dir = output_dir or self.args.output_dir
+        if is_peft(self.model):
+            save_policy_temperature(self.model, output_dir)
         pickled = os.path.join(output_dir, "training_args.bin")
         if os.path.exists(pickled):
             os.remove(pickled)

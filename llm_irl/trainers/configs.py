@@ -148,7 +148,9 @@ class IQConfig(SamplingConfig, SFTConfig):
                           "In [0, 1)."},
     )
     rollout_every: int = field(
-        default=1, metadata={"help": "Refresh the policy samples every this many optimiser steps (online IQ)."}
+        default=1, metadata={"help": "Sample policy rows every this many optimiser steps (online IQ): one batched "
+                                     "call draws the rows of the next rollout_every steps, each trained on once "
+                                     "(up to rollout_every − 1 steps off-policy)."}
     )
 
     def __post_init__(self):

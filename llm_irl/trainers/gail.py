@@ -6,7 +6,8 @@ is trained by PPO on the reward it implies. Optimiser steps, in order:
 0. warm start: the first ``sft_steps`` steps are plain SFT; the policy at their end becomes the KL
    reference and the discriminator's starting point (or give an SFT checkpoint and sft_steps = 0);
 1. rollout (``train_gen`` side): ``samples_per_prompt`` completions for each prompt of the step's demo
-   batch, dropout off, with log π (old log-probs) and log π_ref;
+   batch, dropout off, with the log-probs of the distribution sampled (PPO's old log-probs, at
+   ``temperature`` and ``top_p``), log π and log π_ref;
 2. ``train_disc``: the discriminator is scored on fresh demos against these new samples before it
    sees them (held-out statistics), then takes ``disc_steps`` updates, each on a fresh demo batch
    against samples drawn from a replay buffer of recent rollouts, then is scored on its last
@@ -15,7 +16,8 @@ is trained by PPO on the reward it implies. Optimiser steps, in order:
    per-token KL penalty ``β·KL_t`` to the reference; returns-to-go minus a baseline (batch mean, or
    RLOO's per-prompt leave-one-out mean), whitened: the advantages;
 4. PPO: the rollout batch serves the next ``ppo_epochs × ppo_minibatches`` optimiser steps, one
-   shuffled minibatch each, ``L = pg_loss + mle_weight · NLL(step's demos)``; from the second step on
+   shuffled minibatch each, ``L = pg_loss + mle_weight · NLL(step's demos)``, the new log-probs taken
+   from the same sampling distribution of the current logits; from the second step on
    the policy has moved, the ratio departs from 1 and the clip acts. Then back to 1.
 
 The Trainer does the backward and the optimiser step, so scheduling, gradient clipping and
@@ -36,8 +38,9 @@ from llm_irl.adversarial_losses import policy_advantages, ppo_clip_loss, reinfor
 from llm_irl.batching import pad, prompts_of
 from llm_irl.discriminator import Discriminator
 from llm_irl.losses import sft_loss
-from llm_irl.modeling import disable_dropout, eval_mode, unwrap_model
+from llm_irl.modeling import disable_dropout, eval_mode, is_peft, policy_temperature, unwrap_model
 from llm_irl.rollout import generate_rollouts
+from llm_irl.sampling_logprobs import sampling_logprobs
 from llm_irl.seeding import derive_seed
 from llm_irl.soft_q import action_mask, policy_entropy, token_logprobs
 from llm_irl.trainers.base import DemoTrainer
@@ -53,10 +56,6 @@ __all__ = ["GAILConfig", "GAILTrainer"]
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-def _is_peft(model) -> bool:
-    return unwrap_model(model, keep_peft=True) is not unwrap_model(model)
 
 
 def _trim(batch: dict) -> dict:
@@ -95,7 +94,7 @@ class GAILTrainer(DemoTrainer):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         a = self.args
-        policy, peft = unwrap_model(self.model), _is_peft(self.model)
+        policy, peft = unwrap_model(self.model), is_peft(self.model)
         if peft and a.sft_steps > 0:
             raise ValueError("sft_steps > 0 with a peft_config: under PEFT the KL reference is the base model, not "
                              "the SFT phase's end; run SFT first and start GAIL from its merged checkpoint")
@@ -155,11 +154,9 @@ class GAILTrainer(DemoTrainer):
         with policy.disable_adapter():
             return self._logprobs(policy, batch)
 
-    def _disc_inputs(self, batch: dict, policy_logprobs: torch.Tensor | None = None) -> dict:
+    def _disc_inputs(self, batch: dict) -> dict:
         """A batch on the device with the log-probs the discriminator's ℓ needs (current policy, reference)."""
         batch = {k: v.to(self.args.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        if policy_logprobs is not None:
-            batch["policy_logprobs"] = policy_logprobs
         if self.discriminator.subtracts_logpi and "policy_logprobs" not in batch:
             batch["policy_logprobs"] = self._logprobs(unwrap_model(self.model), batch)
         if self.discriminator.needs_reference and "ref_logprobs" not in batch:
@@ -172,8 +169,9 @@ class GAILTrainer(DemoTrainer):
     def rollout(self, model, demos: dict, seed: int | None = None) -> dict:
         """``samples_per_prompt`` completions per demo prompt, as a right-padded labels batch on the device.
 
-        Keys: input_ids, attention_mask, labels, old_logprobs (log π at temperature 1, labels-aligned),
-        terminated [N], ref_logprobs (or absent when no reference is needed).
+        Keys (labels-aligned [N, T] log-probs): input_ids, attention_mask, labels, old_logprobs (of the
+        distribution sampled: PPO's), policy_logprobs (log π, what the discriminator and the KL see; the
+        same tensor when that is what was sampled), terminated [N], ref_logprobs (absent without a reference).
         """
         a = self.args
         prompts = prompts_of(demos["input_ids"], demos["labels"])
@@ -186,6 +184,8 @@ class GAILTrainer(DemoTrainer):
             batch_size=len(prompts) * a.samples_per_prompt, seed=seed,
         )
         batch = {k: v.to(a.device) for k, v in out.to_batch(self.processing_class.pad_token_id).items()}
+        samples_pi = a.temperature == 1.0 and a.top_p == 1.0
+        batch["policy_logprobs"] = batch["old_logprobs"] if samples_pi else self._logprobs(unwrap_model(model), batch)
         if a.needs_reference:
             batch["ref_logprobs"] = self._reference_logprobs(batch)
         return batch
@@ -220,7 +220,7 @@ class GAILTrainer(DemoTrainer):
 
     def train_disc(self, samples: dict) -> dict:
         """Held-out stats on fresh demos vs the new samples, ``disc_steps`` updates on replayed samples, train stats."""
-        held = self.discriminator_stats(self.demo_stream.next(), {**samples, "policy_logprobs": samples["old_logprobs"]})
+        held = self.discriminator_stats(self.demo_stream.next(), samples)
         self.replay.add(samples)
         for _ in range(self.args.disc_steps):
             demos = self.demo_stream.next()
@@ -246,7 +246,7 @@ class GAILTrainer(DemoTrainer):
     def sample_rewards(self, samples: dict) -> torch.Tensor:
         """Discriminator reward [N, T] of each sample's action tokens (``Discriminator.dense_reward``), detached."""
         self.discriminator.eval()
-        return self.discriminator.dense_reward(self._disc_inputs(samples, policy_logprobs=samples["old_logprobs"]))
+        return self.discriminator.dense_reward(self._disc_inputs(samples))
 
     # ------------------------------------------------------------------ advantages
 
@@ -255,7 +255,7 @@ class GAILTrainer(DemoTrainer):
         this run's settings): rewards minus the missing-EOS and KL penalties, returns-to-go, a baseline."""
         a = self.args
         return policy_advantages(
-            raw_rewards, action_mask(samples["labels"]), logprobs=samples["old_logprobs"],
+            raw_rewards, action_mask(samples["labels"]), logprobs=samples["policy_logprobs"],
             ref_logprobs=samples["ref_logprobs"] if a.kl_coef > 0 else None, kl_coef=a.kl_coef,
             kl_estimator=a.kl_estimator, terminated=samples["terminated"], missing_eos_penalty=a.missing_eos_penalty,
             normalize_rewards=(a.disc_level if a.normalize_rewards else None), gamma=a.gamma,
@@ -319,7 +319,9 @@ class GAILTrainer(DemoTrainer):
         demo_logits, sample_logits = self._policy_forward(model, inputs, batch)
         nll, _ = sft_loss(demo_logits, inputs["labels"], log_entropy=False)
         mask = action_mask(batch["labels"])
-        logprobs = token_logprobs(sample_logits, batch["labels"])
+        # from the distribution the samples were drawn from, as old_logprobs are: the first ratio is exactly 1
+        logprobs = sampling_logprobs(sample_logits, batch["labels"], top_p=a.top_p,
+                                     temperature=policy_temperature(model) * a.temperature)
         if a.policy_update == "ppo":
             pg_loss, pg = ppo_clip_loss(logprobs, batch["old_logprobs"], batch["advantages"], mask, a.clip_range)
             pg_stats = {"clip_frac": pg["clip_frac"], "approx_kl": pg["approx_kl"]}
@@ -342,7 +344,6 @@ class GAILTrainer(DemoTrainer):
             seed = derive_seed(self.args.seed, 4, self.state.global_step, self.args.process_index,
                                int(inputs["input_ids"].sum())) % 2**31
             samples = self.rollout(model, inputs, seed=seed)
-            samples["policy_logprobs"] = samples.pop("old_logprobs")
             held = self.discriminator_stats(inputs, samples)
             stats.update({k: v for k, v in held.items() if k.startswith("disc_")})
         return nll, stats

@@ -1,8 +1,10 @@
 """Inverse soft-Q learning: the demonstrations' likelihood plus a TD-consistency regulariser.
 
 Offline (`policy_mix=0`), every batch is demonstrations. Online (`policy_mix>0`), batches are
-topped up with completions the current policy samples for the batch's own prompts, refreshed
-every `rollout_every` optimiser steps, and the loss is `online_iq_objective` over the mixture.
+topped up with completions the current policy samples for the batch's own prompts, and the loss is
+`online_iq_objective` over the mixture. With `rollout_every = k > 1` one batched sampling call
+draws the rows of the next k optimiser steps (the first step's for its own prompts, the rest for
+the same prompts in turn), and each row is trained on once: up to k − 1 steps off-policy, never reused.
 Policy rows are counted over the run, so they make `policy_mix` of all rows at any batch size (a
 batch may get none), and samples are drawn at `temperature` relative to π = softmax(Q/α), i.e. the
 logits divided by α·temperature (`llm_irl.rollout`). The model records α in its config
@@ -60,8 +62,8 @@ class IQTrainer(DemoTrainer):
     config_class = IQConfig
 
     def prepare_model(self, model, args):
-        # online IQ: the running counts behind policy_rows_due, the pool of policy samples reused for
-        # rollout_every steps, and the demo share of the current step's action tokens (see _online_loss)
+        # online IQ: the running counts behind policy_rows_due, the pool of policy samples drawn for the
+        # next rollout_every steps, and the demo share of the current step's action tokens (see _online_loss)
         self._demo_rows_seen, self._policy_rows_used = 0, 0
         self._pool, self._pool_step, self._pool_next = [], None, 0
         self._demo_token_share = None
@@ -129,16 +131,12 @@ class IQTrainer(DemoTrainer):
             inputs = {k: v.to(device) for k, v in self._mix_policy_rows([inputs])[0].items()}
         is_policy = inputs["is_policy"]
         mdp, entropy, _ = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
-        kw = dict(gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td)
-        loss, stats = online_iq_objective(mdp, is_policy, **kw)
         # compute_loss scales this micro-batch's loss by its share of the step's (mixture) action
         # tokens, right for the value and χ² terms; the reward term is a mean over demo tokens and
-        # must weigh by its share of those. The objective over no demo rows is the value and χ²
-        # terms alone, so the reward term is the difference, reweighted here.
-        reweight = self._reward_term_reweight(mdp, is_policy)
-        if reweight != 1.0:
-            value_and_chi2, _ = online_iq_objective(mdp, torch.ones_like(is_policy), **kw)
-            loss = value_and_chi2 + reweight * (loss - value_and_chi2)
+        # must weigh by its share of those instead
+        loss, stats = online_iq_objective(mdp, is_policy, gamma=a.gamma, td_weight=a.td_weight,
+                                          terminal_td=a.terminal_td,
+                                          reward_scale=self._reward_term_reweight(mdp, is_policy))
         policy = is_policy[:, None] & mdp.mask
         if policy.any():
             stats["sample_len"] = policy.sum() / is_policy.sum()
@@ -176,27 +174,36 @@ class IQTrainer(DemoTrainer):
     def _policy_rows(self, batches: list[dict], due: list[int]) -> list[dict]:
         """`sum(due)` completions of the current policy, for the batches' own prompts.
 
-        Sampled afresh once the pool is `rollout_every` optimiser steps old; until then rows are
-        taken from it in turn.
+        One sampling call draws the rows owed over the next `rollout_every` optimiser steps (at this
+        step's demo rows per step, capped at the steps left); later steps take the unused rows in
+        turn. A pool `rollout_every` steps old or too short for the step is dropped and redrawn, so
+        no row is trained on twice. With rollout_every = 1 it is one call per step for its rows.
         """
         needed = sum(due)
         if needed == 0:
             return []
-        step = self.state.global_step
-        if not self._pool or step - self._pool_step >= self.args.rollout_every:
-            prompts = []
-            for batch, n in zip(batches, due):
-                own = prompts_of(batch["input_ids"], batch["labels"])
-                prompts += [own[i % len(own)] for i in range(n)]
+        step, every = self.state.global_step, self.args.rollout_every
+        stale = self._pool_step is None or step - self._pool_step >= every
+        if stale or self._pool_next + needed > len(self._pool):
+            own = [prompts_of(batch["input_ids"], batch["labels"]) for batch in batches]
+            prompts = [p[i % len(p)] for p, n in zip(own, due) for i in range(n)]
+            steps = every if self.state.max_steps <= 0 else max(1, min(every, self.state.max_steps - step))
+            if steps > 1:  # the rows the next steps will owe, for this step's prompts in turn
+                step_rows = sum(len(batch["input_ids"]) for batch in batches)
+                later = policy_rows_due(self._demo_rows_seen + (steps - 1) * step_rows,
+                                        self.args.policy_mix) - self._policy_rows_used
+                step_prompts = [p for batch_prompts in own for p in batch_prompts]
+                prompts += [step_prompts[(needed + i) % len(step_prompts)] for i in range(later)]
             rollouts = generate_rollouts(
                 self.accelerator.unwrap_model(self.model_wrapped), self.processing_class, prompts,
                 max_new_tokens=self.args.max_new_tokens, temperature=self.args.temperature, top_p=self.args.top_p,
-                # seeded by step and process, so a resumed run samples what it would have
+                # seeded by step and process, so a resumed run samples what it would have (the pool is not
+                # checkpointed: with rollout_every > 1, only when it resumes at the start of a period)
                 seed=derive_seed(self.args.seed, step, self.args.process_index),
             )
             self._pool = [labelled_row(p, c) for p, c in zip(rollouts.prompt_ids, rollouts.completion_ids)]
             self._pool_step, self._pool_next = step, 0
-        rows = [self._pool[(self._pool_next + i) % len(self._pool)] for i in range(needed)]
+        rows = self._pool[self._pool_next: self._pool_next + needed]
         self._pool_next += needed
         return rows
 
