@@ -17,6 +17,7 @@ from torch import nn
 from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
 
 from llm_irl.builtin import is_builtin, load_builtin_model
+from llm_irl.files import missing_local_path
 from llm_irl.special_tokens import ensure_pad_token
 
 
@@ -55,13 +56,8 @@ def load_tokenizer(name_or_model, *, trust_remote_code: bool = False):
 
 
 def _check_local(name: str) -> None:
-    """A path-looking name that does not exist is a typo, not a Hub id: say so before any lookup (a Hub
-    lookup of a typo retries for about a minute). `org/name` is a path when a folder `org` exists here."""
-    first = name.split("/", 1)[0]
-    spelled_as_path = name.startswith((".", "/", "~")) or os.sep in name.strip("/").split("/", 1)[-1]
-    here = not spelled_as_path and "/" in name and os.path.isdir(first)
-    if (spelled_as_path or here) and not os.path.isdir(os.path.expanduser(name)):
-        why = f" (read as a path, not a Hub id, because folder {first!r} exists here)" if here else ""
+    """A path-looking name that does not exist is a typo, not a Hub id: say so before any lookup."""
+    if (why := missing_local_path(name)) is not None:
         raise FileNotFoundError(f"model directory {name!r} does not exist{why}")
 
 
