@@ -90,6 +90,9 @@ def model_card(output_dir: str, script, config, log_history: list[dict], command
         f"tokenizer = AutoTokenizer.from_pretrained({output_dir!r})",
         f"model = AutoModelForCausalLM.from_pretrained({output_dir!r})" + ("  # needs peft installed"
                                                                             if script.use_peft else ""),
+        *([f"# adapters keep the base model's config: give the model the policy temperature it was trained at",
+           "from llm_irl.modeling import restore_policy_temperature",
+           f"restore_policy_temperature(model, {output_dir!r})"] if script.use_peft else []),
         "```", "",
         f"or `llm-irl generate {output_dir} --prompt \"...\"`.", "",
         "## Training", "",
