@@ -356,6 +356,8 @@ def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], r
 # studies run apart from this one (their own command), summarised here from their results on disk
 GAIL_STUDY = os.path.join(ROOT, "benchmarks", "study_gail")  # study.py --arms sft,gail --output_dir ...
 PRETRAINED_REPORT = os.path.join(ROOT, "benchmarks", "pretrained", "results", "report.md")  # pretrained/run.py
+# compare recipes of benchmarks/sweeps/ run on their own (`llm-irl compare benchmarks/sweeps/NAME.yaml`)
+SWEEPS = {"online_scarce": "Online IQ: policy share × λ (Markov expert, 150 demonstrations, 3 seeds)"}
 
 
 def companion_sections(all_results: dict[str, dict], here: str) -> list[str]:
@@ -373,6 +375,15 @@ def companion_sections(all_results: dict[str, dict], here: str) -> list[str]:
                 f"{','.join(gail)} --arms sft,gail --output_dir benchmarks/study_gail --benchmarks_md "
                 f"benchmarks/study_gail/BENCHMARKS.md`); tables and plots in [{rel}]({rel}).", "",
                 *frontier_summary(gail), *claims(gail), *length_effect(gail), ""]
+    for name, title in SWEEPS.items():
+        path = os.path.join(ROOT, "benchmarks", "sweeps", name, "results.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                results = json.load(f)
+            rel = os.path.relpath(os.path.dirname(path), here)
+            out += [f"## {title}", "", f"`llm-irl compare benchmarks/sweeps/{name}.yaml`, {results['runtime_s'] / 60:.1f} "
+                    f"min; report and plots in [{rel}]({rel}).", "", *setting_table(results), "",
+                    *frontier_lines(results), ""]
     if os.path.exists(PRETRAINED_REPORT):
         with open(PRETRAINED_REPORT, encoding="utf-8") as f:
             body = f.read().split("\n")
