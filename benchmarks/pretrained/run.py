@@ -3,7 +3,7 @@
 run as:
     .venv/bin/python benchmarks/pretrained/prepare.py                 # once: model/ and data/ (git-ignored)
     .venv/bin/python benchmarks/pretrained/run.py --quick             # ~3 min smoke run -> runs/quick/
-    nohup .venv/bin/python benchmarks/pretrained/run.py > benchmarks/pretrained/run.log 2>&1 &   # ~45 min idle -> results/
+    nohup .venv/bin/python benchmarks/pretrained/run.py > benchmarks/pretrained/run.log 2>&1 &   # ~2 h on 2 shared cores -> results/
 
 What it does, all through the library's own command line, so a user can repeat it on their own
 model and data with the recipe it writes (`results/recipe.yaml`):
@@ -62,8 +62,8 @@ def lora_settings() -> dict:
 
 # Sized from benchmarks/pretrained/bench_step.py, one torch thread per process, two processes at once:
 # ~3 CPU-s per step (batch 8, ~60-token rows), ~13 CPU-ms per sampled token per sequence in batches
-# of 64: about 14 min per (arm, seed), ~45 min for the six on an idle machine. Under the load of
-# other sessions (load average 3-8) a 100-step pilot ran 8 s per step: expect up to ~2.5x that.
+# of 64: about 14 min per (arm, seed), ~45 min for the six on an idle machine. Measured under the load of
+# other work (load average 3-6): 25-48 min per lane, ~114 min wall for the six (report.md says which).
 # 100 steps already moved SFT from the assistant persona to chat-length replies (pilot, T=1: 16.8
 # tokens per sample against the references' 15.7, 86% ended with <|im_end|>).
 SETTINGS = {
@@ -239,6 +239,10 @@ def reading(results: dict, settings: dict, reference_length: float) -> list[str]
            f"layers; {SETTINGS['full']['steps']} steps of batch {SETTINGS['full']['batch']} (every training row "
            f"seen once); IQ with the library's defaults (`terminal_td: exclude`, `td_weight` 0.03, γ 0.99, V from "
            f"the logits). Gaps below are paired over seeds, 95% Student-t intervals.", ""]
+    lanes_min = [v / 60 for v in results["timing"]["lanes_s"].values()]
+    out += [f"- compute: {len(lanes_min)} lanes (one arm, one seed, one torch thread each, {JOBS} side by side), "
+            f"{min(lanes_min):.0f}–{max(lanes_min):.0f} min each, {sum(lanes_min):.0f} min of one core in all, about "
+            f"{sum(lanes_min) / JOBS:.0f} min wall; the spread is the load of other work on the 2 shared cores."]
     for arm in arms:
         out += [f"- held-out NLL: {_gap(results, 'heldout_nll', None, arm)} nats/token (lower is better)."]
         for t in ("0.7", "1", "1.3"):
@@ -312,7 +316,7 @@ def main() -> None:
     # compute time of every lane, reused ones included (JOBS ran side by side, so wall time is about half)
     lane_s = {f"{arm}_seed{seed}": json.load(open(os.path.join(d, "results.json")))["runtime_s"]
               for (arm, seed), d in lanes.items()}
-    results["runtime_s"] = sum(lane_s.values())
+    results["runtime_s"] = sum(lane_s.values()) / JOBS  # wall time of the lanes run JOBS at a time
     results["lanes"] = {f"{arm}_seed{seed}": os.path.relpath(d, out_dir) for (arm, seed), d in lanes.items()}
 
     with open(os.path.join(DATA, "heldout_pc.jsonl"), encoding="utf-8") as f:
