@@ -122,8 +122,12 @@ def offset_objective(mdp: TokenMDP, offsets: torch.Tensor, *, gamma: float, td_w
     return iq_objective(shifted, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td)
 
 
+POLICY_TERMINAL_VALUE = ("include", "exclude")
+
+
 def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float, td_weight: float,
-                        terminal_td: str = "include", reward_scale: float = 1.0):
+                        terminal_td: str = "include", reward_scale: float = 1.0,
+                        policy_terminal_value: str = "include"):
     """Online IQ-Learn (χ²) on a batch mixing demonstrations and policy samples.
 
         L = −E_demo[Q(s,a) − γ·V(s')] + E_mix[V(s) − γ·V(s')] + λ·E_mix[r²]
@@ -136,12 +140,21 @@ def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float,
     `reward_scale` multiplies the reward term alone (the value and χ² terms are means over the
     mixture, the reward term over demo tokens: under gradient accumulation they weigh micro-batches
     differently, see `IQTrainer._online_loss`); the stats report the unscaled terms.
+
+    `policy_terminal_value="exclude"` leaves the policy rows' EOS transitions out of the value term
+    (an experiment, see README): there V(s) − γ·0 ≈ V is about 1/(1 − γ) times a continuing
+    transition's (1 − γ)·V, so those few states dominate the term, and nothing cancels it on policy
+    rows as the reward term does on demonstrations. The mean stays over every mixture token.
     """
+    if policy_terminal_value not in POLICY_TERMINAL_VALUE:
+        raise ValueError(f"policy_terminal_value must be one of {POLICY_TERMINAL_VALUE}, got {policy_terminal_value!r}")
     demo = mdp.mask & ~is_policy[:, None]
     r = mdp.reward(gamma)
     td = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td)
     reward_loss = -masked_mean(r, demo)  # raise the demonstrations' implied reward
-    value_loss = masked_mean(mdp.v - gamma * mdp.v_next, mdp.mask)  # lower V along the mixture's states
+    value_terms = mdp.mask if policy_terminal_value == "include" else mdp.mask & ~(is_policy[:, None] & mdp.terminal)
+    # lower V along the mixture's states (a mean over all its action tokens)
+    value_loss = (mdp.v - gamma * mdp.v_next).mul(value_terms).sum() / mdp.mask.sum().clamp_min(1)
     chi2_loss = td_weight * td  # keep implied rewards small (χ² divergence)
     loss = reward_scale * reward_loss + value_loss + chi2_loss
     stats = _iq_stats(mdp, masked_mean(-mdp.log_pi, demo), r, td)

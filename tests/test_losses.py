@@ -162,7 +162,8 @@ def test_policy_entropy_matches_definition():
     assert torch.allclose(policy_entropy(logits[:, :-1], mask, chunk=3), want, atol=1e-6)
 
 
-def brute_force_online(logits, labels, is_policy, gamma, lam, terminal_td="include", reward_scale=1.0):
+def brute_force_online(logits, labels, is_policy, gamma, lam, terminal_td="include", reward_scale=1.0,
+                       policy_terminal_value="include"):
     B, T, V = logits.shape
     demo_r, mix_v, mix_r2 = [], [], []
     for b in range(B):
@@ -175,7 +176,8 @@ def brute_force_online(logits, labels, is_policy, gamma, lam, terminal_td="inclu
             r = float(logits[b, t, a]) - gamma * v_next
             if not is_policy[b]:
                 demo_r.append(r)
-            mix_v.append(v - gamma * v_next)
+            left_out = policy_terminal_value == "exclude" and is_policy[b] and a == EOS
+            mix_v.append(0.0 if left_out else v - gamma * v_next)  # still a mean over every mixture token
             mix_r2.append((EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0) * r * r)
     mean = lambda xs: sum(xs) / len(xs)
     return -reward_scale * mean(demo_r) + mean(mix_v) + lam * mean(mix_r2)
@@ -196,6 +198,29 @@ def test_online_iq_loss_matches_brute_force(seed, terminal_td):
     parts = stats["reward_loss"] + stats["value_loss"] + stats["chi2_loss"]
     assert parts.item() == pytest.approx(loss.item(), abs=1e-9)
     assert "reward_policy" in stats
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_online_iq_policy_terminal_value_matches_brute_force(seed):
+    """'exclude' drops exactly the policy rows' EOS transitions from the value term: demonstrations keep
+    theirs (their reward term cancels it into log π(EOS|s)), and without policy rows nothing changes."""
+    from llm_irl.losses import online_iq_objective
+
+    logits, labels = random_batch(seed)
+    kw = dict(gamma=0.9, td_weight=0.3, terminal_td="exclude")
+    for is_policy in (torch.tensor([True, False, True, False]), torch.tensor([False, True, False, True])):
+        mdp = token_mdp(logits.double(), labels, eos_token_id=EOS)
+        loss, stats = online_iq_objective(mdp, is_policy, policy_terminal_value="exclude", **kw)
+        want = brute_force_online(logits.double(), labels, is_policy, 0.9, 0.3, "exclude",
+                                  policy_terminal_value="exclude")
+        assert loss.item() == pytest.approx(want, abs=1e-6)
+        included, _ = online_iq_objective(mdp, is_policy, **kw)
+        policy_ends_with_eos = bool((mdp.terminal & is_policy[:, None]).any())
+        assert (abs(loss.item() - included.item()) > 1e-3) == policy_ends_with_eos
+    demos_only = torch.zeros(4, dtype=torch.bool)
+    a, _ = online_iq_objective(mdp, demos_only, policy_terminal_value="exclude", **kw)
+    b, _ = online_iq_objective(mdp, demos_only, **kw)
+    assert a.item() == b.item()
 
 
 @pytest.mark.parametrize("reward_scale", [0.0, 0.37, 2.5])

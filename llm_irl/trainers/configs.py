@@ -147,6 +147,11 @@ class IQConfig(SamplingConfig, SFTConfig):
                           "used 0.1), counted over the run, so a batch may get none. 0 is offline IQ exactly. "
                           "In [0, 1)."},
     )
+    policy_terminal_value: str = field(
+        default="include",
+        metadata={"help": "Online IQ, experimental: 'exclude' leaves the policy samples' EOS transitions out of the "
+                          "value term, whose V(s) − γ·0 dominates it (see README); 'include' is IQ-Learn's."},
+    )
     rollout_every: int = field(
         default=1, metadata={"help": "Sample policy rows every this many optimiser steps (online IQ): one batched "
                                      "call draws the rows of the next rollout_every steps, each trained on once "
@@ -166,6 +171,8 @@ class IQConfig(SamplingConfig, SFTConfig):
             raise ValueError(f"alpha must be > 0, got {self.alpha}")
         if self.terminal_td not in TERMINAL_TD:
             raise ValueError(f"terminal_td must be one of {TERMINAL_TD}, got {self.terminal_td!r}")
+        if self.policy_terminal_value not in ("include", "exclude"):
+            raise ValueError(f"policy_terminal_value must be 'include' or 'exclude', got {self.policy_terminal_value!r}")
         if self.value_param not in VALUE_PARAMS:
             raise ValueError(f"value_param must be one of {VALUE_PARAMS}, got {self.value_param!r}")
         super().__post_init__()

@@ -135,7 +135,7 @@ class IQTrainer(DemoTrainer):
         # tokens, right for the value and χ² terms; the reward term is a mean over demo tokens and
         # must weigh by its share of those instead
         loss, stats = online_iq_objective(mdp, is_policy, gamma=a.gamma, td_weight=a.td_weight,
-                                          terminal_td=a.terminal_td,
+                                          terminal_td=a.terminal_td, policy_terminal_value=a.policy_terminal_value,
                                           reward_scale=self._reward_term_reweight(mdp, is_policy))
         policy = is_policy[:, None] & mdp.mask
         if policy.any():
