@@ -357,7 +357,10 @@ def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], r
 GAIL_STUDY = os.path.join(ROOT, "benchmarks", "study_gail")  # study.py --arms sft,gail --output_dir ...
 PRETRAINED_REPORT = os.path.join(ROOT, "benchmarks", "pretrained", "results", "report.md")  # pretrained/run.py
 # compare recipes of benchmarks/sweeps/ run on their own (`llm-irl compare benchmarks/sweeps/NAME.yaml`)
-SWEEPS = {"online_scarce": "Online IQ: policy share × λ (Markov expert, 150 demonstrations, 3 seeds)"}
+SWEEPS = {"online_scarce": "Online IQ: policy share × λ (Markov expert, 150 demonstrations, 3 seeds)",
+          "online_terminal_value": "Online IQ without the policy samples' EOS transitions in the value term "
+                                   "(policy_terminal_value: exclude; Markov expert, same setting and seeds)",
+          "online_terminal_value_grammar": "The same on the grammar expert (150 demonstrations, 3 seeds)"}
 
 
 def companion_sections(all_results: dict[str, dict], here: str) -> list[str]:

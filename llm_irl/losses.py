@@ -142,9 +142,12 @@ def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float,
     differently, see `IQTrainer._online_loss`); the stats report the unscaled terms.
 
     `policy_terminal_value="exclude"` leaves the policy rows' EOS transitions out of the value term
-    (an experiment, see README): there V(s) − γ·0 ≈ V is about 1/(1 − γ) times a continuing
-    transition's (1 − γ)·V, so those few states dominate the term, and nothing cancels it on policy
-    rows as the reward term does on demonstrations. The mean stays over every mixture token.
+    (an experiment, see README). Along a policy row the value terms telescope to
+    V(s_0) + (1 − γ)·Σ_t V(s_t); without its EOS transition the state where the sample stops keeps
+    −γ·V(s_T) in place of (1 − γ)·V(s_T), so the loss raises V there: a push toward stopping that
+    counters online IQ's longer samples at large policy shares (and can overshoot the expert's
+    length). Demonstrations keep theirs (with the reward term it is log π(EOS|s)). The mean stays
+    over every mixture token.
     """
     if policy_terminal_value not in POLICY_TERMINAL_VALUE:
         raise ValueError(f"policy_terminal_value must be one of {POLICY_TERMINAL_VALUE}, got {policy_terminal_value!r}")

@@ -150,7 +150,8 @@ class IQConfig(SamplingConfig, SFTConfig):
     policy_terminal_value: str = field(
         default="include",
         metadata={"help": "Online IQ, experimental: 'exclude' leaves the policy samples' EOS transitions out of the "
-                          "value term, whose V(s) − γ·0 dominates it (see README); 'include' is IQ-Learn's."},
+                          "value term, which then raises V where samples stop (a push toward stopping; see "
+                          "README); 'include' is IQ-Learn's."},
     )
     rollout_every: int = field(
         default=1, metadata={"help": "Sample policy rows every this many optimiser steps (online IQ): one batched "
