@@ -9,8 +9,8 @@ recomputed later without sampling again. Prompts are strings or conversations (`
 
 Greedy (T = 0): each prompt is decoded once (argmax at every step) and that completion is
 repeated k times, so every figure keeps its usual shape: per-input diversity is then trivially
-none (k copies of one text; `llm_irl.evaluate` scores their Self-BLEU 1 by definition), across-input
-diversity (one text per prompt) still means something.
+none (k copies of one text; `llm_irl.evaluate` does not report it there), across-input diversity
+(one text per prompt) still means something.
 
 run as (through the CLI):
     llm-irl evaluate runs/quickstart/iq --samples samples.jsonl

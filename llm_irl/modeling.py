@@ -94,6 +94,15 @@ def eval_mode(model: nn.Module):
         model.train(was_training)
 
 
+def disable_dropout(model: nn.Module) -> None:
+    """Dropout off for good (as TRL does for PPO): nn.Dropout modules and attention-dropout rates."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0
+        if isinstance(getattr(m, "attention_dropout", None), float):
+            m.attention_dropout = 0.0
+
+
 POLICY_TEMPERATURE_KEY = "llm_irl_alpha"  # in the model's config.json (an adapter's generation_config.json)
 ADAPTER_CONFIG = "adapter_config.json"  # PEFT's: a directory of adapters, its base model named inside
 
@@ -129,15 +138,6 @@ def record_policy_temperature(model: nn.Module, alpha: float) -> None:
         relative = (gen.temperature if gen.temperature is not None else 1.0) / previous
         gen.temperature = float(alpha * relative)
         gen.do_sample = True  # a temperature without sampling is refused by GenerationConfig.save_pretrained
-
-
-def disable_dropout(model: nn.Module) -> None:
-    """Dropout off for good (as TRL does for PPO): nn.Dropout modules and attention-dropout rates."""
-    for m in model.modules():
-        if isinstance(m, nn.Dropout):
-            m.p = 0.0
-        if isinstance(getattr(m, "attention_dropout", None), float):
-            m.attention_dropout = 0.0
 
 
 def save_policy_temperature(model: nn.Module, directory: str) -> None:

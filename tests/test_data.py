@@ -191,17 +191,27 @@ def test_cut_conversations_are_counted(caplog):
     assert "3 of 3 demonstrations were cut at max_length=5" in caplog.text
 
 
-def test_conversational_prompt_completion_rows_train_on_the_completion_only():
+SIMPLE_CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ '<bos> ' + m['role'] + ' ' }}{{ m['content'] }}{{ ' <eos> ' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<bos> assistant ' }}{% endif %}"
+)
+
+
+@pytest.mark.parametrize("chat_template", [None, SIMPLE_CHAT_TEMPLATE], ids=["plain layout", "chat template"])
+def test_conversational_prompt_completion_rows_train_on_the_completion_only(chat_template):
+    tok = tokenizer()
+    tok.chat_template = chat_template
     user = {"role": "user", "content": "kalo"}
     earlier, reply = {"role": "assistant", "content": "lodo"}, {"role": "assistant", "content": "mise lone"}
-    ds = load_demonstrations([{"prompt": [user, earlier, user], "completion": [reply]}], TOK, max_length=64)
-    as_messages = encode_messages(TOK, [user, earlier, user, reply])
+    ds = load_demonstrations([{"prompt": [user, earlier, user], "completion": [reply]}], tok, max_length=64)
+    as_messages = encode_messages(tok, [user, earlier, user, reply])
     assert ds[0]["input_ids"] == as_messages["input_ids"]
     assert [t for t in ds[0]["labels"] if t != -100] == ids("mise lone") + [EOS]  # not the prompt's assistant turn
+    assert [t for t in as_messages["labels"] if t != -100] == ids("lodo") + [EOS] + ids("mise lone") + [EOS]
     with pytest.raises(DataError, match=r"row 0: completion has no assistant turn"):
-        load_demonstrations([{"prompt": [user], "completion": [user]}], TOK, max_length=64)
+        load_demonstrations([{"prompt": [user], "completion": [user]}], tok, max_length=64)
     with pytest.raises(DataError, match=r"row 0: a conversational 'prompt' needs a list of messages as 'completion'"):
-        load_demonstrations([{"prompt": [user], "completion": "mise"}], TOK, max_length=64)
+        load_demonstrations([{"prompt": [user], "completion": "mise"}], tok, max_length=64)
 
 
 # ---------------------------------------------------------------- a mistyped local folder is not a Hub name

@@ -67,7 +67,7 @@ DIVERSITY_AXES = ("self_bleu_per_input", "distinct_2_across")
 # the diversity figures that get a verdict and a by-temperature plot (the tables hold the rest)
 HEADLINE_DIVERSITY = (*DIVERSITY_AXES, "embed_diversity_per_input", "policy_entropy")
 # figures that greedy decoding (T = 0: one decode repeated k times) makes trivial, so they are not
-# computed there: diversity within a prompt's k copies, and the gain of picking the best of k copies
+# reported there: diversity within a prompt's k copies, and the gain of picking the best of k copies
 NOT_AT_GREEDY = ("self_bleu_per_input", "distinct_2_per_input", "embed_diversity_per_input", "best_of_k_gain")
 
 

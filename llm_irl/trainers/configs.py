@@ -14,6 +14,7 @@ from llm_irl.truncation import PROMPT_TRUNCATION
 
 VALUE_PARAMS = ("logits", "head", "offset")
 TERMINAL_TD = ("include", "absorbing", "exclude")  # llm_irl.losses.TERMINAL_TD, without importing torch here
+POLICY_TERMINAL_VALUE = ("include", "exclude")  # llm_irl.losses.POLICY_TERMINAL_VALUE, likewise
 
 
 @dataclass
@@ -172,8 +173,9 @@ class IQConfig(SamplingConfig, SFTConfig):
             raise ValueError(f"alpha must be > 0, got {self.alpha}")
         if self.terminal_td not in TERMINAL_TD:
             raise ValueError(f"terminal_td must be one of {TERMINAL_TD}, got {self.terminal_td!r}")
-        if self.policy_terminal_value not in ("include", "exclude"):
-            raise ValueError(f"policy_terminal_value must be 'include' or 'exclude', got {self.policy_terminal_value!r}")
+        if self.policy_terminal_value not in POLICY_TERMINAL_VALUE:
+            raise ValueError(f"policy_terminal_value must be one of {POLICY_TERMINAL_VALUE}, "
+                             f"got {self.policy_terminal_value!r}")
         if self.value_param not in VALUE_PARAMS:
             raise ValueError(f"value_param must be one of {VALUE_PARAMS}, got {self.value_param!r}")
         super().__post_init__()
