@@ -42,6 +42,14 @@ ARMS = {
     "gail": dict(QUICKSTART_ARMS["gail"]),  # SFT warm start, then the adversarial loop, as the quickstart runs it
 }
 QUICK_ARMS = ("sft", "iq", "iq_include")
+# offline IQ's grid (issue 11): terminal handling × λ × where V comes from, run on its own with --grid
+GRID_ARMS = {
+    **{f"excl_{lam}": {"trainer": "iq", "terminal_td": "exclude", "td_weight": lam} for lam in (0.01, 0.03, 0.1, 0.3)},
+    **{f"excl_{lam}_head": {"trainer": "iq", "terminal_td": "exclude", "td_weight": lam, "value_param": "head"}
+       for lam in (0.03, 0.1, 0.3)},
+    **{f"incl_{lam}": {"trainer": "iq", "terminal_td": "include", "td_weight": lam} for lam in (0.03, 0.1)},
+}
+GRID_STUDY = os.path.join(ROOT, "benchmarks", "study_grid")  # study.py --grid
 TEMPERATURES = [0.7, 1.0, 1.3]  # the frontier's points
 # (metric, temperature or None for held-out metrics, better direction, column title)
 COLUMNS = [
@@ -66,7 +74,7 @@ FRONTIER_AXES = {"Self-BLEU": ("self_bleu_per_input", lambda v: 1.0 - v), "disti
 def setting_recipe(expert: str, regime: str, quick: bool, out_root: str, names=None) -> dict:
     max_length = EXPERTS[expert]
     names = names or (QUICK_ARMS if quick else tuple(ARMS))
-    arms = {k: dict(ARMS[k]) for k in names}  # copies: edited per expert
+    arms = {k: dict({**ARMS, **GRID_ARMS}[k]) for k in names}  # copies: edited per expert
     for spec in arms.values():
         if spec["trainer"] == "iq" and spec.get("policy_mix"):
             spec["max_new_tokens"] = max_length
@@ -176,20 +184,21 @@ def _seed_curves(results: dict, arm: str, diversity: str, to_x) -> list[list[tup
     return curves
 
 
-def frontiers(results: dict) -> dict[str, dict[str, dict]]:
-    """arm -> axis name -> frontier_gap result against SFT."""
+def frontier_against(results: dict, arm: str, base_results: dict, base: str = "sft") -> dict[str, dict]:
+    """axis name -> frontier_gap of `arm` in `results` against `base` in `base_results` (seeds paired in order)."""
     from llm_irl.metrics.frontier import frontier_gap
 
     out = {}
-    for arm in results["summary"]:
-        if arm == "sft":
-            continue
-        out[arm] = {}
-        for axis, (metric, to_x) in FRONTIER_AXES.items():
-            arm_curves, sft_curves = _seed_curves(results, arm, metric, to_x), _seed_curves(results, "sft", metric, to_x)
-            if all(arm_curves) and all(sft_curves) and len(arm_curves) == len(sft_curves):
-                out[arm][axis] = frontier_gap(arm_curves, sft_curves)
+    for axis, (metric, to_x) in FRONTIER_AXES.items():
+        arm_curves, base_curves = _seed_curves(results, arm, metric, to_x), _seed_curves(base_results, base, metric, to_x)
+        if all(arm_curves) and all(base_curves) and len(arm_curves) == len(base_curves):
+            out[axis] = frontier_gap(arm_curves, base_curves)
     return out
+
+
+def frontiers(results: dict) -> dict[str, dict[str, dict]]:
+    """arm -> axis name -> frontier_gap result against SFT."""
+    return {arm: frontier_against(results, arm, results) for arm in results["summary"] if arm != "sft"}
 
 
 def frontier_lines(results: dict) -> list[str]:
@@ -320,8 +329,9 @@ def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], r
         "## What held and what did not",
         "",
         "**Quality–diversity frontier against SFT** (quality = the expert's log-likelihood of samples, compared at "
-        "matched diversity over the temperature sweep, seeds paired; above/below = the gap's 95% interval over seeds "
-        "clears 0 somewhere and never the other way; see each setting below for the gaps):",
+        "matched diversity over the temperature sweep, seeds paired; above/below = the 95% interval over seeds of the "
+        "mean gap over the common diversity range clears 0, and no point of the range says the opposite; crossing = "
+        "points clear 0 both ways; see each setting below for the gaps):",
         "",
         *frontier_summary(all_results),
         "",
@@ -356,28 +366,122 @@ def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], r
 # studies run apart from this one (their own command), summarised here from their results on disk
 GAIL_STUDY = os.path.join(ROOT, "benchmarks", "study_gail")  # study.py --arms sft,gail --output_dir ...
 PRETRAINED_REPORT = os.path.join(ROOT, "benchmarks", "pretrained", "results", "report.md")  # pretrained/run.py
+# studies run on their own over the same settings, summarised in the main BENCHMARKS.md: (folder, title, command)
+COMPANION_STUDIES = [
+    (GAIL_STUDY, "GAIL (SFT warm start, likelihood-ratio discriminator) against SFT",
+     "python benchmarks/study.py --experts {experts} --arms sft,gail --output_dir benchmarks/study_gail "
+     "--benchmarks_md benchmarks/study_gail/BENCHMARKS.md"),
+    (GRID_STUDY, "Offline IQ's grid: terminal handling × λ × where V comes from, against SFT",
+     "python benchmarks/study.py --grid --experts {experts}"),
+]
 # compare recipes of benchmarks/sweeps/ run on their own (`llm-irl compare benchmarks/sweeps/NAME.yaml`)
 SWEEPS = {"online_scarce": "Online IQ: policy share × λ (Markov expert, 150 demonstrations, 3 seeds)",
           "online_terminal_value": "Online IQ without the policy samples' EOS transitions in the value term "
                                    "(policy_terminal_value: exclude; Markov expert, same setting and seeds)",
-          "online_terminal_value_grammar": "The same on the grammar expert (150 demonstrations, 3 seeds)"}
+          "online_terminal_value_grammar": "The same on the grammar expert (150 demonstrations, 3 seeds)",
+          "online_terminal_value_markov_plentiful": "The same with plentiful data (Markov expert, 5,000 demonstrations, "
+                                                    "3 seeds)",
+          "online_terminal_value_grammar_plentiful": "The same with plentiful data (grammar expert, 5,000 "
+                                                     "demonstrations, 3 seeds)"}
+
+
+# online IQ at policy share 0.5, λ 0.1, over the study's four settings: setting -> (sweep, arms it holds)
+ONLINE_SHARE_SWEEPS = {
+    "markov scarce": {"online_terminal_value": ("online_0.5_0.1_excl",), "online_scarce": ("online_0.5_0.1",)},
+    "grammar scarce": {"online_terminal_value_grammar": ("online_0.5_0.1_excl", "online_0.5_0.1")},
+    "markov plentiful": {"online_terminal_value_markov_plentiful": ("online_0.5_0.1_excl", "online_0.5_0.1")},
+    "grammar plentiful": {"online_terminal_value_grammar_plentiful": ("online_0.5_0.1_excl", "online_0.5_0.1")},
+}
+# SFT at smaller budgets (benchmarks/sweeps/sft_budget_*.yaml) against the online arm that lay above SFT at 300
+SFT_BUDGETS = {"markov": "online_terminal_value", "grammar": "online_terminal_value_grammar"}
+
+
+def _sweep_results(name: str) -> dict | None:
+    path = os.path.join(ROOT, "benchmarks", "sweeps", name, "results.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _verdict_cell(result: dict | None) -> str:
+    if not result or result["verdict"] == "no overlap":
+        return "–"
+    gap = result["mean_gap"]
+    return f"{result['verdict']} ({gap['value']:+.2f} [{gap['lo']:+.2f}, {gap['hi']:+.2f}])"
+
+
+def online_share_section() -> list[str]:
+    """The share-0.5 online arms' frontier verdicts against SFT in each of the four settings."""
+    rows = []
+    for setting, sweeps in ONLINE_SHARE_SWEEPS.items():
+        for sweep, arms in sweeps.items():
+            if (results := _sweep_results(sweep)) is None:
+                continue
+            for arm in arms:
+                by_axis = frontier_against(results, arm, results)
+                rows.append(f"| {setting} | {arm} | " + " | ".join(_verdict_cell(by_axis.get(axis))
+                                                                   for axis in FRONTIER_AXES) + " |")
+    if not rows:
+        return []
+    return ["## Online IQ at policy share 0.5, λ 0.1, in the four settings", "",
+            "The arms of the sweeps below (3 seeds each; `_excl` = `policy_terminal_value: exclude`), frontier "
+            "against SFT in the same sweep: mean gap in expert log-likelihood at matched diversity [95% interval].",
+            "", "| setting | arm | by " + " | by ".join(FRONTIER_AXES) + " |", "|---|---|---|---|", *rows, ""]
+
+
+def _budget_results(expert: str) -> dict[int, dict]:
+    """steps -> results of `sft_budget_<expert>_scarce/steps_<steps>/` (as its YAML's header runs them)."""
+    root = os.path.join(ROOT, "benchmarks", "sweeps", f"sft_budget_{expert}_scarce")
+    names = sorted(os.listdir(root)) if os.path.isdir(root) else []
+    found = {int(d.removeprefix("steps_")): _sweep_results(f"sft_budget_{expert}_scarce/{d}")
+             for d in names if d.startswith("steps_")}
+    return {steps: results for steps, results in found.items() if results is not None}
+
+
+def sft_budget_section() -> list[str]:
+    """SFT trained for fewer steps on scarce data against the online arm trained for 300."""
+    out = []
+    for expert, sweep in SFT_BUDGETS.items():
+        online, budgets = _sweep_results(sweep), _budget_results(expert)
+        if online is None or not budgets:
+            continue
+        budgets.setdefault(COMMON["max_steps"], online)  # the sweep's own SFT when no steps_300 run exists
+        out += [f"**{expert}**, 150 demonstrations (`benchmarks/sweeps/sft_budget_{expert}_scarce.yaml`; "
+                f"the online arm from `{sweep}.yaml`):", "",
+                "| SFT steps | fwd KL | expert loglik, T = 1 | self-BLEU, T = 1 | length, T = 1 | online_0.5_0.1_excl "
+                "(300 steps) against it, by " + " | by ".join(FRONTIER_AXES) + " |", "|---" * (5 + len(FRONTIER_AXES)) + "|"]
+        for steps, results in sorted(budgets.items()):
+            by_axis = frontier_against(online, "online_0.5_0.1_excl", results)
+            out.append(f"| {steps} | {_fmt(_figure(results, 'sft', 'forward_kl', None))} | "
+                       f"{_fmt(_figure(results, 'sft', 'expert_loglik', '1'))} | "
+                       f"{_fmt(_figure(results, 'sft', 'self_bleu_per_input', '1'))} | "
+                       f"{_fmt(_figure(results, 'sft', 'mean_length', '1'))} | "
+                       + " | ".join(_verdict_cell(by_axis.get(axis)) for axis in FRONTIER_AXES) + " |")
+        out.append("")
+    if out:
+        out = ["## Scarce data: online IQ against SFT with a smaller budget", "",
+               "300 steps of batch 32 are ~64 epochs of 150 demonstrations, so SFT overfits; is online IQ's gain more "
+               "than what stopping SFT earlier gives? Same data, seeds and evaluation; seeds paired.", "", *out]
+    return out
 
 
 def companion_sections(all_results: dict[str, dict], here: str) -> list[str]:
     out = []
-    gail = {}
-    for name in all_results:
-        path = os.path.join(GAIL_STUDY, name, "results.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                gail[name] = json.load(f)
-    if gail:
-        rel = os.path.relpath(os.path.join(GAIL_STUDY, "BENCHMARKS.md"), here)
-        out += ["## GAIL (SFT warm start, likelihood-ratio discriminator) against SFT", "",
-                f"Same settings, seeds and evaluation, run on their own (`python benchmarks/study.py --experts "
-                f"{','.join(gail)} --arms sft,gail --output_dir benchmarks/study_gail --benchmarks_md "
-                f"benchmarks/study_gail/BENCHMARKS.md`); tables and plots in [{rel}]({rel}).", "",
-                *frontier_summary(gail), *claims(gail), *length_effect(gail), ""]
+    for study, title, command in COMPANION_STUDIES:
+        found = {}
+        for name in all_results:
+            path = os.path.join(study, name, "results.json")
+            if os.path.exists(path) and os.path.abspath(study) != os.path.abspath(os.path.dirname(
+                    all_results[name].get("output_dir", ""))):  # not a study's own section in its own file
+                with open(path) as f:
+                    found[name] = json.load(f)
+        if found:
+            rel = os.path.relpath(os.path.join(study, "BENCHMARKS.md"), here)
+            run = command.format(experts=",".join(found))
+            out += [f"## {title}", "", f"Same settings, seeds and evaluation, run on their own (`{run}`); tables "
+                    f"and plots in [{rel}]({rel}).", "",
+                    *frontier_summary(found), *claims(found), *length_effect(found), ""]
     for name, title in SWEEPS.items():
         path = os.path.join(ROOT, "benchmarks", "sweeps", name, "results.json")
         if os.path.exists(path):
@@ -387,6 +491,7 @@ def companion_sections(all_results: dict[str, dict], here: str) -> list[str]:
             out += [f"## {title}", "", f"`llm-irl compare benchmarks/sweeps/{name}.yaml`, {results['runtime_s'] / 60:.1f} "
                     f"min; report and plots in [{rel}]({rel}).", "", *setting_table(results), "",
                     *frontier_lines(results), ""]
+    out += online_share_section() + sft_budget_section()
     if os.path.exists(PRETRAINED_REPORT):
         with open(PRETRAINED_REPORT, encoding="utf-8") as f:
             body = f.read().split("\n")
@@ -422,6 +527,9 @@ def main() -> int:
                    help="default: BENCHMARKS.md (runs/study_quick/BENCHMARKS.md with --quick)")
     p.add_argument("--experts", default=",".join(EXPERTS))
     p.add_argument("--arms", default=None, help=f"comma-separated subset of {','.join(ARMS)} (sft first)")
+    p.add_argument("--grid", action="store_true",
+                   help=f"SFT and offline IQ's grid ({', '.join(GRID_ARMS)}) into benchmarks/study_grid/ and its "
+                        "own BENCHMARKS.md, summarised in the main one")
     p.add_argument("--report_only", action="store_true",
                    help="rebuild BENCHMARKS.md (and each setting's report.md and plots) from the results.json "
                         "files a previous run of this script wrote")
@@ -429,6 +537,11 @@ def main() -> int:
                    help="comma-separated arms to train and evaluate again (e.g. after a fix that touches only them) "
                         "and put in place of their rows in the existing settings; every other arm is kept")
     a = p.parse_args()
+    if a.grid:
+        a.arms = a.arms or ",".join(["sft", *GRID_ARMS])
+        if not a.quick:
+            a.output_dir = a.output_dir or GRID_STUDY
+            a.benchmarks_md = a.benchmarks_md or os.path.join(GRID_STUDY, "BENCHMARKS.md")
     quick_root = os.path.join(ROOT, "runs", "study_quick")  # a quick run never overwrites the committed study
     a.output_dir = a.output_dir or (quick_root if a.quick else os.path.join(ROOT, "benchmarks", "study"))
     a.benchmarks_md = a.benchmarks_md or os.path.join(quick_root if a.quick else ROOT, "BENCHMARKS.md")
@@ -473,6 +586,7 @@ def main() -> int:
     command = "python benchmarks/study.py" + (" --quick" if a.quick else "") + (
         f" --experts {a.experts}" if a.experts != ",".join(EXPERTS) else "") + (f" --arms {a.arms}" if a.arms else "") + (
         f" --rerun_arms {a.rerun_arms}" if a.rerun_arms else "")
+    command = command.replace(f" --arms {','.join(['sft', *GRID_ARMS])}", " --grid") if a.grid else command
     run_record = os.path.join(a.output_dir, "study.json")  # the last run that trained: command and wall time
     last = json.load(open(run_record)) if os.path.exists(run_record) else {"command": command, "wall_s": None}
     if a.rerun_arms:  # the full run stays the record; reruns are listed beside it

@@ -34,6 +34,19 @@ def test_crossing_and_overlapping():
     assert frontier_gap(noisy, seeds(BASE))["verdict"] == "overlapping"
 
 
+def test_one_significant_end_is_not_above_when_the_mean_gap_covers_0():
+    """Clearly above at the low-diversity end only, noisy elsewhere: one grid point's interval clearing 0
+    is not a verdict (21 correlated point intervals would declare a side far too often); the mean gap,
+    whose interval here covers 0, decides."""
+    arm = [[(0.1, -1.0 + 0.60), (0.3, -2.0 - 0.6), (0.5, -3.0 - 0.6)],
+           [(0.1, -1.0 + 0.62), (0.3, -2.0 + 0.3), (0.5, -3.0 + 0.3)],
+           [(0.1, -1.0 + 0.58), (0.3, -2.0 + 0.3), (0.5, -3.0 + 0.3)]]
+    result = frontier_gap(arm, [BASE] * 3)
+    assert result["gap"][0]["lo"] > 0  # the low end alone clears 0 ...
+    assert result["mean_gap"]["lo"] < 0 < result["mean_gap"]["hi"]  # ... the mean gap does not
+    assert result["verdict"] == "overlapping"
+
+
 def test_gap_values_are_the_interpolated_difference():
     result = frontier_gap([shifted(BASE, 0.25)] * 2, [BASE] * 2, grid_size=5)
     assert all(g["value"] == pytest.approx(0.25) for g in result["gap"])

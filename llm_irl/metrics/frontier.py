@@ -9,9 +9,16 @@ arm − baseline is read at each grid point. Seeds are paired (seed i of the arm
 baseline, as `compare` and the study run them), and each grid point's gap gets a Student-t
 interval over seeds. The verdict:
 
-- `above`: the gap's interval lies above 0 somewhere and below 0 nowhere;
-- `below`: the reverse; `crossing`: both occur; `overlapping`: the intervals cover 0 everywhere;
+- `above`: the mean gap over the grid (the area between the curves over their common width) has an
+  interval above 0, and no grid point's interval lies below 0;
+- `below`: the reverse;
+- `crossing`: some grid point's interval lies above 0 and another's below 0;
+- `overlapping`: anything else (the mean gap's interval covers 0);
 - `no overlap`: the curves share no diversity range, so no matched comparison exists.
+
+The mean gap is one test per comparison. Reading "above" off any one of the grid's 21 correlated
+point intervals, as this module did before, declares a side far more often than 5% of the time
+when the curves are equal (a gap of +0.17 [−0.40, +0.74] read as "above").
 
 With one seed there is no interval and the verdict reads the sign of the point gaps (said so).
 """
@@ -55,14 +62,15 @@ def frontier_gap(arm: Sequence[Curve], baseline: Sequence[Curve], grid_size: int
     if seeds > 1:
         per_point = [seed_interval(gaps[:, j]) for j in range(len(grid))]
         mean_gap = seed_interval(gaps.mean(axis=1))
-        above = any(f["lo"] > 0 for f in per_point)
-        below = any(f["hi"] < 0 for f in per_point)
+        point_above, point_below = any(f["lo"] > 0 for f in per_point), any(f["hi"] < 0 for f in per_point)
+        above, below = mean_gap["lo"] > 0 and not point_below, mean_gap["hi"] < 0 and not point_above
+        crossing = point_above and point_below
     else:
         per_point = [estimate(g) for g in gaps[0]]
         mean_gap = estimate(gaps[0].mean())
-        above, below = bool((gaps[0] > 0).any()), bool((gaps[0] < 0).any())
-    verdict = {(True, False): "above", (False, True): "below", (True, True): "crossing"}.get((above, below),
-                                                                                           "overlapping")
+        point_above, point_below = bool((gaps[0] > 0).any()), bool((gaps[0] < 0).any())
+        above, below, crossing = point_above and not point_below, point_below and not point_above, point_above and point_below
+    verdict = "crossing" if crossing else "above" if above else "below" if below else "overlapping"
     return {"verdict": verdict, "seeds": seeds, "x_range": (float(lo), float(hi)), "grid": grid.tolist(),
             "gap": per_point, "mean_gap": mean_gap}
 
