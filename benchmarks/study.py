@@ -218,8 +218,12 @@ def frontier_summary(all_results: dict[str, dict]) -> list[str]:
         for arm, by_axis in frontiers(results).items():
             for axis, result in by_axis.items():
                 tally = counts.setdefault((arm, axis), {})
-                tally[result["verdict"]] = tally.get(result["verdict"], 0) + 1
-    order = ("above", "below", "crossing", "overlapping", "no overlap")
+                verdict = result["verdict"]
+                if verdict == "overlapping" and result.get("locally"):  # kept apart: see metrics.frontier
+                    verdict = f"overlapping but locally {result['locally']}"
+                tally[verdict] = tally.get(verdict, 0) + 1
+    order = ("above", "below", "crossing", "overlapping", "overlapping but locally above",
+             "overlapping but locally below", "no overlap")
     return [f"- **{arm}** (diversity by {axis}): " + ", ".join(f"{tally.get(v, 0)} {v}" for v in order if tally.get(v))
             + f" of {sum(tally.values())} settings" for (arm, axis), tally in counts.items()]
 
@@ -407,8 +411,10 @@ def _sweep_results(name: str) -> dict | None:
 def _verdict_cell(result: dict | None) -> str:
     if not result or result["verdict"] == "no overlap":
         return "–"
-    gap = result["mean_gap"]
-    return f"{result['verdict']} ({gap['value']:+.2f} [{gap['lo']:+.2f}, {gap['hi']:+.2f}])"
+    gap, verdict = result["mean_gap"], result["verdict"]
+    if verdict == "overlapping" and result.get("locally"):
+        verdict = f"overlapping, locally {result['locally']}"
+    return f"{verdict} ({gap['value']:+.2f} [{gap['lo']:+.2f}, {gap['hi']:+.2f}])"
 
 
 def online_share_section() -> list[str]:

@@ -75,7 +75,8 @@ def _frontier_label(results: dict, arm: str, div: str) -> str:
     """An arm's legend entry, with its frontier verdict against the baseline on this diversity axis."""
     for f in results.get("frontier") or []:
         if f["diversity"] == div and f["arm"] == arm:
-            return f"{arm}: frontier {f['verdict']} {f['baseline']}'s"
+            locally = f" (locally {f['locally']})" if f["verdict"] == "overlapping" and f.get("locally") else ""
+            return f"{arm}: frontier {f['verdict']}{locally} {f['baseline']}'s"
         if f["diversity"] == div and f["baseline"] == arm:
             return f"{arm} (baseline)"
     return arm

@@ -44,7 +44,9 @@ def test_one_significant_end_is_not_above_when_the_mean_gap_covers_0():
     result = frontier_gap(arm, [BASE] * 3)
     assert result["gap"][0]["lo"] > 0  # the low end alone clears 0 ...
     assert result["mean_gap"]["lo"] < 0 < result["mean_gap"]["hi"]  # ... the mean gap does not
-    assert result["verdict"] == "overlapping"
+    assert result["verdict"] == "overlapping" and result["locally"] == "above"
+    assert "iq's frontier is above over part of the range but on average not distinguishable from sft's" in \
+        describe_verdict(result, "iq")
 
 
 def test_gap_values_are_the_interpolated_difference():

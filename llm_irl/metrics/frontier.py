@@ -18,7 +18,10 @@ interval over seeds. The verdict:
 
 The mean gap is one test per comparison. Reading "above" off any one of the grid's 21 correlated
 point intervals, as this module did before, declares a side far more often than 5% of the time
-when the curves are equal (a gap of +0.17 [−0.40, +0.74] read as "above").
+when the curves are equal (a gap of +0.17 [−0.40, +0.74] read as "above"). What the point intervals
+say is kept beside the verdict (`locally`: "above" or "below" where some point's interval clears
+0 one way only) and stated in the sentence, so an `overlapping` verdict that is locally below
+still reads as such.
 
 With one seed there is no interval and the verdict reads the sign of the point gaps (said so).
 """
@@ -56,7 +59,8 @@ def frontier_gap(arm: Sequence[Curve], baseline: Sequence[Curve], grid_size: int
     hi = min(max(x for x, _ in c) for c in curves)
     seeds = len(arm)
     if lo > hi:
-        return {"verdict": "no overlap", "seeds": seeds, "x_range": None, "grid": [], "gap": [], "mean_gap": None}
+        return {"verdict": "no overlap", "locally": None, "seeds": seeds, "x_range": None, "grid": [], "gap": [],
+                "mean_gap": None}
     grid = np.linspace(lo, hi, grid_size) if hi > lo else np.array([lo])
     gaps = np.stack([_interpolate(a, grid) - _interpolate(b, grid) for a, b in zip(arm, baseline)])  # [seeds, grid]
     if seeds > 1:
@@ -71,8 +75,9 @@ def frontier_gap(arm: Sequence[Curve], baseline: Sequence[Curve], grid_size: int
         point_above, point_below = bool((gaps[0] > 0).any()), bool((gaps[0] < 0).any())
         above, below, crossing = point_above and not point_below, point_below and not point_above, point_above and point_below
     verdict = "crossing" if crossing else "above" if above else "below" if below else "overlapping"
-    return {"verdict": verdict, "seeds": seeds, "x_range": (float(lo), float(hi)), "grid": grid.tolist(),
-            "gap": per_point, "mean_gap": mean_gap}
+    locally = None if crossing else "above" if point_above else "below" if point_below else None
+    return {"verdict": verdict, "locally": locally, "seeds": seeds, "x_range": (float(lo), float(hi)),
+            "grid": grid.tolist(), "gap": per_point, "mean_gap": mean_gap}
 
 
 def describe_verdict(result: dict, arm: str, baseline: str = "sft") -> str:
@@ -82,6 +87,8 @@ def describe_verdict(result: dict, arm: str, baseline: str = "sft") -> str:
         return f"{arm} and {baseline} share no diversity range: no matched comparison"
     words = {"above": "lies above", "below": "lies below", "crossing": "crosses",
              "overlapping": "is not distinguishable from"}[verdict]
+    if verdict == "overlapping" and result.get("locally"):
+        words = f"is {result['locally']} over part of the range but on average not distinguishable from"
     gap = result["mean_gap"]
     interval = "" if gap["lo"] is None else f" [{gap['lo']:+.3g}, {gap['hi']:+.3g}]"
     basis = f"{result['seeds']} seeds" if result["seeds"] > 1 else "one seed, no interval"
