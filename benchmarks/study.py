@@ -386,15 +386,21 @@ SWEEPS = {"online_scarce": "Online IQ: policy share × λ (Markov expert, 150 de
           "online_terminal_value_markov_plentiful": "The same with plentiful data (Markov expert, 5,000 demonstrations, "
                                                     "3 seeds)",
           "online_terminal_value_grammar_plentiful": "The same with plentiful data (grammar expert, 5,000 "
-                                                     "demonstrations, 3 seeds)"}
+                                                     "demonstrations, 3 seeds)",
+          "quickstart_online_terminal_value": "The quickstart's setting with 3 seeds: policy_terminal_value at "
+                                              "the default share and at 0.5"}
 
 
 # online IQ at policy share 0.5, λ 0.1, over the study's four settings: setting -> (sweep, arms it holds)
 ONLINE_SHARE_SWEEPS = {
-    "markov scarce": {"online_terminal_value": ("online_0.5_0.1_excl",), "online_scarce": ("online_0.5_0.1",)},
-    "grammar scarce": {"online_terminal_value_grammar": ("online_0.5_0.1_excl", "online_0.5_0.1")},
-    "markov plentiful": {"online_terminal_value_markov_plentiful": ("online_0.5_0.1_excl", "online_0.5_0.1")},
-    "grammar plentiful": {"online_terminal_value_grammar_plentiful": ("online_0.5_0.1_excl", "online_0.5_0.1")},
+    "markov scarce": {"online_terminal_value": ("online_0.5_0.1_excl",), "online_scarce": ("online_0.5_0.1",),
+                      "online_0.5_0.03_excl_markov_scarce": ("online_0.5_0.03_excl",)},
+    "grammar scarce": {"online_terminal_value_grammar": ("online_0.5_0.1_excl", "online_0.5_0.1"),
+                       "online_0.5_0.03_excl_grammar_scarce": ("online_0.5_0.03_excl",)},
+    "markov plentiful": {"online_terminal_value_markov_plentiful": ("online_0.5_0.1_excl", "online_0.5_0.1"),
+                         "online_0.5_0.03_excl_markov_plentiful": ("online_0.5_0.03_excl",)},
+    "grammar plentiful": {"online_terminal_value_grammar_plentiful": ("online_0.5_0.1_excl", "online_0.5_0.1"),
+                          "online_0.5_0.03_excl_grammar_plentiful": ("online_0.5_0.03_excl",)},
 }
 # SFT at smaller budgets (benchmarks/sweeps/sft_budget_*.yaml) against the online arm that lay above SFT at 300
 SFT_BUDGETS = {"markov": "online_terminal_value", "grammar": "online_terminal_value_grammar"}
@@ -426,14 +432,19 @@ def online_share_section() -> list[str]:
                 continue
             for arm in arms:
                 by_axis = frontier_against(results, arm, results)
-                rows.append(f"| {setting} | {arm} | " + " | ".join(_verdict_cell(by_axis.get(axis))
-                                                                   for axis in FRONTIER_AXES) + " |")
+                beside = [f"{_figure(results, arm, m, t)['value']:.2f} ({_figure(results, 'sft', m, t)['value']:.2f})"
+                          for m, t in (("mean_length", "1"), ("forward_kl", None))]
+                rows.append(f"| {setting} | {arm} | " + " | ".join(
+                    [_verdict_cell(by_axis.get(axis)) for axis in FRONTIER_AXES] + beside) + " |")
     if not rows:
         return []
-    return ["## Online IQ at policy share 0.5, λ 0.1, in the four settings", "",
-            "The arms of the sweeps below (3 seeds each; `_excl` = `policy_terminal_value: exclude`), frontier "
-            "against SFT in the same sweep: mean gap in expert log-likelihood at matched diversity [95% interval].",
-            "", "| setting | arm | by " + " | by ".join(FRONTIER_AXES) + " |", "|---|---|---|---|", *rows, ""]
+    return ["## Online IQ at policy share 0.5 in the four settings", "",
+            "Arms named online_SHARE_λ (3 seeds each; `_excl` = `policy_terminal_value: exclude`; sweeps in "
+            "`benchmarks/sweeps/`), frontier against SFT in the same sweep: mean gap in expert log-likelihood at "
+            "matched diversity [95% interval]; then length and forward KL at T = 1 beside SFT's, since shorter "
+            "samples read as more diverse.", "",
+            "| setting | arm | by " + " | by ".join(FRONTIER_AXES) + " | length (SFT) | fwd KL (SFT) |",
+            "|---|---|---|---|---|---|", *rows, ""]
 
 
 def _budget_results(expert: str) -> dict[int, dict]:
