@@ -38,7 +38,8 @@ ARMS = {
     "iq": {"trainer": "iq"},  # IQConfig's defaults, whatever they are: the study checks them
     "iq_include": {"trainer": "iq", "terminal_td": "include", "td_weight": 0.1},  # the defaults before issue 11
     "iq_td0.3": {"trainer": "iq", "td_weight": 0.3},
-    "online_iq": {"trainer": "iq", "policy_mix": 0.1},
+    # the paper's share; IQ-Learn's EOS value terms, as the committed results were trained (the default is now exclude)
+    "online_iq": {"trainer": "iq", "policy_mix": 0.1, "policy_terminal_value": "include"},
     "gail": dict(QUICKSTART_ARMS["gail"]),  # SFT warm start, then the adversarial loop, as the quickstart runs it
 }
 QUICK_ARMS = ("sft", "iq", "iq_include")

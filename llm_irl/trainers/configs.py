@@ -149,10 +149,10 @@ class IQConfig(SamplingConfig, SFTConfig):
                           "In [0, 1)."},
     )
     policy_terminal_value: str = field(
-        default="include",
-        metadata={"help": "Online IQ, experimental: 'exclude' leaves the policy samples' EOS transitions out of the "
-                          "value term, which then raises V where samples stop (a push toward stopping; see "
-                          "README); 'include' is IQ-Learn's."},
+        default="exclude",
+        metadata={"help": "Online IQ: 'exclude' leaves the policy samples' EOS transitions out of the value term, "
+                          "which then raises V where samples stop (a push toward stopping that offsets online IQ's "
+                          "longer samples at large policy shares; see README); 'include' is IQ-Learn's."},
     )
     rollout_every: int = field(
         default=1, metadata={"help": "Sample policy rows every this many optimiser steps (online IQ): one batched "
