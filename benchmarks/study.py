@@ -496,7 +496,7 @@ def companion_sections(all_results: dict[str, dict], here: str) -> list[str]:
                     found[name] = json.load(f)
         if found:
             rel = os.path.relpath(os.path.join(study, "BENCHMARKS.md"), here)
-            run = command.format(experts=",".join(found))
+            run = command.format(experts=",".join(dict.fromkeys(name.rsplit("_", 1)[0] for name in found)))
             out += [f"## {title}", "", f"Same settings, seeds and evaluation, run on their own (`{run}`); tables "
                     f"and plots in [{rel}]({rel}).", "",
                     *frontier_summary(found), *claims(found), *length_effect(found), ""]
