@@ -1,5 +1,6 @@
 """The frontier verdict on curves whose answer is known by construction."""
 
+import numpy as np
 import pytest
 
 from llm_irl.metrics.frontier import describe_verdict, frontier_gap
@@ -47,6 +48,20 @@ def test_one_significant_end_is_not_above_when_the_mean_gap_covers_0():
     assert result["verdict"] == "overlapping" and result["locally"] == "above"
     assert "iq's frontier is above over part of the range but on average not distinguishable from sft's" in \
         describe_verdict(result, "iq")
+
+
+def test_equal_curves_get_a_side_about_5_percent_of_the_time():
+    """Two arms with the same expected curve, 3 seeds, noise per seed and per point: the verdict's false
+    positive rate is the mean gap's test level (the old any-point rule gave 12–29% on such draws)."""
+    rng = np.random.default_rng(0)
+
+    def draw():
+        return [[(x + rng.normal(0, 0.02), y + shift + rng.normal(0, 0.2)) for x, y in BASE]
+                for shift in rng.normal(0, 0.2, size=3)]
+
+    draws = 400  # a coarse grid keeps it quick; the mean gap's test does not depend on the grid's size
+    sided = sum(frontier_gap(draw(), draw(), grid_size=5)["verdict"] in ("above", "below") for _ in range(draws))
+    assert 0.02 <= sided / draws <= 0.09, sided / draws
 
 
 def test_gap_values_are_the_interpolated_difference():

@@ -13,6 +13,7 @@ of samples per prompt for :func:`per_input`, the same number of prompts for
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -95,6 +96,7 @@ def equalize_counts(groups_a: Groups, groups_b: Groups) -> tuple[list[list[str]]
     return [list(g[:k]) for g in groups_a[:m]], [list(g[:k]) for g in groups_b[:m]]
 
 
+@functools.lru_cache(maxsize=None)  # ~60 quadratures per call, asked for the same few (p, df) by every report
 def t_quantile(p: float, df: int) -> float:
     """Quantile of Student's t for p in (0.5, 1); scipy is not a dependency.
 
