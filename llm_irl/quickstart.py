@@ -39,7 +39,7 @@ ARMS = {
     "sft": {"trainer": "sft"},
     "iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.03, "terminal_td": "exclude"},
     # online: half of each batch sampled from the current policy, their EOS transitions out of the value term
-    # (BENCHMARKS.md "Online IQ at policy share 0.5"; the paper used a tenth)
+    # (BENCHMARKS.md "Online IQ at larger policy shares"; the paper used a tenth)
     "online_iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.03, "terminal_td": "exclude", "policy_mix": 0.5,
                   "policy_terminal_value": "exclude", "max_new_tokens": 32},
     # SFT warm start, then a likelihood-ratio discriminator's per-token reward and PPO (benchmarks/gail_notes.md)

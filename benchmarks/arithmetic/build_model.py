@@ -1,7 +1,8 @@
-"""A Llama bigger than `builtin:tiny`, over the arithmetic expert's words, saved as a local model folder.
+"""A Llama bigger than `builtin:tiny`, over a synthetic expert's words, saved as a local model folder.
 
 run as:
     python benchmarks/arithmetic/build_model.py --layers 4 --hidden 128   # -> benchmarks/arithmetic/model_4x128/
+    python benchmarks/arithmetic/build_model.py --expert markov           # -> benchmarks/arithmetic/markov_4x128/
 
 The ground-truth study leaves the arithmetic expert out because every arm, SFT included, had
 validity 0 with the 2-layer, 64-wide `builtin:tiny-arithmetic`. This writes a wider/deeper
@@ -23,8 +24,8 @@ from llm_irl.builtin import expert_named, tiny_model_config, word_tokenizer
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def build(layers: int, hidden: int, seed: int = 0):
-    tok = word_tokenizer(expert_named("arithmetic").vocab)
+def build(layers: int, hidden: int, seed: int = 0, expert: str = "arithmetic"):
+    tok = word_tokenizer(expert_named(expert).vocab)
     config = tiny_model_config(len(tok))
     config.num_hidden_layers, config.hidden_size, config.intermediate_size = layers, hidden, 2 * hidden
     config.num_attention_heads, config.num_key_value_heads = max(4, hidden // 32), max(2, hidden // 64)
@@ -38,9 +39,11 @@ def main(argv=None) -> None:
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--expert", default="arithmetic", help="whose vocabulary: arithmetic, markov or grammar")
     args = parser.parse_args(argv)
-    model, tok = build(args.layers, args.hidden, args.seed)
-    out = os.path.join(HERE, f"model_{args.layers}x{args.hidden}")
+    model, tok = build(args.layers, args.hidden, args.seed, args.expert)
+    name = "model" if args.expert == "arithmetic" else args.expert
+    out = os.path.join(HERE, f"{name}_{args.layers}x{args.hidden}")
     model.save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     print(f"{out}: {sum(p.numel() for p in model.parameters()):,} parameters")
