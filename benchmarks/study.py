@@ -444,7 +444,7 @@ def _verdict_cell(result: dict | None) -> str:
 
 
 def online_share_section() -> list[str]:
-    """The share-0.5 online arms' frontier verdicts against SFT in each of the four settings."""
+    """Online arms at larger policy shares against SFT, setting by setting (fresh seeds and pooled seeds too)."""
     rows = []
     for setting, sweeps in ONLINE_SHARE_SWEEPS.items():
         for sweep, arms in sweeps.items():
