@@ -142,7 +142,7 @@ def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float,
     differently, see `IQTrainer._online_loss`); the stats report the unscaled terms.
 
     `policy_terminal_value="exclude"` leaves the policy rows' EOS transitions out of the value term
-    (an experiment, see README). Along a policy row the value terms telescope to
+    (IQConfig's default; "include" is IQ-Learn's, see README). Along a policy row the value terms telescope to
     V(s_0) + (1 − γ)·Σ_t V(s_t); without its EOS transition the state where the sample stops keeps
     −γ·V(s_T) in place of (1 − γ)·V(s_T), so the loss raises V there: a push toward stopping that
     counters online IQ's longer samples at large policy shares (and can overshoot the expert's
@@ -228,9 +228,11 @@ def online_iq_loss(
     td_weight: float = 0.1,
     alpha: float = 1.0,
     terminal_td: str = "include",
+    policy_terminal_value: str = "include",
     log_entropy: bool = True,
 ) -> tuple[torch.Tensor, dict]:
     """`online_iq_objective` from the full logits of a batch mixing demonstrations and policy samples."""
     mdp = token_mdp(logits, labels, eos_token_id=eos_token_id, alpha=alpha)
-    result = online_iq_objective(mdp, is_policy, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td)
+    result = online_iq_objective(mdp, is_policy, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td,
+                                 policy_terminal_value=policy_terminal_value)
     return _with_entropy(result, logits, mdp, log_entropy)

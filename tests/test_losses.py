@@ -204,7 +204,7 @@ def test_online_iq_loss_matches_brute_force(seed, terminal_td):
 def test_online_iq_policy_terminal_value_matches_brute_force(seed):
     """'exclude' drops exactly the policy rows' EOS transitions from the value term: demonstrations keep
     theirs (their reward term cancels it into log π(EOS|s)), and without policy rows nothing changes."""
-    from llm_irl.losses import online_iq_objective
+    from llm_irl.losses import online_iq_loss, online_iq_objective
 
     logits, labels = random_batch(seed)
     kw = dict(gamma=0.9, td_weight=0.3, terminal_td="exclude")
@@ -214,6 +214,9 @@ def test_online_iq_policy_terminal_value_matches_brute_force(seed):
         want = brute_force_online(logits.double(), labels, is_policy, 0.9, 0.3, "exclude",
                                   policy_terminal_value="exclude")
         assert loss.item() == pytest.approx(want, abs=1e-6)
+        from_logits, _ = online_iq_loss(logits.double(), labels, is_policy, eos_token_id=EOS,
+                                        policy_terminal_value="exclude", **kw)
+        assert from_logits.item() == pytest.approx(want, abs=1e-6)
         included, _ = online_iq_objective(mdp, is_policy, **kw)
         policy_ends_with_eos = bool((mdp.terminal & is_policy[:, None]).any())
         assert (abs(loss.item() - included.item()) > 1e-3) == policy_ends_with_eos
