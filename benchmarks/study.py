@@ -426,12 +426,17 @@ ONLINE_SHARE_SWEEPS = {
 SFT_BUDGETS = {"markov": "online_terminal_value", "grammar": "online_terminal_value_grammar"}
 
 
-def _sweep_results(name: str) -> dict | None:
-    path = os.path.join(ROOT, "benchmarks", "sweeps", name, "results.json")
+def _results_at(name: str) -> dict | None:
+    """benchmarks/NAME/results.json (a compare run's), or None when it was not run."""
+    path = os.path.join(ROOT, "benchmarks", name, "results.json")
     if not os.path.exists(path):
         return None
     with open(path) as f:
         return json.load(f)
+
+
+def _sweep_results(name: str) -> dict | None:
+    return _results_at(f"sweeps/{name}")
 
 
 def _verdict_cell(result: dict | None) -> str:
@@ -511,12 +516,9 @@ def sft_budget_section() -> list[str]:
 
 def _compare_section(name: str, title: str, here: str) -> list[str]:
     """One `llm-irl compare benchmarks/NAME.yaml` run's table and frontier verdicts, if it has results."""
-    path = os.path.join(ROOT, "benchmarks", name, "results.json")
-    if not os.path.exists(path):
+    if (results := _results_at(name)) is None:
         return []
-    with open(path) as f:
-        results = json.load(f)
-    rel = os.path.relpath(os.path.dirname(path), here)
+    rel = os.path.relpath(os.path.join(ROOT, "benchmarks", name), here)
     return [f"## {title}", "", f"`llm-irl compare benchmarks/{name}.yaml`, {results['runtime_s'] / 60:.1f} "
             f"min; report and plots in [{rel}]({rel}).", "", *setting_table(results), "", *frontier_lines(results), ""]
 
