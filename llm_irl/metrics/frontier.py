@@ -44,6 +44,11 @@ def _interpolate(curve: Curve, grid: np.ndarray) -> np.ndarray:
     return np.interp(grid, xs, ys)
 
 
+def _bounds(figure: dict) -> tuple[float, float]:
+    """(lo, hi) of a figure; its value twice when it has no interval (one seed)."""
+    return (figure["value"], figure["value"]) if figure["lo"] is None else (figure["lo"], figure["hi"])
+
+
 def frontier_gap(arm: Sequence[Curve], baseline: Sequence[Curve], grid_size: int = 21) -> dict:
     """Quality gap arm − baseline at matched diversity, per grid point and averaged, with the verdict.
 
@@ -67,14 +72,14 @@ def frontier_gap(arm: Sequence[Curve], baseline: Sequence[Curve], grid_size: int
     if seeds > 1:
         per_point = [seed_interval(gaps[:, j]) for j in range(len(grid))]
         mean_gap = seed_interval(gaps.mean(axis=1))
-        point_above, point_below = any(f["lo"] > 0 for f in per_point), any(f["hi"] < 0 for f in per_point)
-        above, below = mean_gap["lo"] > 0 and not point_below, mean_gap["hi"] < 0 and not point_above
-        crossing = point_above and point_below
-    else:
+    else:  # no interval: a figure's bounds are its value, so the verdict reads signs
         per_point = [estimate(g) for g in gaps[0]]
         mean_gap = estimate(gaps[0].mean())
-        point_above, point_below = bool((gaps[0] > 0).any()), bool((gaps[0] < 0).any())
-        above, below, crossing = point_above and not point_below, point_below and not point_above, point_above and point_below
+    point_above = any(_bounds(f)[0] > 0 for f in per_point)
+    point_below = any(_bounds(f)[1] < 0 for f in per_point)
+    crossing = point_above and point_below
+    above = _bounds(mean_gap)[0] > 0 and not point_below
+    below = _bounds(mean_gap)[1] < 0 and not point_above
     verdict = "crossing" if crossing else "above" if above else "below" if below else "overlapping"
     locally = None if crossing else "above" if point_above else "below" if point_below else None
     return {"verdict": verdict, "locally": locally, "seeds": seeds, "x_range": (float(lo), float(hi)),
