@@ -17,9 +17,9 @@ interval over seeds. The verdict:
 - `no overlap`: the curves share no diversity range, so no matched comparison exists.
 
 The mean gap is one test per comparison. Reading a side off any one of the grid's 21 correlated
-point intervals, as this module did before, declared one in 12–29% of 2,000 draws of two equal
-curves (3 seeds, 3 temperatures, noise per seed and per point), the mean gap in 5%
-(tests/test_frontier.py checks the latter). What the point intervals
+point intervals, as this module did before, declared one in 11–31% of 2,000 draws of two equal
+curves (3 seeds, 3 temperatures, noise per seed and per point), the mean gap in 4–5%
+(benchmarks/bench_frontier_rule.py; tests/test_frontier.py checks the latter). What the point intervals
 say is kept beside the verdict (`locally`: "above" or "below" where some point's interval clears
 0 one way only) and stated in the sentence, so an `overlapping` verdict that is locally below
 still reads as such.
