@@ -12,7 +12,8 @@ the metric over each prompt's k samples, mean and bootstrap CI over prompts. Acr
 diversity: sample 0 of every prompt, pooled (no CI: resampling texts would add duplicates).
 Quality, when the set allows it: the expert's own log-likelihood and validity when the prompts
 come from a known synthetic expert, exact match when answers are checkable, BLEU/ROUGE against
-references; held-out NLL (and forward KL under a known expert) on the set's demonstrations.
+references; held-out NLL (and forward KL under a known expert, also under each sampled temperature:
+the coverage axis of the quality–coverage frontier) on the set's demonstrations.
 With `embedding_model` set (the `embed` extra), sentence-embedding similarity to the reference and
 diversity within a prompt's samples (`llm_irl.metrics.embedding`). Greedy decoding (T = 0) repeats
 one decode k times, so what compares a prompt's k samples with each other (`NOT_AT_GREEDY`:
@@ -152,21 +153,30 @@ def policy_metrics(groups: list[list[Sample]], model, tokenizer, task: EvalTask,
     return out
 
 
-def heldout_metrics(model, tokenizer, task: EvalTask) -> dict[str, dict]:
-    from llm_irl.metrics.ground_truth import forward_kl
+def heldout_metrics(model, tokenizer, task: EvalTask, temperatures: Sequence[float] = ()) -> tuple[dict, dict]:
+    """Figures of the set's held-out demonstrations: ({"heldout_nll", "forward_kl"} at T = 1,
+    {temperature key: {"forward_kl_at_t": figure}} for each sampled temperature in `temperatures`).
+
+    Forward KL at T scores the demonstrations under the distribution the samples at T were drawn
+    from: the coverage axis of the quality–coverage frontier (`llm_irl.metrics.ground_truth.forward_kl_at`).
+    """
+    from llm_irl.metrics.ground_truth import forward_kl_at
     from llm_irl.scoring import mean_nll
 
     if not task.heldout:
-        return {}
+        return {}, {}
     prompts, completions = map(list, zip(*task.heldout))
     out = {"heldout_nll": estimate(mean_nll(model, tokenizer, prompts, completions), n=len(prompts))}
+    by_t = {}
     if task.expert is not None:
+        sampled = sorted({float(t) for t in temperatures if float(t) > 0})  # greedy has no likelihood to score
         try:  # needs one token per expert word; a subword tokenizer cannot be compared action by action
-            kl = forward_kl(task.expert, model, tokenizer, prompts, completions)
-            out["forward_kl"] = estimate(kl, n=len(prompts))
+            kl = forward_kl_at(task.expert, model, tokenizer, prompts, completions, sorted({1.0, *sampled}))
+            out["forward_kl"] = estimate(kl[1.0], n=len(prompts))
+            by_t = {f"{t:g}": {"forward_kl_at_t": estimate(kl[t], n=len(prompts))} for t in sampled}
         except ValueError as e:
             logger.warning("forward KL skipped: %s", e)
-    return out
+    return out, by_t
 
 
 def evaluate_model(model, tokenizer, task: EvalTask, config: EvalConfig, *, samples_path: str | None = None,
@@ -193,7 +203,10 @@ def evaluate_model(model, tokenizer, task: EvalTask, config: EvalConfig, *, samp
         # greedy: each prompt's k samples are one decode repeated, so what compares them with each other
         # is trivial (Self-BLEU 1, or below 1 for short copies under its smoothing; best-of-k gain 0)
         per_t[f"{t:g}"] = reportable(t, figures)
-    return {"metrics": heldout_metrics(model, tokenizer, task), "temperatures": per_t,
+    heldout, coverage = heldout_metrics(model, tokenizer, task, [float(t) for t in per_t])
+    for t, figures in coverage.items():
+        per_t[t].update(figures)
+    return {"metrics": heldout, "temperatures": per_t,
             "sample_quality": (task.sample_quality() or (None,))[0]}
 
 

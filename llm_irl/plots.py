@@ -55,7 +55,8 @@ def _save(fig, path: str) -> None:
 
 
 PANEL_TITLES = {"self_bleu_per_input": "Per-input diversity (k samples of the same prompt)",
-                "distinct_2_across": "Across-input diversity (one sample per prompt)"}
+                "distinct_2_across": "Across-input diversity (one sample per prompt)",
+                "forward_kl_at_t": "Coverage (the expert's held-out text under the model at T)"}
 
 
 def _curves(results: dict) -> tuple[dict, dict | None, list[str], list[str], list[dict]]:
@@ -80,6 +81,19 @@ def _frontier_label(results: dict, arm: str, div: str) -> str:
         if f["diversity"] == div and f["baseline"] == arm:
             return f"{arm} (baseline)"
     return arm
+
+
+def _count(results: dict, div: str) -> str:
+    """What one point of a diversity axis is computed over."""
+    if div.endswith("_per_input"):
+        return f"k={results['eval']['k']}"
+    if div == "forward_kl_at_t":
+        return f"up to {results['eval'].get('num_heldout', '?')} held-out demonstrations"
+    return f"{results['eval']['num_prompts']} texts"
+
+
+def _more(div: str) -> str:
+    return "coverage" if div == "forward_kl_at_t" else "diverse"
 
 
 def plot_quality_vs_diversity(results: dict, path: str) -> bool:
@@ -114,9 +128,8 @@ def plot_quality_vs_diversity(results: dict, path: str) -> bool:
         if reversed_:
             ax.invert_xaxis()  # keep "more diverse" to the right on every panel
         ax.set_title(PANEL_TITLES.get(div, METRICS[div].label), fontsize=10)
-        count = f"k={results['eval']['k']}" if div.endswith("_per_input") else f"{results['eval']['num_prompts']} texts"
-        ax.set_xlabel(f"{METRICS[div].label} ({count})\n→ more diverse"
-                      + (" (axis reversed: lower Self-BLEU)" if reversed_ else ""))
+        ax.set_xlabel(f"{METRICS[div].label} ({_count(results, div)})\n→ more {_more(div)}"
+                      + (f" (axis reversed: lower {METRICS[div].short})" if reversed_ else ""))
         ax.set_ylabel(f"{METRICS[quality].label}\n↑ {METRICS[quality].sense}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=9)

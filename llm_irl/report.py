@@ -22,16 +22,18 @@ import os
 from llm_irl.files import write_atomic
 from llm_irl.metrics.catalogue import (
     DIVERSITY_AXES,
+    FOLDING_AXES,
     HEADLINE_DIVERSITY,
     METRICS,
     QUALITY_AXIS,
+    axis_label,
     format_estimate,
     markdown_table,
     metric_table,
     reportable,
     temperature_label,
 )
-from llm_irl.metrics.frontier import describe_verdict, frontier_gap
+from llm_irl.metrics.frontier import describe_verdict, efficient_points, frontier_gap
 from llm_irl.plots import write_plots
 
 
@@ -169,13 +171,14 @@ def frontier_verdicts(results: dict) -> list[dict]:
 
     def curves(arm: str, div: str) -> list[list[tuple[float, float]]]:  # one curve per seed, seeds in order
         runs = [results["runs"][arm][s]["temperatures"] for s in seeds]
-        return [[(diversity_x(div, run[t][div]), run[t][quality]["value"]) for t in temps] for run in runs]
+        points = [[(diversity_x(div, run[t][div]), run[t][quality]["value"]) for t in temps] for run in runs]
+        return [efficient_points(c) for c in points] if div in FOLDING_AXES else points
 
     out = []
     for div in DIVERSITY_AXES:
         if not all(div in results["runs"][a][s]["temperatures"][t] for a in arms for s in seeds for t in temps):
             continue
-        axis = f"1 − {METRICS[div].label}" if METRICS[div].sign < 0 else METRICS[div].label
+        axis = axis_label(div)
         for arm in arms[1:]:
             gap = frontier_gap(curves(arm, div), curves(baseline, div))
             out.append({"arm": arm, "baseline": baseline, "quality": quality, "diversity": div, **gap,

@@ -10,7 +10,6 @@ from llm_irl.modeling import eval_mode, policy_temperature
 from llm_irl.soft_q import action_mask, token_logprobs
 
 
-@torch.no_grad()
 def completion_logprobs(
     model, tokenizer, prompts: list[str], completions: list[str], *, batch_size: int = 64, max_length: int = 512
 ) -> list[tuple[float, int]]:
@@ -20,23 +19,38 @@ def completion_logprobs(
     model-side counterpart of an expert's `score`. π = softmax(logits/α), α the temperature the
     model was trained as (`modeling.policy_temperature`).
     """
+    return completion_logprobs_at(model, tokenizer, prompts, completions, (1.0,), batch_size=batch_size,
+                                  max_length=max_length)[1.0]
+
+
+@torch.no_grad()
+def completion_logprobs_at(
+    model, tokenizer, prompts: list[str], completions: list[str], temperatures, *, batch_size: int = 64,
+    max_length: int = 512,
+) -> dict[float, list[tuple[float, int]]]:
+    """`completion_logprobs` under the sampling distribution of each temperature T, softmax(logits/(α·T)),
+    from one forward pass: {T: [(sum of log-probs, token count) per pair]}. Scoring the expert's
+    held-out demonstrations at the temperatures a model is sampled at gives its coverage there."""
+    temperatures = [float(t) for t in temperatures]
+    if any(t <= 0 for t in temperatures):
+        raise ValueError(f"temperatures must be > 0 to score under them (greedy has no likelihood), got {temperatures}")
     alpha = policy_temperature(model)
     device = next(model.parameters()).device
     rows = [
         encode_prompt_completion(tokenizer, p, c, max_length=max_length)
         for p, c in zip(prompts, completions, strict=True)
     ]
-    out: list[tuple[float, int]] = []
+    out: dict[float, list[tuple[float, int]]] = {t: [] for t in temperatures}
     with eval_mode(model):
         for start in range(0, len(rows), batch_size):
             batch = pad_batch(rows[start : start + batch_size], tokenizer.pad_token_id)
             batch = {k: v.to(device) for k, v in batch.items()}
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            if alpha != 1.0:
-                logits = logits / alpha
-            sums = token_logprobs(logits, batch["labels"]).sum(-1)  # zero off actions
             counts = action_mask(batch["labels"]).sum(-1)
-            out.extend((float(s), int(n)) for s, n in zip(sums, counts))
+            for t in temperatures:
+                scaled = logits if alpha * t == 1.0 else logits / (alpha * t)
+                sums = token_logprobs(scaled, batch["labels"]).sum(-1)  # zero off actions
+                out[t].extend((float(s), int(n)) for s, n in zip(sums, counts))
     return out
 
 

@@ -106,7 +106,11 @@ def test_frontier_verdict_in_results_and_report(compared, capsys):
     out, results, _ = compared
     saved = json.loads((out / "results.json").read_text())["frontier"]
     assert {(f["arm"], f["baseline"], f["diversity"]) for f in saved} == {
-        ("iq", "sft", "self_bleu_per_input"), ("iq", "sft", "distinct_2_across")}
+        ("iq", "sft", "self_bleu_per_input"), ("iq", "sft", "distinct_2_across"), ("iq", "sft", "forward_kl_at_t")}
+    for arm in ("sft", "iq"):  # coverage at each sampled temperature; at T = 1 it is the held-out forward KL
+        run = results["runs"][arm]["0"]
+        assert "forward_kl_at_t" not in run["temperatures"]["0"]  # greedy decoding has no likelihood
+        assert run["temperatures"]["1"]["forward_kl_at_t"]["value"] == pytest.approx(run["metrics"]["forward_kl"]["value"])
     for f in saved:
         assert f["quality"] == "expert_loglik" and f["seeds"] == 2
         assert f["verdict"] in ("above", "below", "crossing", "overlapping", "no overlap")
@@ -300,6 +304,27 @@ def test_frontier_verdicts_pair_seeds_on_one_minus_self_bleu():
     # interpolated at matched diversity, iq is 0.5 above sft on seed 0 and 0.55 on seed 1
     assert f["mean_gap"]["value"] == pytest.approx(0.525)
     assert f["mean_gap"]["lo"] == pytest.approx(0.525 - 12.706 * 0.05 / 2, abs=1e-3)  # t(0.975, 1)·s/√2
+
+
+def test_coverage_frontier_compares_pareto_fronts():
+    """Coverage folds back over the sweep (forward KL at T is best at T = 1 here): the hotter point, worse on
+    both axes, is off each curve's front, and the constructed answer on the fronts is iq 0.25 / 0.2 / 0.25 above."""
+    from llm_irl.report import frontier_verdicts
+
+    def run(points, dq=0.0):  # (forward KL at T, quality) per temperature
+        return {"temperatures": {t: {"forward_kl_at_t": estimate(kl), "expert_loglik": estimate(q + dq)}
+                                 for t, (kl, q) in zip(("0.7", "1", "1.3"), points)}}
+
+    sft = [(0.6, -2.0), (0.4, -2.5), (0.5, -3.0)]
+    iq = [(0.5, -2.0), (0.3, -2.5), (0.45, -3.2)]
+    results = {"seeds": [0, 1, 2], "runs": {"sft": {s: run(sft) for s in "012"},
+                                            "iq": {"0": run(iq), "1": run(iq, dq=-0.05), "2": run(iq)}}}
+    results["summary"] = {arm: results["runs"][arm]["0"] for arm in ("sft", "iq")}
+    (f,) = frontier_verdicts(results)
+    assert (f["diversity"], f["verdict"]) == ("forward_kl_at_t", "above")
+    assert f["x_range"] == pytest.approx((0.5, 0.6))  # 1 − forward KL over the fronts' common range
+    assert f["mean_gap"]["value"] == pytest.approx(0.7 / 3)  # with the T = 1.3 points kept it is not
+    assert "Pareto front" in f["text"]
 
 
 # ---------------------------------------------------------------------------- statistics

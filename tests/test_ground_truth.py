@@ -143,3 +143,44 @@ def test_forward_kl_of_a_random_tiny_llama_is_positive():
     assert math.isfinite(kl) and kl > 0.5
     with pytest.raises(ValueError, match="truncated by max_length"):
         forward_kl(e, model, tok, prompts, texts, max_length=6)
+
+
+def test_forward_kl_at_each_temperature_matches_a_token_by_token_reference():
+    """Coverage at T: the demonstrations scored under softmax(logits/(α·T)), against a slow loop over one
+    row and one action at a time, for a model trained as α = 0.5 (so T is relative to π)."""
+    pytest.importorskip("llm_irl.data")
+    from transformers import AutoModelForCausalLM
+
+    from llm_irl.builtin import tiny_model_config, word_tokenizer
+    from llm_irl.data import encode_prompt_completion
+    from llm_irl.metrics.ground_truth import forward_kl_at
+    from llm_irl.modeling import record_policy_temperature
+
+    e = GrammarExpert(seed=0)
+    tok = word_tokenizer(e.vocab)
+    config = tiny_model_config(len(tok))
+    config.hidden_size, config.intermediate_size = 32, 64
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    record_policy_temperature(model, 0.5)
+    rows = e.demonstrations(6, seed=3)
+    prompts, texts = [r["prompt"] for r in rows], [r["completion"] for r in rows]
+    temperatures = [0.5, 1.0, 1.7]
+    got = forward_kl_at(e, model, tok, prompts, texts, temperatures, batch_size=4)
+
+    expert_sum = math.fsum(e.score(p, c).logprob for p, c in zip(prompts, texts))
+    tokens = sum(e.score(p, c).num_tokens for p, c in zip(prompts, texts))
+    for t in temperatures:
+        model_sum = 0.0
+        for p, c in zip(prompts, texts):
+            row = encode_prompt_completion(tok, p, c, max_length=512)
+            ids, labels = torch.tensor([row["input_ids"]]), row["labels"]
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[0].double()
+            for pos, label in enumerate(labels):
+                if label != -100:  # an action: chosen by the logits one position earlier
+                    model_sum += float(torch.log_softmax(logits[pos - 1] / (0.5 * t), dim=-1)[label])
+        assert got[t] == pytest.approx((expert_sum - model_sum) / tokens, rel=1e-4, abs=1e-6)
+    # sharpening or flattening a (random) model moves its coverage; T = 1 is forward_kl itself
+    assert got[1.0] == pytest.approx(forward_kl(e, model, tok, prompts, texts), abs=1e-6)  # other batches: fp32
+    assert len(set(got.values())) == 3

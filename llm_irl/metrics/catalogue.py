@@ -30,6 +30,8 @@ _MORE, _LESS = "higher = more diverse", "lower = more diverse"
 METRICS: dict[str, Metric] = {
     "heldout_nll": Metric("held-out NLL (nats/token)", "NLL", _Q, _DOWN),
     "forward_kl": Metric("forward KL(expert‖model) (nats/token)", "fwd KL", _Q, _DOWN),
+    # coverage where the samples come from: the expert's held-out text under the model sampled at T
+    "forward_kl_at_t": Metric("forward KL(expert‖model sampled at T) (nats/token)", "fwd KL at T", _Q, _DOWN),
     "expert_loglik": Metric("expert log-lik of samples (nats/token)", "expert loglik", _Q, _UP),
     "reverse_kl": Metric("reverse KL(model‖expert) on T=1 samples ending in EOS (nats/token)", "rev KL", _Q, _DOWN),
     "validity": Metric("validity (fraction the expert could write)", "valid", _Q, _UP),
@@ -61,9 +63,24 @@ METRICS: dict[str, Metric] = {
 }
 
 # the quality–diversity plane of the plots and the frontier verdict: quality is the first of these
-# the evaluation has; diversity per input (within a prompt's k samples) and across inputs (one per prompt)
+# the evaluation has; diversity per input (within a prompt's k samples) and across inputs (one per prompt),
+# and coverage (forward KL at T): per-token likelihoods only, so unlike n-gram counts it does not reward
+# short samples
 QUALITY_AXIS = ("expert_loglik", "exact_match", "rouge1", "bleu")
-DIVERSITY_AXES = ("self_bleu_per_input", "distinct_2_across")
+DIVERSITY_AXES = ("self_bleu_per_input", "distinct_2_across", "forward_kl_at_t")
+# axes whose curve folds back over the temperature sweep: coverage is best near the model's calibrated
+# temperature and worse on both sides, so curves on it are compared on their Pareto fronts
+FOLDING_AXES = ("forward_kl_at_t",)
+
+
+def axis_label(metric: str) -> str:
+    """How a frontier's x axis reads in a sentence: higher = more diverse (or more coverage)."""
+    label = METRICS[metric].label
+    if metric in FOLDING_AXES:
+        return f"{label} (each curve's Pareto front)"
+    return f"1 − {label}" if METRICS[metric].sign < 0 else label
+
+
 # the diversity figures that get a verdict and a by-temperature plot (the tables hold the rest)
 HEADLINE_DIVERSITY = (*DIVERSITY_AXES, "embed_diversity_per_input", "policy_entropy")
 # figures that greedy decoding (T = 0: one decode repeated k times) makes trivial, so they are not

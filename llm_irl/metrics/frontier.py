@@ -25,6 +25,12 @@ say is kept beside the verdict (`locally`: "above" or "below" where some point's
 still reads as such.
 
 With one seed there is no interval and the verdict reads the sign of the point gaps (said so).
+
+A diversity axis need not be monotone in the temperature. Coverage (forward KL of the expert's
+held-out text under the model sampled at T) is best near the model's calibrated temperature and
+worse on both sides, so its curve folds back: past the fold a hotter point is worse on both axes.
+`efficient_points` keeps the points no other point of the curve beats on both axes (the Pareto
+front: the temperatures a user would ever pick) before curves on such an axis are compared.
 """
 
 from __future__ import annotations
@@ -42,6 +48,17 @@ def _interpolate(curve: Curve, grid: np.ndarray) -> np.ndarray:
     points = sorted((float(x), float(y)) for x, y in curve)
     xs, ys = zip(*points)
     return np.interp(grid, xs, ys)
+
+
+def efficient_points(curve: Curve) -> list[tuple[float, float]]:
+    """The points of `curve` that no other point matches or beats on both axes (higher = better on each),
+    in increasing diversity: the curve's Pareto front. Equal points are kept once."""
+    front, best_y = [], -np.inf
+    for x, y in sorted({(float(x), float(y)) for x, y in curve}, key=lambda p: (-p[0], -p[1])):
+        if y > best_y:  # every point with more diversity has less quality: this one is on the front
+            front.append((x, y))
+            best_y = y
+    return front[::-1]
 
 
 def _bounds(figure: dict) -> tuple[float, float]:

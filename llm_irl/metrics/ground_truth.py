@@ -81,19 +81,39 @@ def forward_kl(
     word tokenizer of `llm_irl.builtin`); a token count that differs from the expert's, e.g.
     from truncation at `max_length`, raises instead of comparing different actions.
     """
-    from llm_irl.scoring import completion_logprobs  # torch-side import only when a model is scored
+    return forward_kl_at(expert, model, tokenizer, prompts, completions, (1.0,), **logprob_kw)[1.0]
+
+
+def forward_kl_at(
+    expert: SyntheticExpert,
+    model,
+    tokenizer,
+    prompts: Sequence[str],
+    completions: Sequence[str],
+    temperatures: Sequence[float],
+    **logprob_kw,
+) -> dict[float, float]:
+    """`forward_kl` against the model's sampling distribution at each temperature T, softmax(logits/(α·T)):
+    {T: nats per token}, from one teacher-forced pass (`llm_irl.scoring.completion_logprobs_at`).
+
+    This is coverage where the model is sampled: lowering T sharpens the samples and drops what
+    the expert also says, so forward KL rises below the model's best temperature (and above it,
+    as the distribution flattens). Against the expert's log-likelihood of samples at the same T it
+    gives a quality–coverage curve whose both axes are per-token likelihoods, neither counting
+    n-grams, so neither rewards short samples as Self-BLEU does.
+    """
+    from llm_irl.scoring import completion_logprobs_at  # torch-side import only when a model is scored
 
     scores = _expert_scores(expert, prompts, completions)
-    model_side = completion_logprobs(model, tokenizer, list(prompts), list(completions), **logprob_kw)
-    for i, (s, (_, n_model)) in enumerate(zip(scores, model_side)):
+    by_t = completion_logprobs_at(model, tokenizer, list(prompts), list(completions), temperatures, **logprob_kw)
+    for i, (s, (_, n_model)) in enumerate(zip(scores, next(iter(by_t.values())))):
         if n_model != s.num_tokens:
             raise ValueError(
                 f"sample {i}: the model scored {n_model} tokens where the expert scored {s.num_tokens} "
                 f"actions (truncated by max_length, or not a one-token-per-word tokenizer?)"
             )
-    return forward_kl_from_logprobs(
-        [s.logprob for s in scores], [lp for lp, _ in model_side], [s.num_tokens for s in scores]
-    )
+    expert_side, counts = [s.logprob for s in scores], [s.num_tokens for s in scores]
+    return {t: forward_kl_from_logprobs(expert_side, [lp for lp, _ in side], counts) for t, side in by_t.items()}
 
 
 def expert_nll_of_samples(expert: SyntheticExpert, prompts: Sequence[str], samples: Sequence[str]) -> float:
