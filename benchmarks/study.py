@@ -27,6 +27,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from llm_irl.metrics.catalogue import FOLDING_AXES
+from llm_irl.metrics.frontier import efficient_points
 from llm_irl.quickstart import ARMS as QUICKSTART_ARMS
 from llm_irl.quickstart import COMMON
 
@@ -69,7 +71,10 @@ COLUMNS = [
 EXPERT_COLUMNS = ("expert_loglik", "validity", "self_bleu_per_input", "distinct_2_across", "mean_length", "terminated",
                   "loop_share")
 # the frontier: quality = the expert's log-likelihood of samples; diversity two ways, higher = more diverse
-FRONTIER_AXES = {"Self-BLEU": ("self_bleu_per_input", lambda v: 1.0 - v), "distinct-2": ("distinct_2_across", float)}
+# and coverage: forward KL of held-out expert text under the model at T (no n-gram counts, so short samples
+# gain nothing), compared on each curve's Pareto front since it folds back over the sweep (metrics.frontier)
+FRONTIER_AXES = {"Self-BLEU": ("self_bleu_per_input", lambda v: 1.0 - v), "distinct-2": ("distinct_2_across", float),
+                 "coverage": ("forward_kl_at_t", lambda v: -v)}
 
 
 def setting_recipe(expert: str, regime: str, quick: bool, out_root: str, names=None) -> dict:
@@ -181,7 +186,7 @@ def _seed_curves(results: dict, arm: str, diversity: str, to_x) -> list[list[tup
             d, q = node.get(diversity), node.get("expert_loglik")
             if d and q and d.get("value") is not None and q.get("value") is not None:
                 points.append((to_x(d["value"]), q["value"]))
-        curves.append(points)
+        curves.append(efficient_points(points) if diversity in FOLDING_AXES else points)
     return curves
 
 
