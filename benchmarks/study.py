@@ -27,8 +27,6 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from llm_irl.metrics.catalogue import FOLDING_AXES
-from llm_irl.metrics.frontier import efficient_points
 from llm_irl.quickstart import ARMS as QUICKSTART_ARMS
 from llm_irl.quickstart import COMMON
 
@@ -70,11 +68,14 @@ COLUMNS = [
 ]
 EXPERT_COLUMNS = ("expert_loglik", "validity", "self_bleu_per_input", "distinct_2_across", "mean_length", "terminated",
                   "loop_share")
-# the frontier: quality = the expert's log-likelihood of samples; diversity two ways, higher = more diverse
-# and coverage: forward KL of held-out expert text under the model at T (no n-gram counts, so short samples
-# gain nothing), compared on each curve's Pareto front since it folds back over the sweep (metrics.frontier)
-FRONTIER_AXES = {"Self-BLEU": ("self_bleu_per_input", lambda v: 1.0 - v), "distinct-2": ("distinct_2_across", float),
-                 "coverage": ("forward_kl_at_t", lambda v: -v)}
+# the frontier: axis name -> (x, to_x, y, to_y), y read at matched x. Quality (the expert's log-likelihood of
+# samples) at matched diversity, two ways (higher x = more diverse); then coverage (−forward KL of held-out
+# expert text under the model at T: no n-gram counts, so short samples gain nothing) at matched quality, as
+# measured and standardised to the expert's lengths (no length effect on either axis); see metrics.frontier
+FRONTIER_AXES = {"Self-BLEU": ("self_bleu_per_input", lambda v: 1.0 - v, "expert_loglik", float),
+                 "distinct-2": ("distinct_2_across", float, "expert_loglik", float),
+                 "coverage": ("expert_loglik", float, "forward_kl_at_t", lambda v: -v),
+                 "coverage at length-std quality": ("expert_loglik_std", float, "forward_kl_at_t", lambda v: -v)}
 
 
 def setting_recipe(expert: str, regime: str, quick: bool, out_root: str, names=None) -> dict:
@@ -177,16 +178,16 @@ def setting_table(results: dict) -> list[str]:
     return lines
 
 
-def _seed_curves(results: dict, arm: str, diversity: str, to_x) -> list[list[tuple[float, float]]]:
-    """One (diversity, quality) curve per seed over the temperature sweep, seeds in a fixed order."""
+def _seed_curves(results: dict, arm: str, x: str, to_x, y: str, to_y) -> list[list[tuple[float, float]]]:
+    """One (x, y) curve per seed over the temperature sweep, seeds in a fixed order."""
     curves = []
     for seed in sorted(results["runs"][arm], key=int):
         points = []
         for node in results["runs"][arm][seed]["temperatures"].values():
-            d, q = node.get(diversity), node.get("expert_loglik")
-            if d and q and d.get("value") is not None and q.get("value") is not None:
-                points.append((to_x(d["value"]), q["value"]))
-        curves.append(efficient_points(points) if diversity in FOLDING_AXES else points)
+            a, b = node.get(x), node.get(y)
+            if a and b and a.get("value") is not None and b.get("value") is not None:
+                points.append((to_x(a["value"]), to_y(b["value"])))
+        curves.append(points)
     return curves
 
 
@@ -197,11 +198,11 @@ def frontier_against(results: dict, arm: str, base_results: dict, base: str = "s
     from llm_irl.metrics.frontier import frontier_gap
 
     out = {}
-    for axis, (metric, to_x) in FRONTIER_AXES.items():
-        arm_curves, base_curves = _seed_curves(results, arm, metric, to_x), _seed_curves(base_results, base, metric, to_x)
+    for axis, spec in FRONTIER_AXES.items():
+        arm_curves, base_curves = _seed_curves(results, arm, *spec), _seed_curves(base_results, base, *spec)
         for extra in more:
-            arm_curves += _seed_curves(extra, arm, metric, to_x)
-            base_curves += _seed_curves(extra, base, metric, to_x)
+            arm_curves += _seed_curves(extra, arm, *spec)
+            base_curves += _seed_curves(extra, base, *spec)
         if all(arm_curves) and all(base_curves) and len(arm_curves) == len(base_curves):
             out[axis] = frontier_gap(arm_curves, base_curves)
     return out
@@ -212,13 +213,23 @@ def frontiers(results: dict) -> dict[str, dict[str, dict]]:
     return {arm: frontier_against(results, arm, results) for arm in results["summary"] if arm != "sft"}
 
 
+def _axis_words(axis: str) -> str:
+    """'diversity by Self-BLEU', or 'coverage at matched quality' for the coverage axes."""
+    if axis == "coverage":
+        return "coverage at matched quality"
+    if axis.startswith("coverage at "):
+        return f"coverage at matched {axis.removeprefix('coverage at ')}"
+    return f"diversity by {axis}"
+
+
 def frontier_lines(results: dict) -> list[str]:
     from llm_irl.metrics.frontier import describe_verdict
 
     lines = []
     for arm, by_axis in frontiers(results).items():
         for axis, result in by_axis.items():
-            lines.append(f"- diversity by {axis}: {describe_verdict(result, arm)}")
+            gap_name = "coverage" if axis.startswith("coverage") else "quality"
+            lines.append(f"- {_axis_words(axis)}: {describe_verdict(result, arm, gap_name=gap_name)}")
     return lines
 
 
@@ -235,7 +246,7 @@ def frontier_summary(all_results: dict[str, dict]) -> list[str]:
                 tally[verdict] = tally.get(verdict, 0) + 1
     order = ("above", "below", "crossing", "overlapping", "overlapping but locally above",
              "overlapping but locally below", "no overlap")
-    return [f"- **{arm}** (diversity by {axis}): " + ", ".join(f"{tally.get(v, 0)} {v}" for v in order if tally.get(v))
+    return [f"- **{arm}** ({_axis_words(axis)}): " + ", ".join(f"{tally.get(v, 0)} {v}" for v in order if tally.get(v))
             + f" of {sum(tally.values())} settings" for (arm, axis), tally in counts.items()]
 
 
@@ -346,7 +357,13 @@ def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], r
         "**Quality–diversity frontier against SFT** (quality = the expert's log-likelihood of samples, compared at "
         "matched diversity over the temperature sweep, seeds paired; above/below = the 95% interval over seeds of the "
         "mean gap over the common diversity range clears 0, and no point of the range says the opposite; crossing = "
-        "points clear 0 both ways; see each setting below for the gaps):",
+        "points clear 0 both ways; see each setting below for the gaps). Coverage is read the other way round: "
+        "−forward KL of held-out expert text under the model at each T, at matched quality, once with quality as "
+        "measured and once standardised to the expert's sample lengths. Self-BLEU and distinct-2 count n-grams and "
+        "the expert's per-token likelihood of samples depends on their length by itself (on the grammar expert's own "
+        "samples it falls from −0.99 for the shortest quarter to −1.28 nats/token for the longest), so an arm that "
+        "writes shorter samples can look better on the first two axes without being better; the last one has "
+        "no length effect on either axis:",
         "",
         *frontier_summary(all_results),
         "",
@@ -476,11 +493,13 @@ def online_share_section() -> list[str]:
         return []
     return ["## Online IQ at larger policy shares, setting by setting", "",
             "Arms named online_SHARE_λ (3 seeds each; `_excl` = `policy_terminal_value: exclude`; sweeps in "
-            "`benchmarks/sweeps/`), frontier against SFT in the same sweep: mean gap in expert log-likelihood at "
-            "matched diversity [95% interval]; then length and forward KL at T = 1 beside SFT's, since shorter "
-            "samples read as more diverse.", "",
+            "`benchmarks/sweeps/`), frontier against SFT in the same sweep [95% interval]: by Self-BLEU and "
+            "distinct-2 the mean gap in expert log-likelihood at matched diversity; by coverage the mean gap in "
+            "−forward KL (nats/token) at matched quality, as measured and standardised to the expert's lengths (– "
+            "where the runs' models were no longer on disk to measure it); then length and forward KL at T = 1 "
+            "beside SFT's, since shorter samples read as more diverse.", "",
             "| setting | arm | by " + " | by ".join(FRONTIER_AXES) + " | length (SFT) | fwd KL (SFT) |",
-            "|---|---|---|---|---|---|", *rows, ""]
+            "|---" * (4 + len(FRONTIER_AXES)) + "|", *rows, ""]
 
 
 def _budget_results(expert: str) -> dict[int, dict]:

@@ -51,7 +51,7 @@ from llm_irl.metrics import (
 from llm_irl.metrics.catalogue import METRICS, format_estimate, metric_table, reportable, temperature_label
 from llm_irl.metrics.embedding import per_prompt_embedding
 from llm_irl.metrics.ground_truth import reverse_kl
-from llm_irl.metrics.shape import eos_share, loop_share, mean_length
+from llm_irl.metrics.shape import eos_share, length_standardised, loop_share, mean_length
 from llm_irl.prompts import prompt_ids
 from llm_irl.rewards import best_of_n, implied_rewards, spearman
 from llm_irl.special_tokens import eos_token_ids
@@ -66,8 +66,20 @@ def _over_prompts(per_prompt: Sequence[float], config: EvalConfig) -> dict:
 # ---------------------------------------------------------------------------- metrics
 
 
-def text_metrics(groups: list[list[str]], task: EvalTask, config: EvalConfig, vocab_size: int) -> dict[str, dict]:
-    """Quality and diversity of texts grouped by prompt (k per prompt, in prompt order)."""
+REFERENCE_SEED = 0
+
+
+def expert_lengths(task: EvalTask, config: EvalConfig) -> list[int]:
+    """Lengths (words + EOS) of the expert's own k samples per prompt, drawn with one fixed seed so every
+    run and arm is standardised to the same reference."""
+    rng = np.random.default_rng(REFERENCE_SEED)
+    return [len(task.expert.sample_completion(p, rng).split()) + 1 for p in task.prompts for _ in range(config.k)]
+
+
+def text_metrics(groups: list[list[str]], task: EvalTask, config: EvalConfig, vocab_size: int,
+                 reference_lengths: Sequence[int] | None = None) -> dict[str, dict]:
+    """Quality and diversity of texts grouped by prompt (k per prompt, in prompt order); with the
+    expert's own `reference_lengths`, also its log-likelihood of the samples standardised to them."""
     out: dict[str, dict] = {}
     k = len(groups[0])
     flat = [t for g in groups for t in g]
@@ -75,6 +87,11 @@ def text_metrics(groups: list[list[str]], task: EvalTask, config: EvalConfig, vo
         per_prompt = [([task.prompts[i]] * len(g), g) for i, g in enumerate(groups)]
         out["expert_loglik"] = _over_prompts([task.expert.mean_logprob_per_token(*pg) for pg in per_prompt], config)
         out["validity"] = _over_prompts([task.expert.validity_rate(*pg) for pg in per_prompt], config)
+        if reference_lengths:
+            scores = [task.expert.score(task.prompts[i], t) for i, g in enumerate(groups) for t in g]
+            std = length_standardised([s.num_tokens for s in scores], [s.logprob for s in scores], reference_lengths)
+            if not math.isnan(std):  # NaN: the samples leave a length bin of the expert's empty
+                out["expert_loglik_std"] = estimate(std, n=len(scores))
     if (check := task.checker()) is not None:
         out["exact_match"] = _over_prompts([np.mean([check(i, t) for t in g]) for i, g in enumerate(groups)], config)
     if task.references is not None:
@@ -195,9 +212,10 @@ def evaluate_model(model, tokenizer, task: EvalTask, config: EvalConfig, *, samp
         if samples_path:
             save_jsonl(samples, samples_path)
     vocab_size = len(tokenizer)
+    reference = expert_lengths(task, config) if task.expert is not None else None
     per_t = {}
     for t, groups in by_temperature(samples).items():
-        figures = {**text_metrics([[s.sample for s in g] for g in groups], task, config, vocab_size),
+        figures = {**text_metrics([[s.sample for s in g] for g in groups], task, config, vocab_size, reference),
                    **shape_metrics([[(s.completion_ids, s.terminated) for s in g] for g in groups], config),
                    **policy_metrics(groups, model, tokenizer, task, config)}
         # greedy: each prompt's k samples are one decode repeated, so what compares them with each other
@@ -220,7 +238,8 @@ def evaluate_expert(task: EvalTask, config: EvalConfig, tokenizer) -> dict | Non
     groups = [[task.expert.sample_completion(p, rng) for _ in range(config.k)] for p in task.prompts]
     eos = eos_token_ids(tokenizer)[0]
     shapes = [[(tokenizer(t, add_special_tokens=False)["input_ids"] + [eos], True) for t in g] for g in groups]
-    return {"metrics": {}, "temperatures": {"expert": {**text_metrics(groups, task, config, len(tokenizer)),
+    reference = expert_lengths(task, config)
+    return {"metrics": {}, "temperatures": {"expert": {**text_metrics(groups, task, config, len(tokenizer), reference),
                                                        **shape_metrics(shapes, config)}}}
 
 

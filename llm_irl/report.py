@@ -22,7 +22,8 @@ import os
 from llm_irl.files import write_atomic
 from llm_irl.metrics.catalogue import (
     DIVERSITY_AXES,
-    FOLDING_AXES,
+    COVERAGE_AXIS,
+    COVERAGE_QUALITIES,
     HEADLINE_DIVERSITY,
     METRICS,
     QUALITY_AXIS,
@@ -33,7 +34,7 @@ from llm_irl.metrics.catalogue import (
     reportable,
     temperature_label,
 )
-from llm_irl.metrics.frontier import describe_verdict, efficient_points, frontier_gap
+from llm_irl.metrics.frontier import describe_verdict, frontier_gap
 from llm_irl.plots import write_plots
 
 
@@ -148,9 +149,11 @@ def verdict_summary(verdicts: list[dict]) -> list[str]:
 # ---------------------------------------------------------------------------- the frontier
 
 
-def diversity_x(metric: str, figure: dict) -> float:
-    """A diversity figure on an axis where higher is more diverse: 1 − Self-BLEU, distinct-n as is."""
-    return 1.0 - figure["value"] if METRICS[metric].sign < 0 else figure["value"]
+def axis_value(metric: str, figure: dict) -> float:
+    """A figure on an axis where higher is more diverse (or better): 1 − Self-BLEU, −forward KL, distinct-n as is."""
+    if METRICS[metric].sign >= 0:
+        return figure["value"]
+    return 1.0 - figure["value"] if metric.startswith("self_bleu") else -figure["value"]
 
 
 def frontier_quality(results: dict) -> str | None:
@@ -160,30 +163,35 @@ def frontier_quality(results: dict) -> str | None:
 
 
 def frontier_verdicts(results: dict) -> list[dict]:
-    """Each arm's frontier against the baseline arm's, on every diversity axis the results have."""
+    """Each arm's frontier against the baseline arm's: quality at matched diversity on every diversity axis
+    the results have, and coverage at matched quality (raw and length-standardised, `COVERAGE_QUALITIES`)
+    where every run has both figures at every temperature."""
     arms, seeds = list(results["summary"]), [str(s) for s in results["seeds"]]
-    baseline, quality = arms[0], frontier_quality(results)
-    if quality is None or len(arms) < 2:
+    baseline, main_quality = arms[0], frontier_quality(results)
+    if main_quality is None or len(arms) < 2:
         return []
     # sampled temperatures only: greedy (T = 0) has per-input diversity 0 by definition, and a point pinned
     # there would put most of the grid on the straight line from greedy to the lowest sampled temperature
     temps = [t for t in results["summary"][baseline]["temperatures"] if float(t) > 0]
 
-    def curves(arm: str, div: str) -> list[list[tuple[float, float]]]:  # one curve per seed, seeds in order
+    def curves(arm: str, x: str, y: str) -> list[list[tuple[float, float]]]:  # one per seed, seeds in order
         runs = [results["runs"][arm][s]["temperatures"] for s in seeds]
-        points = [[(diversity_x(div, run[t][div]), run[t][quality]["value"]) for t in temps] for run in runs]
-        return [efficient_points(c) for c in points] if div in FOLDING_AXES else points
+        return [[(axis_value(x, run[t][x]), axis_value(y, run[t][y])) for t in temps] for run in runs]
 
+    # (x, y, quality, diversity, what the gap is): y read at matched x
+    pairs = [(div, main_quality, main_quality, div, "quality") for div in DIVERSITY_AXES if div != COVERAGE_AXIS]
+    pairs += [(q, COVERAGE_AXIS, q, COVERAGE_AXIS, "coverage") for q in COVERAGE_QUALITIES]
     out = []
-    for div in DIVERSITY_AXES:
-        if not all(div in results["runs"][a][s]["temperatures"][t] for a in arms for s in seeds for t in temps):
+    for x, y, quality, div, gap_name in pairs:
+        if not all({x, y} <= set(results["runs"][a][s]["temperatures"][t]) for a in arms for s in seeds for t in temps):
             continue
-        axis = axis_label(div)
+        matched = f"matched {axis_label(div)}" if gap_name == "quality" else f"matched {METRICS[quality].label}"
+        measured = METRICS[quality].label if gap_name == "quality" else f"coverage (−{METRICS[COVERAGE_AXIS].label})"
         for arm in arms[1:]:
-            gap = frontier_gap(curves(arm, div), curves(baseline, div))
-            out.append({"arm": arm, "baseline": baseline, "quality": quality, "diversity": div, **gap,
-                        "text": f"{describe_verdict(gap, arm, baseline)}: {METRICS[quality].label} at matched "
-                                f"{axis}, over {', '.join(temperature_label(t) for t in temps)}"})
+            gap = frontier_gap(curves(arm, x, y), curves(baseline, x, y))
+            out.append({"arm": arm, "baseline": baseline, "quality": quality, "diversity": div, "gap_of": gap_name,
+                        **gap, "text": f"{describe_verdict(gap, arm, baseline, gap_name)}: {measured} at {matched}, "
+                                       f"over {', '.join(temperature_label(t) for t in temps)}"})
     return out
 
 

@@ -306,25 +306,28 @@ def test_frontier_verdicts_pair_seeds_on_one_minus_self_bleu():
     assert f["mean_gap"]["lo"] == pytest.approx(0.525 - 12.706 * 0.05 / 2, abs=1e-3)  # t(0.975, 1)·s/√2
 
 
-def test_coverage_frontier_compares_pareto_fronts():
-    """Coverage folds back over the sweep (forward KL at T is best at T = 1 here): the hotter point, worse on
-    both axes, is off each curve's front, and the constructed answer on the fronts is iq 0.25 / 0.2 / 0.25 above."""
+def test_coverage_is_compared_at_matched_quality():
+    """Coverage folds over the sweep (forward KL at T best at T = 1 here) while quality falls with T, so the
+    verdict reads coverage at matched quality: iq covers the expert 0.1 / 0.05 / 0.1 nats/token better at
+    the same qualities, on the raw and on the length-standardised quality."""
     from llm_irl.report import frontier_verdicts
 
-    def run(points, dq=0.0):  # (forward KL at T, quality) per temperature
-        return {"temperatures": {t: {"forward_kl_at_t": estimate(kl), "expert_loglik": estimate(q + dq)}
-                                 for t, (kl, q) in zip(("0.7", "1", "1.3"), points)}}
+    def run(points, dkl=0.0):  # (quality, forward KL at T) per temperature
+        return {"temperatures": {t: {"forward_kl_at_t": estimate(kl - dkl), "expert_loglik": estimate(q),
+                                     "expert_loglik_std": estimate(q)}
+                                 for t, (q, kl) in zip(("0.7", "1", "1.3"), points)}}
 
-    sft = [(0.6, -2.0), (0.4, -2.5), (0.5, -3.0)]
-    iq = [(0.5, -2.0), (0.3, -2.5), (0.45, -3.2)]
+    sft = [(-2.0, 0.6), (-2.5, 0.4), (-3.0, 0.5)]
     results = {"seeds": [0, 1, 2], "runs": {"sft": {s: run(sft) for s in "012"},
-                                            "iq": {"0": run(iq), "1": run(iq, dq=-0.05), "2": run(iq)}}}
+                                            "iq": {"0": run(sft, 0.1), "1": run(sft, 0.05), "2": run(sft, 0.1)}}}
     results["summary"] = {arm: results["runs"][arm]["0"] for arm in ("sft", "iq")}
-    (f,) = frontier_verdicts(results)
-    assert (f["diversity"], f["verdict"]) == ("forward_kl_at_t", "above")
-    assert f["x_range"] == pytest.approx((0.5, 0.6))  # 1 − forward KL over the fronts' common range
-    assert f["mean_gap"]["value"] == pytest.approx(0.7 / 3)  # with the T = 1.3 points kept it is not
-    assert "Pareto front" in f["text"]
+    verdicts = frontier_verdicts(results)
+    assert [(f["quality"], f["diversity"], f["gap_of"], f["verdict"]) for f in verdicts] == [
+        ("expert_loglik", "forward_kl_at_t", "coverage", "above"),
+        ("expert_loglik_std", "forward_kl_at_t", "coverage", "above")]
+    assert verdicts[0]["x_range"] == pytest.approx((-3.0, -2.0))  # the quality range both curves cover
+    assert verdicts[0]["mean_gap"]["value"] == pytest.approx(0.25 / 3)  # −forward KL, arm − baseline
+    assert "mean coverage gap" in verdicts[0]["text"] and "at matched expert log-lik" in verdicts[0]["text"]
 
 
 # ---------------------------------------------------------------------------- statistics

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from llm_irl.metrics.frontier import describe_verdict, efficient_points, frontier_gap
+from llm_irl.metrics.frontier import describe_verdict, frontier_gap
 
 BASE = [(0.1, -1.0), (0.3, -2.0), (0.5, -3.0)]  # quality falls as diversity rises
 
@@ -98,22 +98,3 @@ def test_unpaired_seeds_are_refused():
     with pytest.raises(ValueError, match="pairs seeds"):
         frontier_gap(seeds(BASE), [BASE])
 
-
-def _dominated_reference(points):
-    """The definition, pair by pair: a point is off the front when another is at least as good on both axes."""
-    unique = sorted(set(points))
-    return [p for p in unique if not any(q != p and q[0] >= p[0] and q[1] >= p[1] for q in unique)]
-
-
-def test_efficient_points_match_the_pairwise_definition():
-    rng = np.random.default_rng(0)
-    for _ in range(300):
-        n = int(rng.integers(1, 8))
-        points = [(float(x), float(y)) for x, y in rng.integers(0, 4, size=(n, 2))]  # ties on purpose
-        assert efficient_points(points) == _dominated_reference(points)
-
-
-def test_a_folding_coverage_curve_keeps_the_temperatures_up_to_its_best_coverage():
-    # coverage (−forward KL) best at T = 1, quality falling with T: hotter points are worse on both axes
-    by_t = {0.5: (-0.9, -1.0), 0.7: (-0.5, -1.2), 1.0: (-0.3, -1.5), 1.3: (-0.4, -2.0), 1.6: (-0.8, -2.6)}
-    assert efficient_points(list(by_t.values())) == [by_t[0.5], by_t[0.7], by_t[1.0]]

@@ -33,6 +33,10 @@ METRICS: dict[str, Metric] = {
     # coverage where the samples come from: the expert's held-out text under the model sampled at T
     "forward_kl_at_t": Metric("forward KL(expert‖model sampled at T) (nats/token)", "fwd KL at T", _Q, _DOWN),
     "expert_loglik": Metric("expert log-lik of samples (nats/token)", "expert loglik", _Q, _UP),
+    # the same, as if the samples had the expert's lengths (metrics.shape.length_standardised): per-token
+    # log-likelihood depends on length by itself, so shorter samples cannot buy quality here
+    "expert_loglik_std": Metric("expert log-lik of samples at the expert's lengths (nats/token, standardised)",
+                                "expert loglik (std)", _Q, _UP),
     "reverse_kl": Metric("reverse KL(model‖expert) on T=1 samples ending in EOS (nats/token)", "rev KL", _Q, _DOWN),
     "validity": Metric("validity (fraction the expert could write)", "valid", _Q, _UP),
     "exact_match": Metric("exact match", "EM", _Q, _UP),
@@ -64,20 +68,19 @@ METRICS: dict[str, Metric] = {
 
 # the quality–diversity plane of the plots and the frontier verdict: quality is the first of these
 # the evaluation has; diversity per input (within a prompt's k samples) and across inputs (one per prompt),
-# and coverage (forward KL at T): per-token likelihoods only, so unlike n-gram counts it does not reward
-# short samples
+# and coverage (forward KL at T; per-token likelihoods only, so unlike n-gram counts it does not reward
+# short samples), which is compared the other way round: coverage at matched quality (metrics.frontier)
 QUALITY_AXIS = ("expert_loglik", "exact_match", "rouge1", "bleu")
 DIVERSITY_AXES = ("self_bleu_per_input", "distinct_2_across", "forward_kl_at_t")
-# axes whose curve folds back over the temperature sweep: coverage is best near the model's calibrated
-# temperature and worse on both sides, so curves on it are compared on their Pareto fronts
-FOLDING_AXES = ("forward_kl_at_t",)
+COVERAGE_AXIS = "forward_kl_at_t"
+# the qualities coverage is matched at: as measured, and standardised to the expert's lengths (then
+# neither axis has a length effect)
+COVERAGE_QUALITIES = ("expert_loglik", "expert_loglik_std")
 
 
 def axis_label(metric: str) -> str:
-    """How a frontier's x axis reads in a sentence: higher = more diverse (or more coverage)."""
+    """How a frontier's x axis reads in a sentence: higher = more diverse."""
     label = METRICS[metric].label
-    if metric in FOLDING_AXES:
-        return f"{label} (each curve's Pareto front)"
     return f"1 − {label}" if METRICS[metric].sign < 0 else label
 
 

@@ -26,11 +26,12 @@ still reads as such.
 
 With one seed there is no interval and the verdict reads the sign of the point gaps (said so).
 
-A diversity axis need not be monotone in the temperature. Coverage (forward KL of the expert's
-held-out text under the model sampled at T) is best near the model's calibrated temperature and
-worse on both sides, so its curve folds back: past the fold a hotter point is worse on both axes.
-`efficient_points` keeps the points no other point of the curve beats on both axes (the Pareto
-front: the temperatures a user would ever pick) before curves on such an axis are compared.
+The same machinery reads coverage at matched quality (`gap_name="coverage"`): x = the expert's
+log-likelihood of samples, y = −forward KL of the expert's held-out text under the model at the
+same T. Quality falls monotonically with T, so every curve is a function of it; coverage is best
+near a model's calibrated temperature and flat there, so quality read at matched coverage would
+come off a nearly vertical curve. Neither axis counts n-grams, so short samples buy nothing on
+the coverage side.
 """
 
 from __future__ import annotations
@@ -48,17 +49,6 @@ def _interpolate(curve: Curve, grid: np.ndarray) -> np.ndarray:
     points = sorted((float(x), float(y)) for x, y in curve)
     xs, ys = zip(*points)
     return np.interp(grid, xs, ys)
-
-
-def efficient_points(curve: Curve) -> list[tuple[float, float]]:
-    """The points of `curve` that no other point matches or beats on both axes (higher = better on each),
-    in increasing diversity: the curve's Pareto front. Equal points are kept once."""
-    front, best_y = [], -np.inf
-    for x, y in sorted({(float(x), float(y)) for x, y in curve}, key=lambda p: (-p[0], -p[1])):
-        if y > best_y:  # every point with more diversity has less quality: this one is on the front
-            front.append((x, y))
-            best_y = y
-    return front[::-1]
 
 
 def _bounds(figure: dict) -> tuple[float, float]:
@@ -103,11 +93,13 @@ def frontier_gap(arm: Sequence[Curve], baseline: Sequence[Curve], grid_size: int
             "grid": grid.tolist(), "gap": per_point, "mean_gap": mean_gap}
 
 
-def describe_verdict(result: dict, arm: str, baseline: str = "sft") -> str:
-    """One plain sentence for reports, e.g. 'iq's frontier lies above sft's (mean gap +0.12 [0.03, 0.2], 3 seeds)'."""
+def describe_verdict(result: dict, arm: str, baseline: str = "sft", gap_name: str = "quality") -> str:
+    """One plain sentence for reports, e.g. 'iq's frontier lies above sft's (mean quality gap +0.12 [0.03, 0.2],
+    3 seeds)'; `gap_name` names the y axis ("coverage" for coverage at matched quality)."""
     verdict = result["verdict"]
     if verdict == "no overlap":
-        return f"{arm} and {baseline} share no diversity range: no matched comparison"
+        matched = "quality" if gap_name == "coverage" else "diversity"
+        return f"{arm} and {baseline} share no {matched} range: no matched comparison"
     words = {"above": "lies above", "below": "lies below", "crossing": "crosses",
              "overlapping": "is not distinguishable from"}[verdict]
     if verdict == "overlapping" and result.get("locally"):
@@ -115,4 +107,4 @@ def describe_verdict(result: dict, arm: str, baseline: str = "sft") -> str:
     gap = result["mean_gap"]
     interval = "" if gap["lo"] is None else f" [{gap['lo']:+.3g}, {gap['hi']:+.3g}]"
     basis = f"{result['seeds']} seeds" if result["seeds"] > 1 else "one seed, no interval"
-    return f"{arm}'s frontier {words} {baseline}'s (mean quality gap {gap['value']:+.3g}{interval}, {basis})"
+    return f"{arm}'s frontier {words} {baseline}'s (mean {gap_name} gap {gap['value']:+.3g}{interval}, {basis})"

@@ -42,3 +42,31 @@ def eos_share(terminated: Sequence[bool]) -> float:
     if not terminated:
         raise ValueError("eos_share needs at least one sample")
     return sum(bool(t) for t in terminated) / len(terminated)
+
+
+def length_standardised(lengths: Sequence[int], sums: Sequence[float], reference_lengths: Sequence[int],
+                        num_bins: int = 4) -> float:
+    """Σ sums / Σ lengths within each length bin, averaged with the bins' shares of `reference_lengths`.
+
+    Direct standardisation, as rates are compared across populations of different age: a per-token
+    figure (e.g. the expert's log-likelihood of samples) can depend on sample length by itself, so
+    two models that write different lengths are compared as if both wrote the reference's (the
+    expert's) lengths. Bins are the reference's quantiles (`num_bins` of them; ties merge bins).
+    NaN when the samples leave a bin the reference uses empty: no figure rather than a guess.
+    """
+    if not len(lengths) == len(sums) or not lengths or not reference_lengths:
+        raise ValueError(f"need one sum per sample and some samples and reference lengths, got {len(lengths)} "
+                         f"lengths, {len(sums)} sums, {len(reference_lengths)} reference lengths")
+    import numpy as np
+
+    inner = np.unique(np.quantile(np.asarray(reference_lengths, dtype=float), np.linspace(0, 1, num_bins + 1)[1:-1]))
+    ref_bins = np.searchsorted(inner, reference_lengths, side="right")
+    bins = np.searchsorted(inner, lengths, side="right")
+    lengths, sums = np.asarray(lengths, dtype=float), np.asarray(sums, dtype=float)
+    total = 0.0
+    for b in np.unique(ref_bins):
+        here = bins == b
+        if not here.any():
+            return float("nan")
+        total += np.mean(ref_bins == b) * sums[here].sum() / lengths[here].sum()
+    return float(total)
