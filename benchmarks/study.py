@@ -445,7 +445,11 @@ ONLINE_SHARE_SWEEPS = {
                                    "online_0.5_0.03_excl_quickstart": ("online_0.5_0.03_excl",)},
 }
 # SFT at smaller budgets (benchmarks/sweeps/sft_budget_*.yaml) against the online arm that lay above SFT at 300
-SFT_BUDGETS = {"markov": "online_terminal_value", "grammar": "online_terminal_value_grammar"}
+# expert -> the sweeps (and their online arm, 300 steps) set against SFT stopped earlier
+SFT_BUDGETS = {"markov": [("online_terminal_value", "online_0.5_0.1_excl"),
+                          ("online_0.5_0.03_excl_markov_scarce", "online_0.5_0.03_excl")],
+               "grammar": [("online_terminal_value_grammar", "online_0.5_0.1_excl"),
+                           ("online_0.5_0.03_excl_grammar_scarce", "online_0.5_0.03_excl")]}
 
 
 def _results_at(name: str) -> dict | None:
@@ -514,23 +518,25 @@ def _budget_results(expert: str) -> dict[int, dict]:
 def sft_budget_section() -> list[str]:
     """SFT trained for fewer steps on scarce data against the online arm trained for 300."""
     out = []
-    for expert, sweep in SFT_BUDGETS.items():
-        online, budgets = _sweep_results(sweep), _budget_results(expert)
-        if online is None or not budgets:
-            continue
-        budgets.setdefault(COMMON["max_steps"], online)  # the sweep's own SFT when no steps_300 run exists
-        out += [f"**{expert}**, 150 demonstrations (`benchmarks/sweeps/sft_budget_{expert}_scarce.yaml`; "
-                f"the online arm from `{sweep}.yaml`):", "",
-                "| SFT steps | fwd KL | expert loglik, T = 1 | self-BLEU, T = 1 | length, T = 1 | online_0.5_0.1_excl "
-                "(300 steps) against it, by " + " | by ".join(FRONTIER_AXES) + " |", "|---" * (5 + len(FRONTIER_AXES)) + "|"]
-        for steps, results in sorted(budgets.items()):
-            by_axis = frontier_against(online, "online_0.5_0.1_excl", results)
-            out.append(f"| {steps} | {_fmt(_figure(results, 'sft', 'forward_kl', None))} | "
-                       f"{_fmt(_figure(results, 'sft', 'expert_loglik', '1'))} | "
-                       f"{_fmt(_figure(results, 'sft', 'self_bleu_per_input', '1'))} | "
-                       f"{_fmt(_figure(results, 'sft', 'mean_length', '1'))} | "
-                       + " | ".join(_verdict_cell(by_axis.get(axis)) for axis in FRONTIER_AXES) + " |")
-        out.append("")
+    for expert, arms in SFT_BUDGETS.items():
+        for sweep, arm in arms:
+            online, budgets = _sweep_results(sweep), _budget_results(expert)
+            if online is None or not budgets:
+                continue
+            budgets.setdefault(COMMON["max_steps"], online)  # the sweep's own SFT when no steps_300 run exists
+            out += [f"**{expert}**, 150 demonstrations (`benchmarks/sweeps/sft_budget_{expert}_scarce.yaml`; "
+                    f"{arm} from `{sweep}.yaml`):", "",
+                    f"| SFT steps | fwd KL | expert loglik, T = 1 | self-BLEU, T = 1 | length, T = 1 | {arm} "
+                    "(300 steps) against it, by " + " | by ".join(FRONTIER_AXES) + " |",
+                    "|---" * (5 + len(FRONTIER_AXES)) + "|"]
+            for steps, results in sorted(budgets.items()):
+                by_axis = frontier_against(online, arm, results)
+                out.append(f"| {steps} | {_fmt(_figure(results, 'sft', 'forward_kl', None))} | "
+                           f"{_fmt(_figure(results, 'sft', 'expert_loglik', '1'))} | "
+                           f"{_fmt(_figure(results, 'sft', 'self_bleu_per_input', '1'))} | "
+                           f"{_fmt(_figure(results, 'sft', 'mean_length', '1'))} | "
+                           + " | ".join(_verdict_cell(by_axis.get(axis)) for axis in FRONTIER_AXES) + " |")
+            out.append("")
     if out:
         out = ["## Scarce data: online IQ against SFT with a smaller budget", "",
                "300 steps of batch 32 are ~64 epochs of 150 demonstrations, so SFT overfits; is online IQ's gain more "
