@@ -88,7 +88,7 @@ def _count(results: dict, div: str) -> str:
     if div.endswith("_per_input"):
         return f"k={results['eval']['k']}"
     if div == "forward_kl_at_t":
-        return f"up to {results['eval'].get('num_heldout', '?')} held-out demonstrations"
+        return f"≤ {results['eval'].get('num_heldout', '?')} held-out texts"
     return f"{results['eval']['num_prompts']} texts"
 
 
