@@ -71,9 +71,15 @@ class ComparePlan:
 
 
 def parse_seeds(value) -> list[int]:
-    """`3` -> [0, 1, 2]; `[0, 7]` or "0,7" -> [0, 7]."""
+    """`3` -> [0, 1, 2]; `[0, 7]`, "0,7" or "[0, 7]" -> [0, 7]; "2," or "[2]" -> [2] (a bare "2" is a count)."""
     if isinstance(value, str):
-        value = [int(v) for v in value.split(",")] if "," in value else int(value)
+        text = value.strip()
+        as_list = "," in text or text.startswith("[")
+        parts = [p.strip() for p in text.strip("[]").split(",") if p.strip()]
+        try:
+            value = [int(p) for p in parts] if as_list else int(text)
+        except ValueError:
+            raise ConfigError(f"seeds must be a count or a list of integers, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, list)):
         raise ConfigError(f"seeds must be a count or a list of integers, got {value!r}")
     seeds = list(range(value)) if isinstance(value, int) else [int(v) for v in value]

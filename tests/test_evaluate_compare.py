@@ -369,9 +369,11 @@ def test_other_trainers_adds_every_registered_trainer():
 
 def test_parse_seeds():
     assert parse_seeds(3) == [0, 1, 2] and parse_seeds("2") == [0, 1]
-    assert parse_seeds([0, 7]) == [0, 7] and parse_seeds("0,7") == [0, 7]
-    with pytest.raises(ConfigError):
-        parse_seeds([1, 1])
+    assert parse_seeds([0, 7]) == [0, 7] and parse_seeds("0,7") == [0, 7] and parse_seeds("[0, 7]") == [0, 7]
+    assert parse_seeds("[2]") == [2] and parse_seeds("2,") == [2]  # seed 2 alone, on a command line
+    for bad in ([1, 1], "two", "[a]", "[]", "0,,x"):
+        with pytest.raises(ConfigError):
+            parse_seeds(bad)
 
 
 def test_eval_config_takes_recipe_values_and_flag_strings():
