@@ -11,7 +11,8 @@ set: `llm_irl.eval_task`), k samples each at every temperature (0 = greedy). Per
 the metric over each prompt's k samples, mean and bootstrap CI over prompts. Across-input
 diversity: sample 0 of every prompt, pooled (no CI: resampling texts would add duplicates).
 Quality, when the set allows it: the expert's own log-likelihood and validity when the prompts
-come from a known synthetic expert, exact match when answers are checkable, BLEU/ROUGE against
+come from a known synthetic expert (the log-likelihood also standardised to the expert's own
+sample lengths, `expert_loglik_std`, since per-token likelihood depends on length by itself), exact match when answers are checkable, BLEU/ROUGE against
 references; held-out NLL (and forward KL under a known expert, also under each sampled temperature:
 the coverage axis of the quality–coverage frontier) on the set's demonstrations.
 With `embedding_model` set (the `embed` extra), sentence-embedding similarity to the reference and
