@@ -7,6 +7,7 @@ run as:
     llm-irl generate runs/quickstart/iq --prompt "topic1 kalo" --num_samples 4
     llm-irl evaluate runs/quickstart/runs/iq/seed0 --temperatures 0.7,1.0 --output eval.json
     llm-irl compare recipes/compare_quickstart.yaml --seeds 1
+    llm-irl merge runs/all runs/seeds01 runs/seed2   (compare runs of one recipe on other seeds, one report)
 
 Every user mistake ends in one line on stderr and exit status 2, never a traceback; set
 LLM_IRL_DEBUG=1 to see the traceback of an unexpected error.
@@ -254,8 +255,39 @@ def cmd_compare(argv: list[str]) -> int:
     return 0
 
 
+MERGE_USAGE = "usage: llm-irl merge OUTPUT_DIR COMPARE_DIR COMPARE_DIR [...]"
+
+
+def cmd_merge(argv: list[str]) -> int:
+    """One report from `llm-irl compare` runs of the same recipe on different seeds."""
+    from llm_irl.compare import merge_seed_results
+    from llm_irl.report import console_summary, write_report
+
+    if argv and argv[0] in ("-h", "--help"):
+        print(f"{MERGE_USAGE}\n\n{cmd_merge.__doc__}")
+        return 0
+    if len(argv) < 3:
+        raise UsageError(f"need an output folder and at least two compare folders; {MERGE_USAGE}")
+    out, sources = argv[0], argv[1:]
+    parts = []
+    for source in sources:
+        path = os.path.join(source, "results.json")
+        try:
+            with open(path, encoding="utf-8") as f:
+                parts.append(json.load(f))
+        except FileNotFoundError:
+            raise UsageError(f"{path}: not found (is {source} a compare output folder?)") from None
+        except json.JSONDecodeError as e:
+            raise DataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+    merged = merge_seed_results(parts, sources)
+    paths = write_report(merged, out, title=f"merged from {', '.join(sources)}")
+    print(console_summary(merged))
+    print(f"merged seeds {merged['seeds']}; wrote " + ", ".join(paths.values()))
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "generate": cmd_generate, "quickstart": cmd_quickstart, "evaluate": cmd_evaluate,
-            "compare": cmd_compare}
+            "compare": cmd_compare, "merge": cmd_merge}
 
 
 def main(argv: list[str] | None = None) -> int:

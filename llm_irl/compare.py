@@ -3,6 +3,7 @@
 run as:
     llm-irl compare recipes/compare_quickstart.yaml
     llm-irl compare recipes/compare_quickstart.yaml --seeds 1 --max_steps 50 --output_dir runs/try
+    llm-irl merge runs/all runs/seeds01 runs/seed2      (one report from runs of one recipe on other seeds)
 
 A compare recipe is a training recipe without `trainer` and `seed`, plus evaluation keys and an
 `arms:` mapping (see recipes/compare_quickstart.yaml):
@@ -186,6 +187,28 @@ def run_compare(plan: ComparePlan, *, progress: bool = True, log=print) -> dict:
         "seconds_per_run": {arm: float(np.mean(s)) for arm, s in seconds.items()},
         "runtime_s": time.time() - start,
     }
+
+
+def merge_seed_results(parts: list[dict], names: list[str]) -> dict:
+    """One compare result from runs of the same recipe on different seeds (say, one process or machine
+    per seed): runs pooled, every summary recomputed over all seeds, compute time added up. `names` (one
+    per part, e.g. its folder) go into the error that refuses parts of different recipes."""
+    first = parts[0]
+    for name, part in zip(names[1:], parts[1:]):
+        for key in ("arms", "common", "eval"):
+            if part[key] != first[key]:
+                raise ConfigError(f"{name}: its {key!r} differ from {names[0]}'s: only runs of one recipe on "
+                                  "different seeds can be merged")
+    seeds = [s for part in parts for s in part["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{', '.join(names)}: seeds {seeds} repeat; merge runs of different seeds")
+    runs = {arm: {str(s): part["runs"][arm][str(s)] for part in parts for s in part["seeds"]} for arm in first["arms"]}
+    seconds = {arm: sum(p["seconds_per_run"][arm] * len(p["seeds"]) for p in parts) / len(seeds) for arm in first["arms"]}
+    return {**{k: v for k, v in first.items() if k not in ("verdicts", "frontier")},
+            "seeds": seeds, "interval": interval_note(len(seeds)),
+            "summary": {arm: summarize(list(by_seed.values())) for arm, by_seed in runs.items()},
+            "runs": runs, "seconds_per_run": seconds, "runtime_s": sum(p["runtime_s"] for p in parts),
+            "merged_from": list(names)}
 
 
 # ---------------------------------------------------------------------------- statistics over seeds

@@ -14,7 +14,7 @@ from llm_irl.evaluate import EvalConfig, eval_config, load_task, text_metrics
 from llm_irl.metrics.stats import estimate, seed_interval, t_quantile
 from llm_irl.quickstart import ARMS, COMMON, compare_recipe
 from llm_irl.recipe import load_yaml
-from llm_irl.report import all_verdicts, verdict, verdict_summary, write_report
+from llm_irl.report import all_verdicts, frontier_verdicts, verdict, verdict_summary, write_report
 
 TINY = {
     "model_name_or_path": "builtin:tiny", "dataset": "builtin:markov", "eval_dataset": "builtin:markov",
@@ -158,6 +158,38 @@ def test_evaluate_cli_on_a_compared_model(compared, tmp_path, capsys):
                    "--num_prompts", "3", "--k", "2", "--temperatures", "0.5,1.0", "--n_boot", "50", "--num_heldout", "10",
                    "--from_samples", str(tmp_path / "s.jsonl"), "--output", str(tmp_path / "again.json")])
     assert rc == 0 and json.loads((tmp_path / "again.json").read_text())["temperatures"] == result["temperatures"]
+
+
+def test_merge_of_seed_split_runs_is_the_joint_report(compared, tmp_path, capsys):
+    """Seeds 0 and 1 of one compare written as two folders (as two processes would) merge into the joint
+    run's summary and frontier verdicts; parts that repeat a seed or differ in recipe are refused."""
+    from llm_irl.compare import summarize
+
+    _, results, _ = compared
+
+    def part(seed: str, folder: str) -> str:
+        runs = {arm: {seed: by_seed[seed]} for arm, by_seed in results["runs"].items()}
+        one = {**results, "seeds": [int(seed)], "runs": runs, "runtime_s": results["runtime_s"] / 2,
+               "summary": {arm: summarize(list(r.values())) for arm, r in runs.items()}}
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "results.json").write_text(json.dumps(one))
+        return str(tmp_path / folder)
+
+    a, b = part("0", "seed0"), part("1", "seed1")
+    assert cli.main(["merge", str(tmp_path / "all"), a, b]) == 0
+    merged = json.loads((tmp_path / "all" / "results.json").read_text())
+    assert merged["seeds"] == [0, 1] and merged["summary"] == json.loads(json.dumps(results["summary"]))
+    joint = [(f["arm"], f["diversity"], f["quality"], f["verdict"], f["mean_gap"]) for f in frontier_verdicts(results)]
+    assert [[f["arm"], f["diversity"], f["quality"], f["verdict"], f["mean_gap"]] for f in merged["frontier"]] == \
+        json.loads(json.dumps(joint))  # as JSON keeps them: lists
+    assert "merged seeds [0, 1]" in capsys.readouterr().out
+    assert cli.main(["merge", str(tmp_path / "again"), a, a]) == 2  # seed 0 twice
+    other = json.loads((tmp_path / "seed1" / "results.json").read_text())
+    other["common"]["max_steps"] = 7
+    (tmp_path / "seed1" / "results.json").write_text(json.dumps(other))
+    assert cli.main(["merge", str(tmp_path / "again"), a, b]) == 2
+    err = capsys.readouterr().err
+    assert "repeat" in err and "'common' differ" in err and len(err.strip().splitlines()) == 2
 
 
 def test_evaluate_writes_no_file_unless_asked_and_needs_a_dataset(compared, tmp_path, monkeypatch, capsys):
