@@ -45,6 +45,10 @@ COMPANION_STUDIES = [
 # a bigger model than the builtin one (benchmarks/arithmetic/build_model.py), named by its local folder
 BIGGER_MODEL = {
     "arithmetic/probe": "Bigger model: SFT on the arithmetic expert, 4 layers × 128 (5,000 demonstrations, 1 seed)",
+    "arithmetic/probe_50k_6000": "Bigger model: SFT on the arithmetic expert, 4 layers × 128, 50,000 demonstrations "
+                                 "and 6,000 steps (1 seed)",
+    "arithmetic/arithmetic_plentiful": "Bigger model: the arithmetic expert, SFT against offline IQ on 4 layers × 128 "
+                                       "(50,000 demonstrations, 6,000 steps)",
     "arithmetic/probe_markov": "Bigger model: SFT on the Markov expert, 4 layers × 128 (5,000 demonstrations)",
     "arithmetic/bigger_markov_scarce": "Bigger model: the Markov scarce setting on 4 layers × 128",
     "arithmetic/bigger_markov_plentiful": "Bigger model: the Markov plentiful setting on 4 layers × 128",
