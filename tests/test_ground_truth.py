@@ -124,7 +124,8 @@ def test_forward_kl_of_the_expert_as_a_model_is_zero():
     assert kl == pytest.approx(0.0, abs=1e-5)
 
 
-def test_forward_kl_of_a_random_tiny_llama_is_positive():
+def _random_grammar_llama():
+    """The grammar expert, its word tokenizer and an untrained 32-wide Llama over that vocabulary."""
     pytest.importorskip("llm_irl.data")
     from transformers import AutoModelForCausalLM
 
@@ -135,7 +136,11 @@ def test_forward_kl_of_a_random_tiny_llama_is_positive():
     config = tiny_model_config(len(tok))
     config.hidden_size, config.intermediate_size = 32, 64
     torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config)
+    return e, tok, AutoModelForCausalLM.from_config(config).eval()
+
+
+def test_forward_kl_of_a_random_tiny_llama_is_positive():
+    e, tok, model = _random_grammar_llama()
     rows = e.demonstrations(16, seed=3)
     prompts, texts = [r["prompt"] for r in rows], [r["completion"] for r in rows]
     kl = forward_kl(e, model, tok, prompts, texts)
@@ -148,20 +153,11 @@ def test_forward_kl_of_a_random_tiny_llama_is_positive():
 def test_forward_kl_at_each_temperature_matches_a_token_by_token_reference():
     """Coverage at T: the demonstrations scored under softmax(logits/(α·T)), against a slow loop over one
     row and one action at a time, for a model trained as α = 0.5 (so T is relative to π)."""
-    pytest.importorskip("llm_irl.data")
-    from transformers import AutoModelForCausalLM
-
-    from llm_irl.builtin import tiny_model_config, word_tokenizer
+    e, tok, model = _random_grammar_llama()
     from llm_irl.data import encode_prompt_completion
     from llm_irl.metrics.ground_truth import forward_kl_at
     from llm_irl.modeling import record_policy_temperature
 
-    e = GrammarExpert(seed=0)
-    tok = word_tokenizer(e.vocab)
-    config = tiny_model_config(len(tok))
-    config.hidden_size, config.intermediate_size = 32, 64
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config).eval()
     record_policy_temperature(model, 0.5)
     rows = e.demonstrations(6, seed=3)
     prompts, texts = [r["prompt"] for r in rows], [r["completion"] for r in rows]
