@@ -12,9 +12,10 @@ the metric over each prompt's k samples, mean and bootstrap CI over prompts. Acr
 diversity: sample 0 of every prompt, pooled (no CI: resampling texts would add duplicates).
 Quality, when the set allows it: the expert's own log-likelihood and validity when the prompts
 come from a known synthetic expert (the log-likelihood also standardised to the expert's own
-sample lengths, `expert_loglik_std`, since per-token likelihood depends on length by itself), exact match when answers are checkable, BLEU/ROUGE against
-references; held-out NLL (and forward KL under a known expert, also under each sampled temperature:
-the coverage axis of the quality–coverage frontier) on the set's demonstrations.
+sample lengths, `expert_loglik_std`, since per-token likelihood depends on length by itself),
+exact match when answers are checkable, BLEU/ROUGE against references; held-out NLL (and forward
+KL under a known expert, also under each sampled temperature: the coverage axis of the frontier)
+on the set's demonstrations.
 With `embedding_model` set (the `embed` extra), sentence-embedding similarity to the reference and
 diversity within a prompt's samples (`llm_irl.metrics.embedding`). Greedy decoding (T = 0) repeats
 one decode k times, so what compares a prompt's k samples with each other (`NOT_AT_GREEDY`:
@@ -67,7 +68,7 @@ def _over_prompts(per_prompt: Sequence[float], config: EvalConfig) -> dict:
 # ---------------------------------------------------------------------------- metrics
 
 
-REFERENCE_SEED = 0
+REFERENCE_SEED = 0  # the expert's reference lengths: one draw for every run, arm and seed
 
 
 def expert_lengths(task: EvalTask, config: EvalConfig) -> list[int]:
