@@ -62,10 +62,14 @@ SWEEPS = {"online_scarce": "Online IQ: policy share × λ (Markov expert, 150 de
           "online_terminal_value_grammar_plentiful": "The same with plentiful data (grammar expert, 5,000 "
                                                      "demonstrations, 3 seeds)",
           "quickstart_online_terminal_value": "The quickstart's setting with 3 seeds: policy_terminal_value at "
-                                              "the default share and at 0.5"}
+                                              "the default share and at 0.5",
+          "quickstart_seeds345": "The quickstart's arms on fresh seeds 3-5"}
 
 
 FRESH_SEEDS = (("grammar", "scarce"), ("markov", "plentiful"), ("grammar", "plentiful"))  # λ 0.03 arm, seeds 3-5
+# the quickstart's arms over seeds 0-5: arm -> (sweep with seeds 0-2, sweep with seeds 3-5)
+QUICKSTART_POOLED = {"iq": ("quickstart_online_terminal_value", "quickstart_seeds345"),
+                     "online_0.5_0.03_excl": ("online_0.5_0.03_excl_quickstart", "quickstart_seeds345")}
 # online IQ at larger policy shares in the study's settings and the quickstart's: setting -> {sweep: arms it holds}
 ONLINE_SHARE_SWEEPS = {
     "markov scarce": {"online_terminal_value": ("online_0.5_0.1_excl",), "online_scarce": ("online_0.5_0.1",),
@@ -82,6 +86,7 @@ ONLINE_SHARE_SWEEPS = {
     "quickstart (markov, 2,000)": {"quickstart_online_terminal_value": ("online_0.1_0.03", "online_0.1_0.03_excl",
                                                                         "online_0.5_0.1_excl"),
                                    "online_0.5_0.03_excl_quickstart": ("online_0.5_0.03_excl",)},
+    "quickstart, seeds 3-5": {"quickstart_seeds345": ("iq", "online_0.5_0.03_excl")},
 }
 # SFT at smaller budgets (benchmarks/sweeps/sft_budget_*.yaml) against the online arm that lay above SFT at 300
 # expert -> the sweeps (and their online arm, 300 steps) set against SFT stopped earlier
@@ -227,6 +232,12 @@ def online_share_section() -> list[str]:
         if first and fresh:
             by_axis = frontier_against(first, "online_0.5_0.03_excl", first, more=(fresh,))
             rows.append(f"| {expert} {regime}, seeds 0-5 pooled | online_0.5_0.03_excl | " + " | ".join(
+                verdict_cell(by_axis.get(axis)) for axis in FRONTIER_AXES) + " | | |")
+    for arm, (first_name, fresh_name) in QUICKSTART_POOLED.items():
+        first, fresh = sweep_results(first_name), sweep_results(fresh_name)
+        if first and fresh:
+            by_axis = frontier_against(first, arm, first, more=(fresh,))
+            rows.append(f"| quickstart (markov, 2,000), seeds 0-5 pooled | {arm} | " + " | ".join(
                 verdict_cell(by_axis.get(axis)) for axis in FRONTIER_AXES) + " | | |")
     if not rows:
         return []
