@@ -106,10 +106,23 @@ def verdict_cell(result: dict | None) -> str:
     return f"{verdict} ({gap['value']:+.2f} [{gap['lo']:+.2f}, {gap['hi']:+.2f}])"
 
 
-def budget_results(expert: str) -> dict[int, dict]:
-    """steps -> results of `sft_budget_<expert>_scarce/steps_<steps>/` (as its YAML's header runs them)."""
-    root = os.path.join(ROOT, "benchmarks", "sweeps", f"sft_budget_{expert}_scarce")
+def budget_results(sweep: str) -> dict[int, dict]:
+    """steps -> results of `benchmarks/sweeps/<sweep>/steps_<steps>/` (as its YAML's header runs them)."""
+    root = os.path.join(ROOT, "benchmarks", "sweeps", sweep)
     names = sorted(os.listdir(root)) if os.path.isdir(root) else []
-    found = {int(d.removeprefix("steps_")): sweep_results(f"sft_budget_{expert}_scarce/{d}")
-             for d in names if d.startswith("steps_")}
+    found = {int(d.removeprefix("steps_")): sweep_results(f"{sweep}/{d}") for d in names if d.startswith("steps_")}
     return {steps: results for steps, results in found.items() if results is not None}
+
+
+def pooled_frontier_against(parts: list[dict], arm: str, base_results: dict, base: str = "sft") -> dict[str, dict]:
+    """axis name -> frontier_gap of `arm` over the seeds of several results (in order) against `base` in one
+    results file that holds those seeds, in that order."""
+    from llm_irl.metrics.frontier import frontier_gap
+
+    out = {}
+    for axis, spec in FRONTIER_AXES.items():
+        arm_curves = [c for part in parts for c in _seed_curves(part, arm, *spec)]
+        base_curves = _seed_curves(base_results, base, *spec)
+        if all(arm_curves) and all(base_curves) and len(arm_curves) == len(base_curves):
+            out[axis] = frontier_gap(arm_curves, base_curves)
+    return out

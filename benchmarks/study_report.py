@@ -9,7 +9,8 @@ import os
 from llm_irl.quickstart import COMMON
 from study import EXPERTS, GRID_STUDY, REGIMES, ROOT, TEMPERATURES
 from study_figures import (FRONTIER_AXES, budget_results, compare_to_sft, expert_figure, figure, fmt,
-                           frontier_against, frontiers, results_at, sweep_results, verdict_cell)
+                           frontier_against, frontiers, pooled_frontier_against, results_at, sweep_results,
+                           verdict_cell)
 
 
 # (metric, temperature or None for held-out metrics, better direction, column title)
@@ -252,12 +253,35 @@ def online_share_section() -> list[str]:
             "|---" * (4 + len(FRONTIER_AXES)) + "|", *rows, ""]
 
 
+def quickstart_budget_section() -> list[str]:
+    """The quickstart's IQ arms (300 steps, seeds 0-5) against SFT trained for other budgets on those seeds."""
+    budgets = budget_results("sft_budget_quickstart")
+    rows = []
+    for steps, base in sorted(budgets.items()):
+        for arm, names in QUICKSTART_POOLED.items():
+            parts = [sweep_results(n) for n in names]
+            if None in parts:
+                continue
+            by_axis = pooled_frontier_against(parts, arm, base)
+            rows.append(f"| {steps} | {fmt(figure(base, 'sft', 'forward_kl', None))} | "
+                        f"{fmt(figure(base, 'sft', 'mean_length', '1'))} | {arm} | "
+                        + " | ".join(verdict_cell(by_axis.get(axis)) for axis in FRONTIER_AXES) + " |")
+    if not rows:
+        return []
+    return ["## The quickstart's setting: IQ at 300 steps against SFT at other budgets", "",
+            "Markov expert, 2,000 demonstrations, seeds 0-5 paired (`benchmarks/sweeps/sft_budget_quickstart.yaml`; "
+            "the IQ arms from the sweeps in QUICKSTART_POOLED of benchmarks/study_report.py). The learning rate "
+            "follows a cosine over each run's own steps.", "",
+            "| SFT steps | SFT fwd KL | SFT length, T = 1 | arm (300 steps) | by " + " | by ".join(FRONTIER_AXES) + " |",
+            "|---" * (4 + len(FRONTIER_AXES)) + "|", *rows, ""]
+
+
 def sft_budget_section() -> list[str]:
     """SFT trained for fewer steps on scarce data against the online arm trained for 300."""
     out = []
     for expert, arms in SFT_BUDGETS.items():
         for sweep, arm in arms:
-            online, budgets = sweep_results(sweep), budget_results(expert)
+            online, budgets = sweep_results(sweep), budget_results(f"sft_budget_{expert}_scarce")
             if online is None or not budgets:
                 continue
             budgets.setdefault(COMMON["max_steps"], online)  # the sweep's own SFT when no steps_300 run exists
@@ -309,7 +333,7 @@ def companion_sections(all_results: dict[str, dict], here: str) -> list[str]:
     sweeps = {f"sweeps/{name}": title for name, title in SWEEPS.items()}
     for name, title in sweeps.items():
         out += _compare_section(name, title, here)
-    out += online_share_section() + sft_budget_section()
+    out += online_share_section() + sft_budget_section() + quickstart_budget_section()
     for name, title in BIGGER_MODEL.items():
         out += _compare_section(name, title, here)
     if os.path.exists(PRETRAINED_REPORT):
