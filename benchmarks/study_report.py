@@ -64,7 +64,9 @@ SWEEPS = {"online_scarce": "Online IQ: policy share × λ (Markov expert, 150 de
                                                      "demonstrations, 3 seeds)",
           "quickstart_online_terminal_value": "The quickstart's setting with 3 seeds: policy_terminal_value at "
                                               "the default share and at 0.5",
-          "quickstart_seeds345": "The quickstart's arms on fresh seeds 3-5"}
+          "quickstart_seeds345": "The quickstart's arms on fresh seeds 3-5",
+          "quickstart_600_steps": "The quickstart's setting with twice the budget (600 steps): SFT against "
+                                  "offline IQ, seeds 0-5"}
 
 
 FRESH_SEEDS = (("grammar", "scarce"), ("markov", "plentiful"), ("grammar", "plentiful"))  # λ 0.03 arm, seeds 3-5
