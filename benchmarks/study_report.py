@@ -217,6 +217,11 @@ def unlearned(all_results: dict[str, dict]) -> list[str]:
     return lines
 
 
+def table_section(title: str, intro: str, header: list[str], rows: list[str]) -> list[str]:
+    """A BENCHMARKS.md section: its title, one paragraph, and a table of already formatted rows."""
+    return [f"## {title}", "", intro, "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|", *rows, ""]
+
+
 def online_share_section() -> list[str]:
     """Online arms at larger policy shares against SFT, setting by setting (fresh seeds and pooled seeds too)."""
     rows = []
@@ -230,29 +235,26 @@ def online_share_section() -> list[str]:
                           for m, t in (("mean_length", "1"), ("forward_kl", None))]
                 rows.append(f"| {setting} | {arm} | " + " | ".join(
                     [verdict_cell(by_axis.get(axis)) for axis in FRONTIER_AXES] + beside) + " |")
-    for expert, regime in FRESH_SEEDS:  # the λ 0.03 arm over seeds 0-5
-        first, fresh = (sweep_results(f"online_0.5_0.03_excl_{expert}_{regime}{tail}") for tail in ("", "_seeds345"))
-        if first and fresh:
-            by_axis = frontier_against(first, "online_0.5_0.03_excl", first, more=(fresh,))
-            rows.append(f"| {expert} {regime}, seeds 0-5 pooled | online_0.5_0.03_excl | " + " | ".join(
-                verdict_cell(by_axis.get(axis)) for axis in FRONTIER_AXES) + " | | |")
-    for arm, (first_name, fresh_name) in QUICKSTART_POOLED.items():
-        first, fresh = sweep_results(first_name), sweep_results(fresh_name)
+    pooled = [(f"{expert} {regime}", "online_0.5_0.03_excl", (f"online_0.5_0.03_excl_{expert}_{regime}",
+                                                              f"online_0.5_0.03_excl_{expert}_{regime}_seeds345"))
+              for expert, regime in FRESH_SEEDS]
+    pooled += [("quickstart (markov, 2,000)", arm, names) for arm, names in QUICKSTART_POOLED.items()]
+    for setting, arm, names in pooled:  # seeds 0-2 and fresh seeds 3-5 together
+        first, fresh = (sweep_results(n) for n in names)
         if first and fresh:
             by_axis = frontier_against(first, arm, first, more=(fresh,))
-            rows.append(f"| quickstart (markov, 2,000), seeds 0-5 pooled | {arm} | " + " | ".join(
+            rows.append(f"| {setting}, seeds 0-5 pooled | {arm} | " + " | ".join(
                 verdict_cell(by_axis.get(axis)) for axis in FRONTIER_AXES) + " | | |")
     if not rows:
         return []
-    return ["## Online IQ at larger policy shares, setting by setting", "",
+    return table_section("Online IQ at larger policy shares, setting by setting",
             "Arms named online_SHARE_λ (3 seeds each; `_excl` = `policy_terminal_value: exclude`; sweeps in "
             "`benchmarks/sweeps/`), frontier against SFT in the same sweep [95% interval]: by Self-BLEU and "
             "distinct-2 the mean gap in expert log-likelihood at matched diversity; by coverage the mean gap in "
             "−forward KL (nats/token) at matched quality, as measured and standardised to the expert's lengths (– "
             "where the runs' models were no longer on disk to measure it); then length and forward KL at T = 1 "
-            "beside SFT's, since shorter samples read as more diverse.", "",
-            "| setting | arm | by " + " | by ".join(FRONTIER_AXES) + " | length (SFT) | fwd KL (SFT) |",
-            "|---" * (4 + len(FRONTIER_AXES)) + "|", *rows, ""]
+            "beside SFT's, since shorter samples read as more diverse.",
+            ["setting", "arm", *(f"by {axis}" for axis in FRONTIER_AXES), "length (SFT)", "fwd KL (SFT)"], rows)
 
 
 def quickstart_budget_section() -> list[str]:
@@ -270,12 +272,12 @@ def quickstart_budget_section() -> list[str]:
                         + " | ".join(verdict_cell(by_axis.get(axis)) for axis in FRONTIER_AXES) + " |")
     if not rows:
         return []
-    return ["## The quickstart's setting: IQ at 300 steps against SFT at other budgets", "",
+    return table_section("The quickstart's setting: IQ at 300 steps against SFT at other budgets",
             "Markov expert, 2,000 demonstrations, seeds 0-5 paired (`benchmarks/sweeps/sft_budget_quickstart.yaml`; "
             "the IQ arms from the sweeps in QUICKSTART_POOLED of benchmarks/study_report.py). The learning rate "
-            "follows a cosine over each run's own steps.", "",
-            "| SFT steps | SFT fwd KL | SFT length, T = 1 | arm (300 steps) | by " + " | by ".join(FRONTIER_AXES) + " |",
-            "|---" * (4 + len(FRONTIER_AXES)) + "|", *rows, ""]
+            "follows a cosine over each run's own steps.",
+            ["SFT steps", "SFT fwd KL", "SFT length, T = 1", "arm (300 steps)", *(f"by {axis}" for axis in FRONTIER_AXES)],
+            rows)
 
 
 def sft_budget_section() -> list[str]:
