@@ -86,11 +86,13 @@ def text_metrics(groups: list[list[str]], task: EvalTask, config: EvalConfig, vo
     k = len(groups[0])
     flat = [t for g in groups for t in g]
     if task.expert is not None:
-        per_prompt = [([task.prompts[i]] * len(g), g) for i, g in enumerate(groups)]
-        out["expert_loglik"] = _over_prompts([task.expert.mean_logprob_per_token(*pg) for pg in per_prompt], config)
-        out["validity"] = _over_prompts([task.expert.validity_rate(*pg) for pg in per_prompt], config)
+        # one expert pass: each figure below reads these scores
+        scored = [[task.expert.score(task.prompts[i], t) for t in g] for i, g in enumerate(groups)]
+        out["expert_loglik"] = _over_prompts(  # token-weighted within a prompt, as mean_logprob_per_token
+            [sum(s.logprob for s in g) / max(sum(s.num_tokens for s in g), 1) for g in scored], config)
+        out["validity"] = _over_prompts([sum(s.valid for s in g) / len(g) for g in scored], config)
         if reference_lengths:
-            scores = [task.expert.score(task.prompts[i], t) for i, g in enumerate(groups) for t in g]
+            scores = [s for g in scored for s in g]
             std = length_standardised([s.num_tokens for s in scores], [s.logprob for s in scores], reference_lengths)
             if not math.isnan(std):  # NaN: the samples leave a length bin of the expert's empty
                 out["expert_loglik_std"] = estimate(std, n=len(scores))
