@@ -52,10 +52,27 @@ GRID_ARMS = {
     **{f"incl_{lam}": {"trainer": "iq", "terminal_td": "include", "td_weight": lam} for lam in (0.03, 0.1)},
 }
 GRID_STUDY = os.path.join(ROOT, "benchmarks", "study_grid")  # study.py --grid
+BIGGER_SIZE = "4x128"  # study.py --grid --model_size 4x128: the grid on a model SFT learns every expert with
+GRID_STUDY_BIGGER = os.path.join(ROOT, "benchmarks", f"study_grid_{BIGGER_SIZE}")
 TEMPERATURES = [0.7, 1.0, 1.3]  # the frontier's points
 
 
-def setting_recipe(expert: str, regime: str, quick: bool, out_root: str, names=None) -> dict:
+def bigger_model(expert: str, size: str) -> str:
+    """Path (from the repo root) of a LAYERSxHIDDEN Llama over the expert's words, built from seed 0 if missing."""
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks", "arithmetic"))
+    from build_model import folder_name, write_model
+
+    try:
+        layers, hidden = (int(n) for n in size.lower().split("x"))
+    except ValueError:
+        raise SystemExit(f"--model_size {size!r}: expected LAYERSxHIDDEN, e.g. 4x128") from None
+    path = os.path.join("benchmarks", "arithmetic", folder_name(expert, layers, hidden))
+    if not os.path.exists(os.path.join(ROOT, path, "config.json")):
+        write_model(os.path.join(ROOT, path), layers, hidden, 0, expert)
+    return path
+
+
+def setting_recipe(expert: str, regime: str, quick: bool, out_root: str, names=None, model_size=None) -> dict:
     max_length = EXPERTS[expert]
     names = names or (QUICK_ARMS if quick else tuple(ARMS))
     arms = {k: dict({**ARMS, **GRID_ARMS}[k]) for k in names}  # copies: edited per expert
@@ -65,7 +82,8 @@ def setting_recipe(expert: str, regime: str, quick: bool, out_root: str, names=N
     budget = {k: v for k, v in COMMON.items() if k != "seed"}  # the quickstart's steps, batch and optimiser
     return {
         **budget,
-        "model_name_or_path": "builtin:tiny" if expert == "markov" else f"builtin:tiny-{expert}",
+        "model_name_or_path": bigger_model(expert, model_size) if model_size
+        else "builtin:tiny" if expert == "markov" else f"builtin:tiny-{expert}",
         "dataset": f"builtin:{expert}:{REGIMES[regime]}",
         "eval_dataset": f"builtin:{expert}",
         "max_length": max_length,
@@ -138,6 +156,10 @@ def main() -> int:
     p.add_argument("--grid", action="store_true",
                    help=f"SFT and offline IQ's grid ({', '.join(GRID_ARMS)}) into benchmarks/study_grid/ and its "
                         "own BENCHMARKS.md, summarised in the main one")
+    p.add_argument("--model_size", default=None,
+                   help="LAYERSxHIDDEN (e.g. 4x128): a bigger Llama over each expert's words "
+                        "(benchmarks/arithmetic/build_model.py) in place of builtin:tiny; with --grid the "
+                        f"default folder is benchmarks/study_grid_SIZE (e.g. {os.path.relpath(GRID_STUDY_BIGGER, ROOT)})")
     p.add_argument("--report_only", action="store_true",
                    help="rebuild BENCHMARKS.md (and each setting's report.md and plots) from the results.json "
                         "files a previous run of this script wrote")
@@ -148,17 +170,18 @@ def main() -> int:
     if a.grid:
         a.arms = a.arms or ",".join(["sft", *GRID_ARMS])
         if not a.quick:
-            a.output_dir = a.output_dir or GRID_STUDY
-            a.benchmarks_md = a.benchmarks_md or os.path.join(GRID_STUDY, "BENCHMARKS.md")
+            grid_dir = os.path.join(ROOT, "benchmarks", f"study_grid_{a.model_size}") if a.model_size else GRID_STUDY
+            a.output_dir = a.output_dir or grid_dir
+            a.benchmarks_md = a.benchmarks_md or os.path.join(grid_dir, "BENCHMARKS.md")
     quick_root = os.path.join(ROOT, "runs", "study_quick")  # a quick run never overwrites the committed study
     a.output_dir = a.output_dir or (quick_root if a.quick else os.path.join(ROOT, "benchmarks", "study"))
     a.benchmarks_md = a.benchmarks_md or os.path.join(quick_root if a.quick else ROOT, "BENCHMARKS.md")
 
     names = a.arms.split(",") if a.arms else None
-    recipes = [setting_recipe(e, r, a.quick, a.output_dir, names) for e in a.experts.split(",") for r in REGIMES]
+    recipes = [setting_recipe(e, r, a.quick, a.output_dir, names, a.model_size) for e in a.experts.split(",") for r in REGIMES]
     if a.rerun_arms:  # the same recipes with only those arms, each into its setting's rerun/ folder
         rerun_names = a.rerun_arms.split(",")
-        reruns = [{**setting_recipe(e, r, a.quick, a.output_dir, rerun_names),
+        reruns = [{**setting_recipe(e, r, a.quick, a.output_dir, rerun_names, a.model_size),
                    "output_dir": os.path.join(a.output_dir, f"{e}_{r}", "rerun")}
                   for e in a.experts.split(",") for r in REGIMES]
     start = time.time()
@@ -193,7 +216,8 @@ def main() -> int:
         print("no setting produced results", file=sys.stderr)
         return 1
     command = "python benchmarks/study.py" + (" --quick" if a.quick else "") + (
-        f" --experts {a.experts}" if a.experts != ",".join(EXPERTS) else "") + (f" --arms {a.arms}" if a.arms else "") + (
+        f" --experts {a.experts}" if a.experts != ",".join(EXPERTS) else "") + (
+        f" --model_size {a.model_size}" if a.model_size else "") + (f" --arms {a.arms}" if a.arms else "") + (
         f" --rerun_arms {a.rerun_arms}" if a.rerun_arms else "")
     command = command.replace(f" --arms {','.join(['sft', *GRID_ARMS])}", " --grid") if a.grid else command
     run_record = os.path.join(a.output_dir, "study.json")  # the last run that trained: command and wall time

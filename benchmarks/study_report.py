@@ -352,6 +352,15 @@ def companion_sections(all_results: dict[str, dict], here: str) -> list[str]:
     return out
 
 
+def model_description(model_name_or_path: str) -> str:
+    if model_name_or_path.startswith("builtin:"):
+        return "tiny Llama (2 layers, hidden 64) built from a config"
+    with open(os.path.join(ROOT, model_name_or_path, "config.json")) as f:
+        config = json.load(f)
+    return (f"Llama ({config['num_hidden_layers']} layers, hidden {config['hidden_size']}) built from a config by "
+            f"benchmarks/arithmetic/build_model.py (`{model_name_or_path}` for the first setting)")
+
+
 def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], run_record: dict, path: str) -> None:
     from llm_irl.files import write_atomic
 
@@ -372,7 +381,8 @@ def write_benchmarks(all_results: dict[str, dict], runtimes: dict[str, float], r
         "- regenerate: `python benchmarks/study.py` (every setting), or `--experts NAME,...` for some of them and "
         "`--report_only` to rebuild this file from the results on disk",
         f"- intervals: {first.get('interval', 'see results.json')}",
-        "- model: tiny Llama (2 layers, hidden 64) built from a config, word tokenizer over the expert's vocabulary",
+        f"- model: {model_description(first['common']['model_name_or_path'])}, word tokenizer over the expert's "
+        "vocabulary",
         f"- regimes: {', '.join(f'{k} = {v} demonstrations' for k, v in REGIMES.items())}; same steps, batch and "
         "seeds for every arm",
         f"- sampling temperatures {TEMPERATURES} (the frontier's points); tables at temperature 1 (k = 8 samples per "

@@ -252,15 +252,26 @@ def chunked_sft_loss(
     log_entropy: bool = True,
     chunk_size: int | None = None,
     lm_head_bias: torch.Tensor | None = None,
+    label_smoothing: float = 0.0,
 ) -> tuple[torch.Tensor, dict]:
-    """`losses.sft_loss` on the logits h·Wᵀ + b: token-mean of −log π(a|s) = V(s) − Q(s, a)."""
+    """`losses.sft_loss` on the logits h·Wᵀ + b: token-mean of −log π(a|s) = V(s) − Q(s, a).
+
+    Label smoothing's uniform term, mean_b(−log π(b|s)) = V(s) − mean_b Q(s, b), needs no chunks:
+    the mean logit is linear in h, h·mean_b(W_b) + mean(b).
+    """
     values, q, mask, _, _, entropy = _chunked_values(
         hidden, lm_head_weight, lm_head_bias, labels, eos_token_id=None, alpha=1.0,
         chunk_size=chunk_size, with_next=False, want_entropy=log_entropy,
     )
-    nll = values[:, :-1] - q
-    loss = (nll * mask).sum() / mask.sum().clamp_min(1)
-    stats = {"nll": loss.detach()}
+    count = mask.sum().clamp_min(1)
+    nll = ((values[:, :-1] - q) * mask).sum() / count
+    loss = nll
+    if label_smoothing:
+        mean_q = F.linear(hidden[:, :-1], lm_head_weight.mean(0, keepdim=True),
+                          None if lm_head_bias is None else lm_head_bias.mean(0, keepdim=True)).squeeze(-1)
+        uniform = ((values[:, :-1] - upcast(mean_q)) * mask).sum() / count
+        loss = (1 - label_smoothing) * nll + label_smoothing * uniform
+    stats = {"nll": nll.detach()}
     if log_entropy:
         stats["entropy"] = entropy
     return loss, stats

@@ -34,11 +34,20 @@ from llm_irl.soft_q import (
 )
 
 
-def sft_loss(logits: torch.Tensor, labels: torch.Tensor, *, log_entropy: bool = True) -> tuple[torch.Tensor, dict]:
-    """Token-mean cross-entropy on the shifted labels (the standard causal-LM loss)."""
+def sft_loss(logits: torch.Tensor, labels: torch.Tensor, *, log_entropy: bool = True,
+             label_smoothing: float = 0.0) -> tuple[torch.Tensor, dict]:
+    """Token-mean cross-entropy on the shifted labels (the standard causal-LM loss).
+
+    `label_smoothing` ε mixes in the cross-entropy against the uniform distribution, as
+    `TrainingArguments.label_smoothing_factor` does: (1 − ε)·(−log π(a|s)) + ε·mean_b(−log π(b|s)).
+    The `nll` stat stays the plain likelihood term either way.
+    """
     shifted = labels[:, 1:]
-    loss = F.cross_entropy(upcast(logits[:, :-1].flatten(0, 1)), shifted.flatten(), ignore_index=IGNORE_INDEX)
-    stats = {"nll": loss.detach()}
+    flat_logits, flat_labels = upcast(logits[:, :-1].flatten(0, 1)), shifted.flatten()
+    nll = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX)
+    loss = nll if not label_smoothing else F.cross_entropy(
+        flat_logits, flat_labels, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
+    stats = {"nll": nll.detach()}
     if log_entropy:
         stats["entropy"] = policy_entropy(logits[:, :-1], shifted != IGNORE_INDEX)
     return loss, stats

@@ -75,6 +75,17 @@ def test_chunked_sft_loss_matches_full_logits(chunk):
     assert_close_all(grads(got, hidden, weight, bias), grads(want, hidden, weight, bias), 1e-10)
 
 
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("chunk", [3, None])
+def test_chunked_label_smoothing_matches_full_logits(chunk, bias):
+    hidden, weight, b, labels = random_problem(seed=20, bias=bias)
+    want, want_stats = sft_loss(F.linear(hidden, weight, b), labels, label_smoothing=0.3)
+    got, got_stats = chunked_sft_loss(hidden, weight, labels, chunk_size=chunk, lm_head_bias=b, label_smoothing=0.3)
+    torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
+    torch.testing.assert_close(got_stats["nll"], want_stats["nll"], atol=1e-10, rtol=1e-10)
+    assert_close_all(grads(got, hidden, weight, b), grads(want, hidden, weight, b), 1e-10)
+
+
 @pytest.mark.parametrize("chunk", [5, None])
 def test_float32_and_no_bias(chunk):
     hidden, weight, _, labels = random_problem(seed=3, dtype=torch.float32, bias=False)

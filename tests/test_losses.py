@@ -303,3 +303,19 @@ def test_offset_objective_matches_brute_force(terminal_td):
     zero, _ = offset_objective(mdp, torch.zeros_like(offsets), gamma=gamma, td_weight=lam, terminal_td=terminal_td)
     plain, _ = iq_loss(logits.double(), labels, eos_token_id=EOS, gamma=gamma, td_weight=lam, terminal_td=terminal_td)
     assert zero.item() == pytest.approx(plain.item(), abs=1e-9)  # a zero offset is the logits form
+
+
+def test_label_smoothing_matches_brute_force():
+    """(1 − ε)·(−log π(a|s)) + ε·mean_b(−log π(b|s)), token-mean over actions; `nll` stays the plain term."""
+    logits, labels = random_batch(5)
+    eps = 0.2
+    logp = torch.log_softmax(logits.double(), -1)
+    terms = []
+    for b in range(logits.shape[0]):
+        for t in range(1, logits.shape[1]):
+            if labels[b, t] != -100:
+                row = logp[b, t - 1]
+                terms.append((1 - eps) * -row[labels[b, t]] + eps * -row.mean())
+    loss, stats = sft_loss(logits.double(), labels, label_smoothing=eps)
+    torch.testing.assert_close(loss, torch.stack(terms).mean())
+    torch.testing.assert_close(stats["nll"], sft_loss(logits.double(), labels)[0])

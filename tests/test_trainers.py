@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 from tiny_models import CONFIGS, demos, tiny_lm, tokenizer
 
-from llm_irl import IQConfig, IQTrainer, SFTConfig, SFTTrainer
+from llm_irl import GAILConfig, IQConfig, IQTrainer, SFTConfig, SFTTrainer
 
 
 def _train(trainer_cls, config_cls, model, tmp_path, **overrides):
@@ -61,6 +61,31 @@ def test_td_weight_zero_iq_equals_sft(tmp_path):
     assert sft_losses == pytest.approx(iq_losses, rel=1e-5)
     for (n, p), q in zip(sft.model.named_parameters(), iq.model.parameters()):
         assert torch.allclose(p, q, atol=1e-5), n
+
+
+@pytest.mark.parametrize("chunk", [5, None])
+def test_sft_honours_label_smoothing_factor(chunk, tmp_path):
+    """TrainingArguments.label_smoothing_factor reaches SFT's loss on both paths (transformers' Trainer applies it
+    in the compute_loss ours replaces, so it would otherwise be dropped without a word)."""
+    from llm_irl.losses import sft_loss
+
+    args = SFTConfig(output_dir=str(tmp_path), max_length=24, per_device_train_batch_size=8, loss_chunk_size=chunk,
+                     label_smoothing_factor=0.5, disable_tqdm=True)
+    trainer = SFTTrainer(model=tiny_lm("llama"), args=args, train_dataset=demos(), processing_class=tokenizer())
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer.model.eval()
+    with torch.no_grad():
+        got = trainer.compute_loss(trainer.model, batch)
+        logits = trainer.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        smoothed, plain = (sft_loss(logits, batch["labels"], label_smoothing=e)[0] for e in (0.5, 0.0))
+    assert abs(smoothed - plain) > 1e-3  # the check below can tell the two apart
+    torch.testing.assert_close(got, smoothed, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("config_cls", [IQConfig, GAILConfig])
+def test_label_smoothing_is_refused_outside_sft(config_cls, tmp_path):
+    with pytest.raises(ValueError, match="label_smoothing_factor is honoured by the SFT trainer only"):
+        config_cls(output_dir=str(tmp_path), label_smoothing_factor=0.1)
 
 
 def test_output_dir_is_standard_and_pickle_free(tmp_path):

@@ -34,6 +34,18 @@ def build(layers: int, hidden: int, seed: int = 0, expert: str = "arithmetic"):
     return AutoModelForCausalLM.from_config(config), tok
 
 
+def folder_name(expert: str, layers: int, hidden: int) -> str:
+    """`model_4x128` for the arithmetic expert (the first one built), `markov_4x128` and so on for the others."""
+    return f"{'model' if expert == 'arithmetic' else expert}_{layers}x{hidden}"
+
+
+def write_model(out: str, layers: int, hidden: int, seed: int, expert: str) -> None:
+    model, tok = build(layers, hidden, seed, expert)
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    print(f"{out}: {sum(p.numel() for p in model.parameters()):,} parameters")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=4)
@@ -41,12 +53,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--expert", default="arithmetic", help="whose vocabulary: arithmetic, markov or grammar")
     args = parser.parse_args(argv)
-    model, tok = build(args.layers, args.hidden, args.seed, args.expert)
-    name = "model" if args.expert == "arithmetic" else args.expert
-    out = os.path.join(HERE, f"{name}_{args.layers}x{args.hidden}")
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
-    print(f"{out}: {sum(p.numel() for p in model.parameters()):,} parameters")
+    out = os.path.join(HERE, folder_name(args.expert, args.layers, args.hidden))
+    write_model(out, args.layers, args.hidden, args.seed, args.expert)
 
 
 if __name__ == "__main__":

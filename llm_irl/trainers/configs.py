@@ -15,6 +15,8 @@ from llm_irl.truncation import PROMPT_TRUNCATION
 VALUE_PARAMS = ("logits", "head", "offset")
 TERMINAL_TD = ("include", "absorbing", "exclude")  # llm_irl.losses.TERMINAL_TD, without importing torch here
 POLICY_TERMINAL_VALUE = ("include", "exclude")  # llm_irl.losses.POLICY_TERMINAL_VALUE, likewise
+SMOOTHING_IS_SFT_ONLY = ("label_smoothing_factor is honoured by the SFT trainer only; {trainer}'s objective is "
+                         "not a plain cross-entropy (its regulariser is {regulariser}): set it to 0")
 
 
 @dataclass
@@ -78,6 +80,8 @@ class SFTConfig(TrainingArguments):
             raise ValueError(f"loss_chunk_size must be >= 0 or None, got {self.loss_chunk_size}")
         if self.nan_policy not in ("stop", "skip"):
             raise ValueError(f"nan_policy must be 'stop' or 'skip', got {self.nan_policy!r}")
+        if not 0.0 <= self.label_smoothing_factor < 1.0:
+            raise ValueError(f"label_smoothing_factor must be in [0, 1), got {self.label_smoothing_factor}")
         if self.model_dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"model_dtype must be auto, float32, bfloat16 or float16, got {self.model_dtype!r}")
         super().__post_init__()
@@ -178,4 +182,6 @@ class IQConfig(SamplingConfig, SFTConfig):
                              f"got {self.policy_terminal_value!r}")
         if self.value_param not in VALUE_PARAMS:
             raise ValueError(f"value_param must be one of {VALUE_PARAMS}, got {self.value_param!r}")
+        if self.label_smoothing_factor:
+            raise ValueError(SMOOTHING_IS_SFT_ONLY.format(trainer="IQ", regulariser="td_weight"))
         super().__post_init__()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from llm_irl.trainers.configs import SamplingConfig, SFTConfig
+from llm_irl.trainers.configs import SMOOTHING_IS_SFT_ONLY, SamplingConfig, SFTConfig
 
 DISC_LOSSES = ("gail", "airl", "margin")
 DISC_PARAMS = ("policy_ratio", "ref_ratio", "classifier")
@@ -220,6 +220,8 @@ class GAILConfig(SamplingConfig, SFTConfig):
             (self.missing_eos_penalty is None or self.missing_eos_penalty >= 0,
              f"missing_eos_penalty must be >= 0 (or None), got {self.missing_eos_penalty}"),
             (self.mle_weight >= 0, f"mle_weight must be >= 0, got {self.mle_weight}"),
+            (not self.label_smoothing_factor,
+             SMOOTHING_IS_SFT_ONLY.format(trainer="GAIL", regulariser="the discriminator's reward")),
         ]
         for ok, message in checks:
             if not ok:

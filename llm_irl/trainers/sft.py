@@ -10,7 +10,10 @@ from llm_irl.trainers.configs import SFTConfig
 
 
 class SFTTrainer(DemoTrainer):
-    """Behaviour cloning, `−E_demo[log π(a|s)]`, on the same data pipeline as the IRL trainers."""
+    """Behaviour cloning, `−E_demo[log π(a|s)]`, on the same data pipeline as the IRL trainers.
+
+    `label_smoothing_factor` (a `TrainingArguments` field) is honoured as in `transformers.Trainer`;
+    the other trainers refuse it rather than ignore it (their regulariser is their own objective)."""
 
     config_class = SFTConfig
 
@@ -18,6 +21,7 @@ class SFTTrainer(DemoTrainer):
         a, ids, mask, labels = self.args, inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
         if a.loss_chunk_size is not None and (head := lm_head_hidden(model, ids, mask)) is not None:
             return chunked_sft_loss(head.hidden, head.weight, labels, lm_head_bias=head.bias,
-                                    chunk_size=a.loss_chunk_size, log_entropy=a.log_entropy)
+                                    chunk_size=a.loss_chunk_size, log_entropy=a.log_entropy,
+                                    label_smoothing=a.label_smoothing_factor)
         logits = model(input_ids=ids, attention_mask=mask).logits
-        return sft_loss(logits, labels, log_entropy=a.log_entropy)
+        return sft_loss(logits, labels, log_entropy=a.log_entropy, label_smoothing=a.label_smoothing_factor)
