@@ -7,7 +7,7 @@ import json
 import os
 
 from llm_irl.quickstart import COMMON
-from study import EXPERTS, GRID_STUDY, REGIMES, ROOT, TEMPERATURES
+from study import BIGGER_SIZE, EXPERTS, GRID_STUDY, GRID_STUDY_BIGGER, REGIMES, ROOT, TEMPERATURES
 from study_figures import (FRONTIER_AXES, budget_results, compare_to_sft, expert_figure, figure, fmt,
                            frontier_against, frontiers, pooled_frontier_against, results_at, sweep_results,
                            verdict_cell)
@@ -41,6 +41,8 @@ COMPANION_STUDIES = [
      "--benchmarks_md benchmarks/study_gail/BENCHMARKS.md"),
     (GRID_STUDY, "Offline IQ's grid: terminal handling × λ × where V comes from, against SFT",
      "python benchmarks/study.py --grid --experts {experts}"),
+    (GRID_STUDY_BIGGER, f"The same grid on a bigger model ({BIGGER_SIZE.replace('x', ' layers × ')})",
+     f"python benchmarks/study.py --grid --model_size {BIGGER_SIZE} --experts {{experts}}"),
 ]
 # compare recipes of benchmarks/sweeps/ run on their own (`llm-irl compare benchmarks/sweeps/NAME.yaml`)
 # a bigger model than the builtin one (benchmarks/arithmetic/build_model.py), named by its local folder
@@ -206,6 +208,13 @@ def length_effect(all_results: dict[str, dict]) -> list[str]:
     return lines
 
 
+def sft_validity(all_results: dict[str, dict]) -> list[str]:
+    """How well SFT learned each setting's expert: the share of its samples the expert could write, at T = 1."""
+    found = {name: figure(r, "sft", "validity", "1") for name, r in all_results.items()}
+    parts = [f"{name} {fmt(v)}" for name, v in found.items() if v]
+    return [f"- SFT's validity at T = 1 (share of samples the expert could write): {', '.join(parts)}"] if parts else []
+
+
 def unlearned(all_results: dict[str, dict]) -> list[str]:
     """Settings where no arm writes valid text: comparisons there say little about the objectives."""
     lines = []
@@ -333,7 +342,7 @@ def companion_sections(all_results: dict[str, dict], here: str) -> list[str]:
             run = command.format(experts=",".join(dict.fromkeys(name.rsplit("_", 1)[0] for name in found)))
             out += [f"## {title}", "", f"Same settings, seeds and evaluation, run on their own (`{run}`); tables "
                     f"and plots in [{rel}]({rel}).", "",
-                    *frontier_summary(found), *claims(found), *length_effect(found), ""]
+                    *sft_validity(found), *frontier_summary(found), *claims(found), *length_effect(found), ""]
     sweeps = {f"sweeps/{name}": title for name, title in SWEEPS.items()}
     for name, title in sweeps.items():
         out += _compare_section(name, title, here)
