@@ -52,14 +52,16 @@ GRID_ARMS = {
     **{f"incl_{lam}": {"trainer": "iq", "terminal_td": "include", "td_weight": lam} for lam in (0.03, 0.1)},
 }
 GRID_STUDY = os.path.join(ROOT, "benchmarks", "study_grid")  # study.py --grid
-BIGGER_SIZE = "4x128"  # study.py --grid --model_size 4x128: the grid on a model SFT learns every expert with
+BIGGER_SIZE = "4x128"  # study.py --grid --model_size 4x128: the grid on a model that learns the experts better
 GRID_STUDY_BIGGER = os.path.join(ROOT, "benchmarks", f"study_grid_{BIGGER_SIZE}")
 TEMPERATURES = [0.7, 1.0, 1.3]  # the frontier's points
 
 
 def bigger_model(expert: str, size: str) -> str:
     """Path (from the repo root) of a LAYERSxHIDDEN Llama over the expert's words, built from seed 0 if missing."""
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks", "arithmetic"))
+    here = os.path.join(ROOT, "benchmarks", "arithmetic")
+    if here not in sys.path:
+        sys.path.insert(0, here)
     from build_model import folder_name, write_model
 
     try:
