@@ -55,6 +55,8 @@ BIGGER_MODEL = {
     "arithmetic/probe_markov": "Bigger model: SFT on the Markov expert, 4 layers × 128 (5,000 demonstrations)",
     "arithmetic/bigger_markov_scarce": "Bigger model: the Markov scarce setting on 4 layers × 128",
     "arithmetic/bigger_markov_plentiful": "Bigger model: the Markov plentiful setting on 4 layers × 128",
+    "arithmetic/bigger_grammar_scarce": "Bigger model: the grammar scarce setting on 4 layers × 128",
+    "arithmetic/bigger_grammar_plentiful": "Bigger model: the grammar plentiful setting on 4 layers × 128",
 }
 SWEEPS = {"online_scarce": "Online IQ: policy share × λ (Markov expert, 150 demonstrations, 3 seeds)",
           "online_terminal_value": "Online IQ without the policy samples' EOS transitions in the value term "
