@@ -70,7 +70,7 @@ SWEEPS = {"online_scarce": "Online IQ: policy share × λ (Markov expert, 150 de
                                               "the default share and at 0.5",
           "quickstart_seeds345": "The quickstart's arms on fresh seeds 3-5",
           "quickstart_600_steps": "The quickstart's setting with twice the budget (600 steps): SFT against "
-                                  "offline IQ, seeds 0-5",
+                                  "offline IQ, seeds 0-11",
           "sft_regularised_quickstart": "Is the χ² term more than a regulariser? SFT with label smoothing or weight "
                                         "decay against offline IQ, the quickstart's setting at 600 steps, seeds 0-5",
           "sft_regularised_markov_scarce": "The same question on scarce data: SFT with label smoothing against "
