@@ -51,9 +51,16 @@ GRID_ARMS = {
        for lam in (0.03, 0.1, 0.3)},
     **{f"incl_{lam}": {"trainer": "iq", "terminal_td": "include", "td_weight": lam} for lam in (0.03, 0.1)},
 }
-GRID_STUDY = os.path.join(ROOT, "benchmarks", "study_grid")  # study.py --grid
+
+
+def grid_study(model_size: str | None = None) -> str:
+    """Folder of `study.py --grid` (on `builtin:tiny`, or with `--model_size`)."""
+    return os.path.join(ROOT, "benchmarks", "study_grid" + (f"_{model_size}" if model_size else ""))
+
+
+GRID_STUDY = grid_study()
 BIGGER_SIZE = "4x128"  # study.py --grid --model_size 4x128: the grid on a model that learns the experts better
-GRID_STUDY_BIGGER = os.path.join(ROOT, "benchmarks", f"study_grid_{BIGGER_SIZE}")
+GRID_STUDY_BIGGER = grid_study(BIGGER_SIZE)
 TEMPERATURES = [0.7, 1.0, 1.3]  # the frontier's points
 
 
@@ -172,7 +179,7 @@ def main() -> int:
     if a.grid:
         a.arms = a.arms or ",".join(["sft", *GRID_ARMS])
         if not a.quick:
-            grid_dir = os.path.join(ROOT, "benchmarks", f"study_grid_{a.model_size}") if a.model_size else GRID_STUDY
+            grid_dir = grid_study(a.model_size)
             a.output_dir = a.output_dir or grid_dir
             a.benchmarks_md = a.benchmarks_md or os.path.join(grid_dir, "BENCHMARKS.md")
     quick_root = os.path.join(ROOT, "runs", "study_quick")  # a quick run never overwrites the committed study

@@ -44,9 +44,14 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor, *, log_entropy: bool = 
     """
     shifted = labels[:, 1:]
     flat_logits, flat_labels = upcast(logits[:, :-1].flatten(0, 1)), shifted.flatten()
-    nll = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX)
-    loss = nll if not label_smoothing else F.cross_entropy(
-        flat_logits, flat_labels, ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
+    if not label_smoothing:
+        loss = nll = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE_INDEX)
+    else:  # one log-softmax over the logits serves both terms
+        logp = F.log_softmax(flat_logits, dim=-1)
+        acting = flat_labels != IGNORE_INDEX
+        nll = F.nll_loss(logp, flat_labels, ignore_index=IGNORE_INDEX)
+        uniform = -(logp.mean(-1) * acting).sum() / acting.sum().clamp_min(1)
+        loss = (1 - label_smoothing) * nll + label_smoothing * uniform
     stats = {"nll": nll.detach()}
     if log_entropy:
         stats["entropy"] = policy_entropy(logits[:, :-1], shifted != IGNORE_INDEX)
