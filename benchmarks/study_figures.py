@@ -54,7 +54,9 @@ def _seed_curves(results: dict, arm: str, x: str, to_x, y: str, to_y) -> list[li
     curves = []
     for seed in sorted(results["runs"][arm], key=int):
         points = []
-        for node in results["runs"][arm][seed]["temperatures"].values():
+        for t, node in results["runs"][arm][seed]["temperatures"].items():
+            if float(t) == 0:  # sampled temperatures only, as llm_irl.report.frontier_verdicts reads them
+                continue
             a, b = node.get(x), node.get(y)
             if a and b and a.get("value") is not None and b.get("value") is not None:
                 points.append((to_x(a["value"]), to_y(b["value"])))
