@@ -168,14 +168,15 @@ def _positional(argv: list[str], usage: str, help_text: str) -> str | None:
     return argv[0]
 
 
-def _compare_and_report(plan, title: str, *, progress: bool = True) -> tuple[dict, dict[str, str]]:
-    """Train and evaluate every arm of `plan`, write the report, print its console table and verdicts."""
+def _compare_and_report(plan, title: str, *, progress: bool = True, brief: bool = False) -> tuple[dict, dict[str, str]]:
+    """Train and evaluate every arm of `plan`, write the report, print its console table and verdicts (with
+    `brief`, only the headline verdicts per arm: the quickstart's newcomer reads those first)."""
     from llm_irl.compare import run_compare
-    from llm_irl.report import console_summary, write_report
+    from llm_irl.report import console_summary, headline, write_report
 
     results = run_compare(plan, progress=progress, log=lambda line: print(line, flush=True))
     paths = write_report(results, plan.output_dir, title=title)
-    print(console_summary(results))
+    print("\n".join(headline(results)) if brief else console_summary(results))
     return results, paths
 
 
@@ -193,7 +194,7 @@ def cmd_quickstart(argv: list[str]) -> int:
     a = p.parse_args(argv)
     plan = quickstart_plan(seeds=a.seeds, output_dir=a.output_dir, max_steps=a.max_steps, num_prompts=a.num_prompts,
                            k=a.num_samples)
-    results, paths = _compare_and_report(plan, "quickstart", progress=False)
+    results, paths = _compare_and_report(plan, "quickstart", progress=False, brief=True)
     print(f"intervals: {results['interval']}")
     print(f"report: {os.path.abspath(paths['report'])} (plots beside it); "
           f"{results['runtime_s'] / 60:.1f} min")

@@ -317,6 +317,53 @@ def without_trivial_greedy(results: dict) -> dict:
                      for arm, by_seed in (results.get("runs") or {}).items()}}
 
 
+HEADLINE_FRONTIERS = (  # (gap_of, quality, diversity, words): the two verdicts a newcomer reads first
+    ("quality", None, "self_bleu_per_input", "quality at matched diversity"),
+    ("coverage", "expert_loglik_std", COVERAGE_AXIS, "coverage at matched quality"),
+)
+
+
+def _verdict_words(f: dict) -> str:
+    """'above +0.010 [+0.004, +0.017]': the verdict as a newcomer reads it, 'level' for not distinguishable."""
+    if f["verdict"] == "no overlap":
+        return "no common range"
+    gap = f["mean_gap"]
+    interval = "(one seed)" if gap["lo"] is None else f"[{gap['lo']:+.3f}, {gap['hi']:+.3f}]"
+    return f"{ {'overlapping': 'level'}.get(f['verdict'], f['verdict'])} {gap['value']:+.3f} {interval}"
+
+
+def headline(results: dict) -> list[str]:
+    """The lines a newcomer reads first: per arm, its headline frontier verdicts against the baseline arm (the
+    first) in words, with its length and EOS share at the sampled temperature nearest 1; the baseline's and the
+    expert's below."""
+    results = without_trivial_greedy(results)
+    summary = results["summary"]
+    arms = list(summary)
+    temps = [t for t in summary[arms[0]]["temperatures"] if float(t) > 0]
+    if len(arms) < 2 or not temps:
+        return [nothing_to_compare(summary) or "no sampled temperature: no frontier verdict"]
+    frontier = results.get("frontier") or frontier_verdicts(results)
+    baseline, t = arms[0], min(temps, key=lambda t: abs(float(t) - 1.0))
+
+    def shape(figures: dict) -> str:
+        length, ended = figures.get("mean_length"), figures.get("terminated")
+        return ", ".join([*([f"{length['value']:.1f} tokens"] if length else []),
+                          *([f"{ended['value']:.0%} end with EOS"] if ended else [])])
+
+    lines = [f"Against {baseline}: the mean gap between frontiers over their common range, 95% interval over seeds "
+             f"(level: not distinguishable); length at {temperature_label(t)}. Every figure: report.md."]
+    width = max(len(arm) for arm in arms)
+    for arm in arms[1:]:
+        verdicts = [f"{words}: {_verdict_words(f)}" for gap_of, quality, diversity, words in HEADLINE_FRONTIERS
+                    for f in frontier if f["arm"] == arm and f["gap_of"] == gap_of and f["diversity"] == diversity
+                    and quality in (None, f["quality"])]
+        lines.append(f"  {arm:<{width}}  " + " | ".join([*verdicts, shape(summary[arm]["temperatures"][t])]))
+    expert = (results.get("expert") or {}).get("temperatures", {}).get("expert")
+    lines.append(f"  {baseline:<{width}}  " + shape(summary[baseline]["temperatures"][t])
+                 + (f" | expert: {shape(expert)}" if expert else ""))
+    return lines
+
+
 def console_summary(results: dict) -> str:
     """What a compare prints when it ends: the brief table, the frontier verdicts, the other verdicts."""
     results = without_trivial_greedy(results)
