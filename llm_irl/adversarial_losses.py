@@ -23,6 +23,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from llm_irl.defaults import (
+    ADV_CLIP_RANGE,
+    ADV_GAMMA,
+    ADV_KL_COEF,
+    ADV_KL_ESTIMATOR,
+    ADV_LABEL_SMOOTHING,
+    ADV_MARGIN_L2_WEIGHT,
+    ADV_MARGIN_SLACK_WEIGHT,
+    ADV_MISSING_EOS_PENALTY,
+    ADV_REWARD_KIND,
+    ADV_WHITEN_ADVANTAGES,
+)
 from llm_irl.soft_q import masked_mean
 
 __all__ = [
@@ -49,7 +61,7 @@ __all__ = [
 
 
 def gail_disc_loss(
-    demo_logits: Tensor, policy_logits: Tensor, label_smoothing: float = 0.0
+    demo_logits: Tensor, policy_logits: Tensor, label_smoothing: float = ADV_LABEL_SMOOTHING
 ) -> tuple[Tensor, dict[str, float]]:
     """Binary cross-entropy of a discriminator D = σ(logit), demos labelled 1, policy samples 0.
 
@@ -88,7 +100,7 @@ def binary_entropy(logits: Tensor) -> Tensor:
     return F.softplus(logits) - logits * torch.sigmoid(logits)
 
 
-def gail_reward(disc_logits: Tensor, kind: str = "neg_log_one_minus_d") -> Tensor:
+def gail_reward(disc_logits: Tensor, kind: str = ADV_REWARD_KIND) -> Tensor:
     """Policy reward from discriminator logits (detached), D = σ(logit).
 
     - ``"neg_log_one_minus_d"``: r = −log(1 − D) = softplus(logit) ∈ (0, ∞). Always positive,
@@ -139,8 +151,8 @@ def margin_disc_loss(
     demo_f: Tensor,
     policy_f: Tensor,
     delta: Tensor,
-    slack_weight: float = 1.0,
-    l2_weight: float = 0.0,
+    slack_weight: float = ADV_MARGIN_SLACK_WEIGHT,
+    l2_weight: float = ADV_MARGIN_L2_WEIGHT,
 ) -> tuple[Tensor, dict[str, float]]:
     """Structured max-margin with slack (lecture IRL v1) as a hinge loss.
 
@@ -214,7 +226,7 @@ def ppo_clip_loss(
     old_logprobs: Tensor,
     advantages: Tensor,
     mask: Tensor,
-    clip_range: float = 0.2,
+    clip_range: float = ADV_CLIP_RANGE,
 ) -> tuple[Tensor, dict[str, float]]:
     """Token-level PPO-clip policy loss (Schulman et al. 2017).
 
@@ -266,7 +278,7 @@ def whiten(x: Tensor, mask: Tensor | None = None, shift_mean: bool = True, eps: 
     return out * torch.rsqrt(var + eps) * m
 
 
-def kl_penalty(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor | None = None, kind: str = "k1") -> Tensor:
+def kl_penalty(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor | None = None, kind: str = ADV_KL_ESTIMATOR) -> Tensor:
     """Per-token KL(π_θ ‖ π_ref) estimate on tokens sampled from π_θ, zero where ``mask`` is 0.
 
     - ``"k1"`` (default): ``log π_θ(a) − log π_ref(a)``; unbiased, can be negative per token. The
@@ -283,7 +295,7 @@ def kl_penalty(logprobs: Tensor, ref_logprobs: Tensor, mask: Tensor | None = Non
     return kl if mask is None else kl * mask.to(kl.dtype)
 
 
-def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float = 1.0) -> Tensor:
+def discounted_returns(rewards: Tensor, mask: Tensor, gamma: float) -> Tensor:
     """Reward-to-go over action tokens: ``G_t = r_t + γ·G_{t'}``, t' the next action position.
 
     ``rewards``, ``mask`` [B, T]. Positions where ``mask`` is 0 are not steps: their reward is
@@ -320,14 +332,14 @@ def policy_advantages(
     *,
     logprobs: Tensor | None = None,
     ref_logprobs: Tensor | None = None,
-    kl_coef: float = 0.0,
-    kl_estimator: str = "k1",
+    kl_coef: float = ADV_KL_COEF,
+    kl_estimator: str = ADV_KL_ESTIMATOR,
     terminated: Tensor | None = None,
-    missing_eos_penalty: float | None = None,
+    missing_eos_penalty: float | None = ADV_MISSING_EOS_PENALTY,
     normalize_rewards: str | None = None,
-    gamma: float = 1.0,
+    gamma: float = ADV_GAMMA,
     group_size: int | None = None,
-    whiten_advantages: bool = True,
+    whiten_advantages: bool = ADV_WHITEN_ADVANTAGES,
 ) -> tuple[Tensor, dict[str, float]]:
     """Per-token advantages [N, T] of a rollout batch from its rewards: [N, T] per token, or [N] per sequence
     (placed on each sequence's last action token).

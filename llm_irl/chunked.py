@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from llm_irl.defaults import IQ_ALPHA, IQ_GAMMA, IQ_TD_WEIGHT, IQ_TERMINAL_TD
 from llm_irl.losses import iq_objective
 from llm_irl.soft_q import IGNORE_INDEX, TokenMDP, eos_mask, upcast
 
@@ -279,8 +280,8 @@ def chunked_sft_loss(
 
 def chunked_iq_loss(
     hidden: torch.Tensor, lm_head_weight: torch.Tensor, labels: torch.Tensor, *, eos_token_id: int | Sequence[int],
-    gamma: float = 0.99, td_weight: float = 0.1, alpha: float = 1.0, terminal_td: str = "include",
-    log_entropy: bool = True, chunk_size: int | None = None, lm_head_bias: torch.Tensor | None = None,
+    gamma: float = IQ_GAMMA, td_weight: float = IQ_TD_WEIGHT, alpha: float = IQ_ALPHA,
+    terminal_td: str = IQ_TERMINAL_TD, log_entropy: bool = True, chunk_size: int | None = None, lm_head_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """`losses.iq_loss` on the logits h·Wᵀ + b, same value, gradients and stats:
 

@@ -35,6 +35,13 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from llm_irl.adversarial_losses import gail_disc_loss, gail_reward, margin_disc_loss, text_distances
+from llm_irl.defaults import (
+    ADV_GRAD_PENALTY,
+    ADV_LABEL_SMOOTHING,
+    ADV_MARGIN_L2_WEIGHT,
+    ADV_MARGIN_SLACK_WEIGHT,
+    ADV_REWARD_KIND,
+)
 from llm_irl.soft_q import action_mask, token_logprobs
 
 SPEC_FILE = "discriminator.json"
@@ -99,14 +106,14 @@ class Discriminator(nn.Module):
     """ℓ_φ and what is made of it: ``logits``, ``loss`` (its training objective) and ``reward`` (the policy's)."""
 
     def __init__(self, net: nn.Module, *, param: str, level: str, disc_loss: str,
-                 reward_kind: str = "neg_log_one_minus_d"):
+                 reward_kind: str = ADV_REWARD_KIND):
         super().__init__()
         self.net, self.param, self.level, self.disc_loss, self.reward_kind = net, param, level, disc_loss, reward_kind
         self.bias = nn.Parameter(torch.zeros((), dtype=torch.float32))
 
     @classmethod
     def build(cls, policy: nn.Module, *, param: str, level: str, disc_loss: str,
-              reward_kind: str = "neg_log_one_minus_d", name_or_path: str | None = None,
+              reward_kind: str = ADV_REWARD_KIND, name_or_path: str | None = None,
               trust_remote_code: bool = False) -> "Discriminator":
         """A discriminator started from ``policy`` (an unwrapped causal LM): ℓ = 0 everywhere at first."""
         if param == "policy_ratio":
@@ -174,8 +181,9 @@ class Discriminator(nn.Module):
 
     # ------------------------------------------------------------------ its objective
 
-    def loss(self, demos: dict, samples: dict, *, label_smoothing: float = 0.0, grad_penalty: float = 0.0,
-             margin_slack_weight: float = 1.0, margin_l2_weight: float = 0.0) -> tuple[torch.Tensor, dict]:
+    def loss(self, demos: dict, samples: dict, *, label_smoothing: float = ADV_LABEL_SMOOTHING,
+             grad_penalty: float = ADV_GRAD_PENALTY, margin_slack_weight: float = ADV_MARGIN_SLACK_WEIGHT,
+             margin_l2_weight: float = ADV_MARGIN_L2_WEIGHT) -> tuple[torch.Tensor, dict]:
         """The discriminator's loss on demos (class 1) against policy samples (class 0).
 
         Stats: ``disc_loss``, ``disc_acc_demo``, ``disc_acc_policy``, ``disc_bal_acc``,

@@ -16,6 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 
+from llm_irl.defaults import IQ_GAMMA
 from llm_irl.errors import ConfigError, DataError
 from llm_irl.metrics import extract_last_number, sentence_rouge1
 from llm_irl.metrics.embedding import require_encoder
@@ -50,8 +51,8 @@ class EvalConfig:
     sample_seed: int = field(default=0, metadata={"help": "Seed of the sampling run."})
     sample_batch_size: int = field(default=64, metadata={"help": "Sequences per generate / scoring batch."})
     reward_gamma: float = field(
-        default=0.99, metadata={"help": "Discount γ of the implied reward r = Q − γV(s') and of returns; "
-                                        "one value for every model, so their rewards compare."})
+        default=IQ_GAMMA, metadata={"help": "Discount γ of the implied reward r = Q − γV(s') and of returns; "
+                                            "one value for every model, so their rewards compare."})
     references: bool | None = field(
         default=None, metadata={"help": "Score BLEU/ROUGE against the rows' completions. Default: when the "
                                         "rows have completions and no synthetic expert is known."})

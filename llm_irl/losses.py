@@ -23,6 +23,15 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from llm_irl.defaults import (
+    IQ_ALPHA,
+    IQ_GAMMA,
+    IQ_POLICY_TERMINAL_VALUE,
+    IQ_TD_WEIGHT,
+    IQ_TERMINAL_TD,
+    POLICY_TERMINAL_VALUE,
+    TERMINAL_TD,
+)
 from llm_irl.soft_q import (
     IGNORE_INDEX,
     TokenMDP,
@@ -58,9 +67,6 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor, *, log_entropy: bool = 
     return loss, stats
 
 
-TERMINAL_TD = ("include", "absorbing", "exclude")
-
-
 def chi2_weights(mdp: TokenMDP, *, gamma: float, terminal_td: str) -> torch.Tensor:
     """Weight of each transition's r² in the χ² term: 1 for every non-terminal action, and for the
     EOS action 1 (`include`), 1 − γ (`absorbing`) or 0 (`exclude`); 0 off the action positions."""
@@ -92,7 +98,7 @@ def _iq_stats(mdp: TokenMDP, nll: torch.Tensor, r: torch.Tensor, td: torch.Tenso
 # in how they obtain Q, V and V(s').
 
 
-def iq_objective(mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: str = "include"):
+def iq_objective(mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: str = IQ_TERMINAL_TD):
     """Token-mean of `−(Q(s,a) − V(s)) + td_weight·w·r²` over the action positions of `mdp`
     (w from `chi2_weights`)."""
     r = mdp.reward(gamma)
@@ -103,7 +109,7 @@ def iq_objective(mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: 
 
 
 def value_head_objective(mdp: TokenMDP, values: torch.Tensor, *, gamma: float, td_weight: float,
-                         terminal_td: str = "include"):
+                         terminal_td: str = IQ_TERMINAL_TD):
     """The (π, V_ψ) form: `−α·log π + λ·(α·log π + V_ψ(s) − γ·V_ψ(s'))²`, V_ψ(s') = 0 after EOS.
 
     `values` [B, T] is the head's V_ψ at every position; the policy still comes from `mdp`.
@@ -120,7 +126,7 @@ def value_head_objective(mdp: TokenMDP, values: torch.Tensor, *, gamma: float, t
 
 
 def offset_objective(mdp: TokenMDP, offsets: torch.Tensor, *, gamma: float, td_weight: float,
-                     terminal_td: str = "include"):
+                     terminal_td: str = IQ_TERMINAL_TD):
     """IQ with `Q(s, ·) = logits(s, ·) + b(s)`: a learned scalar b per state, which the softmax never sees.
 
     A bias-free LM head can shift all of a state's logits together only by moving its hidden state,
@@ -136,12 +142,9 @@ def offset_objective(mdp: TokenMDP, offsets: torch.Tensor, *, gamma: float, td_w
     return iq_objective(shifted, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td)
 
 
-POLICY_TERMINAL_VALUE = ("include", "exclude")
-
-
 def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float, td_weight: float,
-                        terminal_td: str = "include", reward_scale: float = 1.0,
-                        policy_terminal_value: str = "include"):
+                        terminal_td: str = IQ_TERMINAL_TD, reward_scale: float = 1.0,
+                        policy_terminal_value: str = IQ_POLICY_TERMINAL_VALUE):
     """Online IQ-Learn (χ²) on a batch mixing demonstrations and policy samples.
 
         L = −E_demo[Q(s,a) − γ·V(s')] + E_mix[V(s) − γ·V(s')] + λ·E_mix[r²]
@@ -196,10 +199,10 @@ def iq_loss(
     labels: torch.Tensor,
     *,
     eos_token_id: int | Sequence[int],
-    gamma: float = 0.99,
-    td_weight: float = 0.1,
-    alpha: float = 1.0,
-    terminal_td: str = "include",
+    gamma: float = IQ_GAMMA,
+    td_weight: float = IQ_TD_WEIGHT,
+    alpha: float = IQ_ALPHA,
+    terminal_td: str = IQ_TERMINAL_TD,
     log_entropy: bool = True,
 ) -> tuple[torch.Tensor, dict]:
     """Offline inverse soft-Q loss with V taken from the logits.
@@ -220,10 +223,10 @@ def iq_value_head_loss(
     labels: torch.Tensor,
     *,
     eos_token_id: int | Sequence[int],
-    gamma: float = 0.99,
-    td_weight: float = 0.1,
-    alpha: float = 1.0,
-    terminal_td: str = "include",
+    gamma: float = IQ_GAMMA,
+    td_weight: float = IQ_TD_WEIGHT,
+    alpha: float = IQ_ALPHA,
+    terminal_td: str = IQ_TERMINAL_TD,
     log_entropy: bool = True,
 ) -> tuple[torch.Tensor, dict]:
     """`value_head_objective` from full logits and the head's values [B, T] (the lecture's min over π, V)."""
@@ -238,11 +241,11 @@ def online_iq_loss(
     is_policy: torch.Tensor,
     *,
     eos_token_id: int | Sequence[int],
-    gamma: float = 0.99,
-    td_weight: float = 0.1,
-    alpha: float = 1.0,
-    terminal_td: str = "include",
-    policy_terminal_value: str = "include",
+    gamma: float = IQ_GAMMA,
+    td_weight: float = IQ_TD_WEIGHT,
+    alpha: float = IQ_ALPHA,
+    terminal_td: str = IQ_TERMINAL_TD,
+    policy_terminal_value: str = IQ_POLICY_TERMINAL_VALUE,
     log_entropy: bool = True,
 ) -> tuple[torch.Tensor, dict]:
     """`online_iq_objective` from the full logits of a batch mixing demonstrations and policy samples."""

@@ -119,7 +119,8 @@ def test_airl_disc_loss_does_not_backprop_into_policy():
 
 def test_margin_disc_loss_hand_values():
     # Satisfied: 0.5 + 0.3 − 1.0 < 0 -> ζ = 0. Violated: 0.9 + 0.3 − 1.0 = 0.2.
-    loss, stats = margin_disc_loss(torch.tensor([1.0, 1.0]), torch.tensor([0.5, 0.9]), torch.tensor([0.3, 0.3]))
+    loss, stats = margin_disc_loss(torch.tensor([1.0, 1.0]), torch.tensor([0.5, 0.9]), torch.tensor([0.3, 0.3]),
+                                   l2_weight=0.0)
     assert loss.item() == pytest.approx(0.1)
     assert stats["slack"] == pytest.approx(0.1) and stats["violation_frac"] == 0.5
     assert stats["margin"] == pytest.approx(0.3)
@@ -128,7 +129,8 @@ def test_margin_disc_loss_hand_values():
     )
     assert loss.item() == pytest.approx(2.0 * 0.1 + 0.1 * (1 + 1 + 0.25 + 0.81) / 2)
     # One demo against K=3 samples by broadcasting.
-    loss, _ = margin_disc_loss(torch.tensor([[1.0]]), torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([[0.5, 0.5, 0.5]]))
+    loss, _ = margin_disc_loss(torch.tensor([[1.0]]), torch.tensor([[0.0, 1.0, 2.0]]), torch.tensor([[0.5, 0.5, 0.5]]),
+                               l2_weight=0.0)
     assert loss.item() == pytest.approx((0.0 + 0.5 + 1.5) / 3)
 
 
@@ -299,7 +301,7 @@ def test_discounted_returns_matches_loop():
             expected = sum(gamma**j * rewards[i, s].item() for j, s in enumerate(steps[k:]))
             assert out[i, t].item() == pytest.approx(expected, rel=1e-5)
         assert all(out[i, t].item() == 0.0 for t in range(7) if not mask[i, t])
-    assert discounted_returns(torch.ones(1, 3), torch.ones(1, 3)).tolist() == [[3.0, 2.0, 1.0]]
+    assert discounted_returns(torch.ones(1, 3), torch.ones(1, 3), 1.0).tolist() == [[3.0, 2.0, 1.0]]
 
 
 def test_leave_one_out_baseline():
@@ -320,7 +322,7 @@ def _rollout():
 def test_policy_advantages_known_answers():
     mask, logprobs, ref = _rollout()
     adv, stats = policy_advantages(torch.tensor([1.0, 3.0]), mask, logprobs=logprobs, ref_logprobs=ref, kl_coef=0.5,
-                                   terminated=torch.tensor([True, False]), missing_eos_penalty=2.0,
+                                   terminated=torch.tensor([True, False]), missing_eos_penalty=2.0, gamma=1.0,
                                    whiten_advantages=False)
     # row 0: k1 = (0.5, −1.0), penalties (−0.25, +0.5), reward 1 on the last token: returns (1.25, 1.5)
     # row 1: reward 3, cut without EOS −2, k1 0: return 1.0; baseline the mean over the three actions
@@ -330,8 +332,8 @@ def test_policy_advantages_known_answers():
     # a per-token reward [N, T] that sums to the same sequence reward, γ = 1: the same return from the first
     # action on (the baselines, means over every action token, differ by a constant)
     dense = torch.tensor([[0.0, 0.4, 0.6], [0.0, 3.0, 0.0]])
-    adv_dense, _ = policy_advantages(dense, mask, whiten_advantages=False)
-    adv_seq, _ = policy_advantages(torch.tensor([1.0, 3.0]), mask, whiten_advantages=False)
+    adv_dense, _ = policy_advantages(dense, mask, gamma=1.0, whiten_advantages=False)
+    adv_seq, _ = policy_advantages(torch.tensor([1.0, 3.0]), mask, gamma=1.0, whiten_advantages=False)
     shift = adv_dense[:, 1] - adv_seq[:, 1]
     assert shift[0].item() == pytest.approx(shift[1].item())
     # k3: never negative, so a policy equal to its reference pays nothing and one that differs pays
@@ -343,13 +345,14 @@ def test_policy_advantages_known_answers():
 
 def test_policy_advantages_whitened_grouped_and_normalised():
     mask = torch.tensor([[False, True]] * 4)
-    adv, _ = policy_advantages(torch.tensor([1.0, 3.0, 10.0, 20.0]), mask, group_size=2, whiten_advantages=False)
+    adv, _ = policy_advantages(torch.tensor([1.0, 3.0, 10.0, 20.0]), mask, group_size=2, gamma=1.0,
+                               whiten_advantages=False)
     assert adv[:, 1].tolist() == pytest.approx([-2.0, 2.0, -10.0, 10.0])  # each minus its sibling
-    white, _ = policy_advantages(torch.tensor([1.0, 3.0, 10.0, 20.0]), mask)
+    white, _ = policy_advantages(torch.tensor([1.0, 3.0, 10.0, 20.0]), mask, gamma=1.0)
     assert masked_mean(white, mask).item() == pytest.approx(0.0, abs=1e-6)
     assert masked_mean(white**2, mask).item() == pytest.approx(1.0, rel=1e-4)
     seq, _ = policy_advantages(torch.tensor([1.0, 3.0, 10.0, 20.0]), mask, normalize_rewards="sequence",
-                               whiten_advantages=False)
+                               gamma=1.0, whiten_advantages=False)
     z = torch.tensor([1.0, 3.0, 10.0, 20.0])
     z = (z - z.mean()) / z.std(unbiased=False)
     assert seq[:, 1].tolist() == pytest.approx((z - z.mean()).tolist(), rel=1e-5)

@@ -20,6 +20,7 @@ from tiny_models import tiny_lm
 EOS = 2
 B, T, H, V = 4, 9, 6, 13
 CHUNKS = [1, 3, 4, 7, 64]  # 3, 4 and 7 leave a partial last chunk for every batch below
+OLD_DEFAULTS = dict(td_weight=0.1, terminal_td="include")  # the IQ losses' defaults these tests were written at
 
 
 def random_problem(seed=0, dtype=torch.float64, bias=True):
@@ -54,7 +55,7 @@ def assert_close_all(got, want, tol):
 )
 def test_chunked_iq_loss_matches_full_logits(chunk, gamma, td_weight, alpha):
     hidden, weight, bias, labels = random_problem(seed=chunk)
-    kw = dict(eos_token_id=EOS, gamma=gamma, td_weight=td_weight, alpha=alpha)
+    kw = dict(eos_token_id=EOS, gamma=gamma, td_weight=td_weight, alpha=alpha, terminal_td="include")
     want, want_stats = iq_loss(F.linear(hidden, weight, bias), labels, **kw)
     got, got_stats = chunked_iq_loss(hidden, weight, labels, chunk_size=chunk, lm_head_bias=bias, **kw)
     torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
@@ -89,7 +90,7 @@ def test_chunked_label_smoothing_matches_full_logits(chunk, bias):
 @pytest.mark.parametrize("chunk", [5, None])
 def test_float32_and_no_bias(chunk):
     hidden, weight, _, labels = random_problem(seed=3, dtype=torch.float32, bias=False)
-    kw = dict(eos_token_id=EOS, gamma=0.99, td_weight=0.3)
+    kw = dict(eos_token_id=EOS, gamma=0.99, td_weight=0.3, terminal_td="include")
     want, _ = iq_loss(hidden @ weight.T, labels, **kw)
     got, _ = chunked_iq_loss(hidden, weight, labels, chunk_size=chunk, **kw)
     torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
@@ -104,7 +105,7 @@ def test_bfloat16_follows_the_full_path():
     """Half-precision hidden/W: logits in bf16 as the model's head makes them, V in fp32."""
     hidden, weight, bias, labels = random_problem(seed=4, dtype=torch.float32)
     h, w, b = (x.detach().bfloat16().requires_grad_(True) for x in (hidden, weight, bias))
-    kw = dict(eos_token_id=EOS, td_weight=0.2)
+    kw = dict(eos_token_id=EOS, td_weight=0.2, terminal_td="include")
     want, _ = iq_loss(F.linear(h, w, b), labels, **kw)
     got, _ = chunked_iq_loss(h, w, labels, chunk_size=4, lm_head_bias=b, **kw)
     assert got.dtype == torch.float32
@@ -181,9 +182,9 @@ def test_no_saved_tensor_holds_the_full_logits():
     labels = torch.randint(3, v, (b, t), generator=g)
     labels[:, :4] = -100
     with LargestSaved() as chunked:
-        chunked_iq_loss(hidden, weight, labels, eos_token_id=EOS, chunk_size=16)[0].backward()
+        chunked_iq_loss(hidden, weight, labels, eos_token_id=EOS, chunk_size=16, **OLD_DEFAULTS)[0].backward()
     with LargestSaved() as full:
-        iq_loss(hidden @ weight.T, labels, eos_token_id=EOS)[0].backward()
+        iq_loss(hidden @ weight.T, labels, eos_token_id=EOS, **OLD_DEFAULTS)[0].backward()
     assert full.largest >= b * t * v
     assert chunked.largest <= max(v * h, b * t * h) < b * t * v
 
@@ -197,8 +198,8 @@ def test_cuda_peak_memory_is_lower():
     labels = torch.randint(3, v, (b, t), device=dev)
     peaks = {}
     for name, fn in {
-        "full": lambda: iq_loss(hidden @ weight.T, labels, eos_token_id=EOS)[0],
-        "chunked": lambda: chunked_iq_loss(hidden, weight, labels, eos_token_id=EOS, chunk_size=256)[0],
+        "full": lambda: iq_loss(hidden @ weight.T, labels, eos_token_id=EOS, **OLD_DEFAULTS)[0],
+        "chunked": lambda: chunked_iq_loss(hidden, weight, labels, eos_token_id=EOS, chunk_size=256, **OLD_DEFAULTS)[0],
     }.items():
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
@@ -238,7 +239,7 @@ def test_chunked_loss_through_a_model_matches_its_full_logits(arch):
     labels[0, 9] = EOS
     labels[0, 10:] = -100
     mask = (labels != -100) | (torch.arange(12) < 4)
-    kw = dict(eos_token_id=EOS, gamma=0.95, td_weight=0.5)
+    kw = dict(eos_token_id=EOS, gamma=0.95, td_weight=0.5, terminal_td="include")
     params = [p for p in model.parameters() if p.requires_grad]
     want, _ = iq_loss(model(input_ids=ids, attention_mask=mask).logits, labels, **kw)
     want_grads = torch.autograd.grad(want, params, allow_unused=True)
@@ -296,7 +297,7 @@ def test_a_loss_of_q_alone_or_v_alone(part):
 def test_a_batch_without_actions_gives_a_zero_loss_and_gradient():
     hidden, weight, bias, labels = random_problem(seed=9)
     labels = torch.full_like(labels, -100)
-    for loss, stats in (chunked_iq_loss(hidden, weight, labels, eos_token_id=EOS, lm_head_bias=bias),
+    for loss, stats in (chunked_iq_loss(hidden, weight, labels, eos_token_id=EOS, lm_head_bias=bias, **OLD_DEFAULTS),
                         chunked_sft_loss(hidden, weight, labels, lm_head_bias=bias)):
         assert loss.item() == 0 and stats["entropy"].item() == 0
         assert all(g.abs().sum() == 0 for g in grads(loss, hidden, weight, bias))

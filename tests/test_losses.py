@@ -147,7 +147,7 @@ def test_gradient_reaches_next_state_value():
     """The χ² term differentiates through V(s'), as in IQ-Learn, not a stop-gradient target."""
     logits, labels = random_batch(6)
     logits.requires_grad_(True)
-    iq_loss(logits, labels, eos_token_id=EOS, td_weight=1.0)[0].backward()
+    iq_loss(logits, labels, eos_token_id=EOS, td_weight=1.0, terminal_td="include")[0].backward()
     # row 1's final position is only a bootstrap state (no action taken there)
     assert logits.grad[1, -1].abs().sum() > 0
     sft_grad = torch.autograd.grad(sft_loss(logits, labels)[0], logits)[0]
@@ -191,7 +191,7 @@ def test_online_iq_loss_matches_brute_force(seed, terminal_td):
     logits, labels = random_batch(seed)
     is_policy = torch.tensor([False, True, False, True])
     loss, stats = online_iq_loss(logits.double(), labels, is_policy, eos_token_id=EOS, gamma=0.9, td_weight=0.3,
-                                 terminal_td=terminal_td)
+                                 terminal_td=terminal_td, policy_terminal_value="include")
     want = brute_force_online(logits.double(), labels, is_policy, 0.9, 0.3, terminal_td)
     assert loss.item() == pytest.approx(want, abs=1e-6)
     # the named terms are the loss, summed
@@ -217,12 +217,12 @@ def test_online_iq_policy_terminal_value_matches_brute_force(seed):
         from_logits, _ = online_iq_loss(logits.double(), labels, is_policy, eos_token_id=EOS,
                                         policy_terminal_value="exclude", **kw)
         assert from_logits.item() == pytest.approx(want, abs=1e-6)
-        included, _ = online_iq_objective(mdp, is_policy, **kw)
+        included, _ = online_iq_objective(mdp, is_policy, policy_terminal_value="include", **kw)
         policy_ends_with_eos = bool((mdp.terminal & is_policy[:, None]).any())
         assert (abs(loss.item() - included.item()) > 1e-3) == policy_ends_with_eos
     demos_only = torch.zeros(4, dtype=torch.bool)
     a, _ = online_iq_objective(mdp, demos_only, policy_terminal_value="exclude", **kw)
-    b, _ = online_iq_objective(mdp, demos_only, **kw)
+    b, _ = online_iq_objective(mdp, demos_only, policy_terminal_value="include", **kw)
     assert a.item() == b.item()
 
 
@@ -233,10 +233,10 @@ def test_online_iq_reward_scale_matches_brute_force(reward_scale):
 
     logits, labels = random_batch(5)
     is_policy = torch.tensor([True, False, False, True])
-    kw = dict(eos_token_id=EOS, gamma=0.9, td_weight=0.3, terminal_td="absorbing")
+    kw = dict(eos_token_id=EOS, gamma=0.9, td_weight=0.3, terminal_td="absorbing", policy_terminal_value="include")
     mdp = token_mdp(logits.double(), labels, eos_token_id=EOS)
     loss, stats = online_iq_objective(mdp, is_policy, gamma=0.9, td_weight=0.3, terminal_td="absorbing",
-                                      reward_scale=reward_scale)
+                                      reward_scale=reward_scale, policy_terminal_value="include")
     want = brute_force_online(logits.double(), labels, is_policy, 0.9, 0.3, "absorbing", reward_scale)
     assert loss.item() == pytest.approx(want, abs=1e-6)
     _, plain = online_iq_loss(logits.double(), labels, is_policy, **kw)
@@ -254,7 +254,7 @@ def test_online_iq_reward_scale_equals_the_two_call_reweighting(reward_scale):
 
     logits, labels = random_batch(6)
     is_policy = torch.tensor([False, True, False, True])
-    kw = dict(gamma=0.95, td_weight=0.2, terminal_td="exclude")
+    kw = dict(gamma=0.95, td_weight=0.2, terminal_td="exclude", policy_terminal_value="include")
     results = []
     for form in ("two_calls", "one_call"):
         x = logits.double().clone().requires_grad_(True)
@@ -277,8 +277,9 @@ def test_online_iq_without_policy_rows_is_offline_iq():
 
     logits, labels = random_batch(11)
     none = torch.zeros(labels.shape[0], dtype=torch.bool)
-    online, _ = online_iq_loss(logits.double(), labels, none, eos_token_id=EOS, gamma=0.95, td_weight=0.2)
-    offline, _ = iq_loss(logits.double(), labels, eos_token_id=EOS, gamma=0.95, td_weight=0.2)
+    online, _ = online_iq_loss(logits.double(), labels, none, eos_token_id=EOS, gamma=0.95, td_weight=0.2,
+                               terminal_td="include", policy_terminal_value="include")
+    offline, _ = iq_loss(logits.double(), labels, eos_token_id=EOS, gamma=0.95, td_weight=0.2, terminal_td="include")
     assert online.item() == pytest.approx(offline.item(), abs=1e-9)
 
 

@@ -10,11 +10,18 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from llm_irl.defaults import (
+    IQ_ALPHA,
+    IQ_GAMMA,
+    IQ_POLICY_TERMINAL_VALUE,
+    IQ_TD_WEIGHT,
+    IQ_TERMINAL_TD,
+    POLICY_TERMINAL_VALUE,
+    TERMINAL_TD,
+)
 from llm_irl.truncation import PROMPT_TRUNCATION
 
 VALUE_PARAMS = ("logits", "head", "offset")
-TERMINAL_TD = ("include", "absorbing", "exclude")  # llm_irl.losses.TERMINAL_TD, without importing torch here
-POLICY_TERMINAL_VALUE = ("include", "exclude")  # llm_irl.losses.POLICY_TERMINAL_VALUE, likewise
 SMOOTHING_IS_SFT_ONLY = ("label_smoothing_factor is honoured by the SFT trainer only; {trainer}'s objective is "
                          "not a plain cross-entropy (its regulariser is {regulariser}): set it to 0")
 
@@ -121,20 +128,20 @@ class IQConfig(SamplingConfig, SFTConfig):
     """
 
     gamma: float = field(
-        default=0.99, metadata={"help": "Discount γ in the implied reward r = Q(s,a) − γ·V(s'); in (0, 1]."}
+        default=IQ_GAMMA, metadata={"help": "Discount γ in the implied reward r = Q(s,a) − γ·V(s'); in (0, 1]."}
     )
     td_weight: float = field(
-        default=0.03,
+        default=IQ_TD_WEIGHT,
         metadata={"help": "λ = 1/(4c) of the χ² regulariser: weight of the mean squared implied reward r². "
                           "0 is SFT exactly."},
     )
     alpha: float = field(
-        default=1.0, metadata={"help": "Entropy temperature α: V = α·logsumexp(Q/α), π = softmax(Q/α). The saved "
-                                       "model records it (config llm_irl_alpha, generation_config.temperature) so "
-                                       "samplers draw from π."}
+        default=IQ_ALPHA,
+        metadata={"help": "Entropy temperature α: V = α·logsumexp(Q/α), π = softmax(Q/α). The saved model records "
+                          "it (config llm_irl_alpha, generation_config.temperature) so samplers draw from π."},
     )
     terminal_td: str = field(
-        default="exclude",
+        default=IQ_TERMINAL_TD,
         metadata={"help": "How the terminal (EOS) transition enters the χ² term: 'include' (IQ-Learn: V(s')=0 after "
                           "EOS, which biases toward never stopping), 'absorbing' (its r² weighted by 1 − γ) or "
                           "'exclude' (the reward of stopping left free; no length bias)."},
@@ -153,7 +160,7 @@ class IQConfig(SamplingConfig, SFTConfig):
                           "In [0, 1)."},
     )
     policy_terminal_value: str = field(
-        default="exclude",
+        default=IQ_POLICY_TERMINAL_VALUE,
         metadata={"help": "Online IQ: 'exclude' leaves the policy samples' EOS transitions out of the value term, "
                           "which then raises V where samples stop (a push toward stopping that offsets online IQ's "
                           "longer samples at large policy shares; see README); 'include' is IQ-Learn's."},

@@ -8,6 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from llm_irl.defaults import (
+    ADV_CLIP_RANGE,
+    ADV_GAMMA,
+    ADV_GRAD_PENALTY,
+    ADV_KL_COEF,
+    ADV_KL_ESTIMATOR,
+    ADV_LABEL_SMOOTHING,
+    ADV_MARGIN_L2_WEIGHT,
+    ADV_MARGIN_SLACK_WEIGHT,
+    ADV_MISSING_EOS_PENALTY,
+    ADV_REWARD_KIND,
+    ADV_WHITEN_ADVANTAGES,
+)
 from llm_irl.trainers.configs import SMOOTHING_IS_SFT_ONLY, SamplingConfig, SFTConfig
 
 DISC_LOSSES = ("gail", "airl", "margin")
@@ -63,7 +76,7 @@ class GAILConfig(SamplingConfig, SFTConfig):
                           "token); 'token': ℓ scores each action token, a per-token reward."},
     )
     reward_kind: str = field(
-        default="neg_log_one_minus_d",
+        default=ADV_REWARD_KIND,
         metadata={"help": "GAIL policy reward: 'neg_log_one_minus_d' (−log(1 − D), positive) or 'log_d' "
                           "(log D, negative). Used by disc_loss=gail only."},
     )
@@ -86,11 +99,11 @@ class GAILConfig(SamplingConfig, SFTConfig):
         default=None, metadata={"help": "AdamW learning rate of the discriminator; None uses learning_rate."}
     )
     disc_label_smoothing: float = field(
-        default=0.0,
+        default=ADV_LABEL_SMOOTHING,
         metadata={"help": "BCE targets 1 − ε for demos and ε for samples (gail, airl); in [0, 0.5)."},
     )
     disc_grad_penalty: float = field(
-        default=0.0,
+        default=ADV_GRAD_PENALTY,
         metadata={"help": "Weight of the R1 penalty: mean squared norm of ∂ℓ/∂(input embeddings) on demos; >= 0."},
     )
     disc_model_name_or_path: str | None = field(
@@ -100,10 +113,11 @@ class GAILConfig(SamplingConfig, SFTConfig):
                           "backbone with a zero score head."},
     )
     margin_slack_weight: float = field(
-        default=1.0, metadata={"help": "Weight of the mean slack ζ in the max-margin loss (disc_loss=margin); > 0."}
+        default=ADV_MARGIN_SLACK_WEIGHT,
+        metadata={"help": "Weight of the mean slack ζ in the max-margin loss (disc_loss=margin); > 0."},
     )
     margin_l2_weight: float = field(
-        default=1e-3,
+        default=ADV_MARGIN_L2_WEIGHT,
         metadata={"help": "Weight of mean ℓ² in the max-margin loss: the hinge alone lets the scores drift without "
                           "bound; >= 0."},
     )
@@ -129,9 +143,11 @@ class GAILConfig(SamplingConfig, SFTConfig):
         metadata={"help": "Minibatches a rollout batch is shuffled into per PPO epoch, one optimiser step each. "
                           "Ignored (1) for reinforce."},
     )
-    clip_range: float = field(default=0.2, metadata={"help": "PPO clip ε: ratios are clipped to [1 − ε, 1 + ε]; > 0."})
+    clip_range: float = field(
+        default=ADV_CLIP_RANGE, metadata={"help": "PPO clip ε: ratios are clipped to [1 − ε, 1 + ε]; > 0."}
+    )
     gamma: float = field(
-        default=0.5,
+        default=ADV_GAMMA,
         metadata={"help": "Discount of the returns-to-go G_t = R_t + γ·G_{t+1} that make the advantages; in [0, 1]. "
                           "1: a sequence reward reaches every token of its completion. 0: each token is credited "
                           "with its own reward only (airl and margin rewards are per token: see "
@@ -144,7 +160,8 @@ class GAILConfig(SamplingConfig, SFTConfig):
                           "'per_prompt' (RLOO: the mean return of the prompt's other k − 1 samples)."},
     )
     whiten_advantages: bool = field(
-        default=True, metadata={"help": "Scale the advantages to unit variance over the rollout batch (as TRL)."}
+        default=ADV_WHITEN_ADVANTAGES,
+        metadata={"help": "Scale the advantages to unit variance over the rollout batch (as TRL)."},
     )
     normalize_rewards: bool = field(
         default=False,
@@ -152,17 +169,17 @@ class GAILConfig(SamplingConfig, SFTConfig):
                           "weighs against a unit-scale reward."},
     )
     kl_coef: float = field(
-        default=0.05,
+        default=ADV_KL_COEF,
         metadata={"help": "β of the per-token penalty −β·KL_t to the reference (the SFT warm start; under PEFT the "
                           "base model with adapters off). 0 builds no reference unless disc_param=ref_ratio."},
     )
     kl_estimator: str = field(
-        default="k1",
+        default=ADV_KL_ESTIMATOR,
         metadata={"help": "Per-token KL estimate in the penalty: 'k1' (log π − log π_ref) or 'k3' "
                           "((ρ − 1) − log ρ with ρ = π_ref/π, never negative)."},
     )
     missing_eos_penalty: float | None = field(
-        default=None,
+        default=ADV_MISSING_EOS_PENALTY,
         metadata={"help": "Subtracted from the reward of a sample cut at max_new_tokens without EOS; None: none."},
     )
     mle_weight: float = field(

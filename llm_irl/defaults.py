@@ -1,0 +1,35 @@
+"""The defaults the pure losses and the trainer configs share: each value written once, read by both.
+
+A loss called without a knob computes what the trainer computes with that knob left unset, so the
+README's pure-function example and `llm-irl train` agree (tests/test_defaults.py checks every
+pair). This module imports nothing, so the configs (and `llm-irl --help`) read it without torch.
+The reasons behind the values are in the configs' help texts and docs/design.md.
+"""
+
+from __future__ import annotations
+
+# ---------------------------------------------------------------- inverse soft-Q (IQConfig, losses, chunked)
+
+TERMINAL_TD = ("include", "absorbing", "exclude")  # the choices of terminal_td
+POLICY_TERMINAL_VALUE = ("include", "exclude")  # the choices of policy_terminal_value
+
+IQ_GAMMA = 0.99
+IQ_TD_WEIGHT = 0.03
+IQ_ALPHA = 1.0
+# `include` (IQ-Learn's) biases the learned policy toward never stopping: docs/design.md, "Terminal transitions"
+IQ_TERMINAL_TD = "exclude"
+IQ_POLICY_TERMINAL_VALUE = "exclude"
+
+# ---------------------------------------------------------------- adversarial IRL (GAILConfig, its losses)
+
+ADV_GAMMA = 0.5
+ADV_CLIP_RANGE = 0.2
+ADV_KL_COEF = 0.05
+ADV_KL_ESTIMATOR = "k1"
+ADV_REWARD_KIND = "neg_log_one_minus_d"
+ADV_LABEL_SMOOTHING = 0.0
+ADV_GRAD_PENALTY = 0.0
+ADV_MARGIN_SLACK_WEIGHT = 1.0
+ADV_MARGIN_L2_WEIGHT = 1e-3
+ADV_MISSING_EOS_PENALTY = None
+ADV_WHITEN_ADVANTAGES = True
