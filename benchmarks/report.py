@@ -1,0 +1,161 @@
+"""Writes BENCHMARKS.md (verdict first) and the study pages, from the stored summary.json files only.
+
+run as (from the repository root):
+    python -m benchmarks.report                  # BENCHMARKS.md and benchmarks/study_*/BENCHMARKS.md
+    python -m benchmarks.report --readme-table   # print the README's short "Does IQ beat SFT?" table
+    python -m benchmarks.figures                 # the plots BENCHMARKS.md shows (run it too after new runs)
+
+BENCHMARKS.md opens with one table: each arm against SFT in each setting on two axes (quality at
+matched Self-BLEU; coverage at matched quality standardised to the expert's lengths), with the
+mean gap and its 95% interval, and one plot per setting; then the details: the main study, the
+companion studies (GAIL, offline IQ's grid on two model sizes), the sweeps, the 4x128 model and
+the pretrained benchmark, each naming the command that made its runs. Nothing is typed in by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from benchmarks import headline
+from benchmarks.figures import figure_path
+from benchmarks.sections import (REPORT, claims, frontier_matrix, length_effect, link, para, provenance,
+                                 sft_validity, study_body, study_results, tidy)
+from benchmarks.settings import GAIL_STUDY, GRID_STUDY, GRID_STUDY_BIGGER, ROOT, STUDY, rel
+from benchmarks.sweeps_report import model_4x128_sections, pretrained_section, sweep_sections
+from benchmarks.verdicts import FRONTIER_AXES, frontiers, gap_text
+
+BENCHMARKS_MD = os.path.join(ROOT, "BENCHMARKS.md")
+# studies run on their own over the study's settings: folder -> (title, the command that made them)
+COMPANIONS = {
+    GAIL_STUDY: ("GAIL (SFT warm start, likelihood-ratio discriminator) against SFT",
+                 "python -m benchmarks.study --experts markov,grammar --arms sft,gail --output_dir benchmarks/study_gail"),
+    GRID_STUDY: ("Offline IQ's grid: terminal handling × λ × where V comes from, against SFT",
+                 "python -m benchmarks.study --experts markov,grammar --grid"),
+    GRID_STUDY_BIGGER: ("The same grid on a 4-layer, 128-wide Llama",
+                        "python -m benchmarks.study --experts markov,grammar --grid --model_size 4x128"),
+}
+LEGEND = (
+    "Each cell: the arm's frontier against SFT's over the sampling temperatures (T = 0.7, 1, 1.3), seeds paired: "
+    "the mean gap over the common range and its 95% interval over seeds. Quality = the expert's log-likelihood of "
+    "samples (nats/token; ROUGE-1 for the pretrained model), read at matched diversity (1 − Self-BLEU within a "
+    "prompt's samples). Coverage = −forward KL of held-out expert text under the model at T (nats/token), read at "
+    "matched quality standardised to the expert's sample lengths, so that shorter samples gain nothing on either "
+    "axis. **above** / **below**: the interval clears 0 and no point of the range says the opposite; **level**: "
+    "not distinguishable (the library's \"overlapping\"; `llm_irl.metrics.frontier.describe_verdict` says \"is not "
+    "distinguishable from\"), *locally above/below* where part of the range clears 0; **crossing**: points clear 0 "
+    "both ways; – = no such axis or no common range. Settings: the expert (Markov chain, grammar, arithmetic) and "
+    "150 (scarce) or 5,000 (plentiful) demonstrations, on the builtin 2-layer, 64-wide Llama (2x64) or a 4-layer, "
+    "128-wide one (4x128); the quickstart's is Markov with 2,000 demonstrations.")
+
+
+def above_anywhere(all_results: dict[str, dict]) -> list[str]:
+    """Which (arm, setting) pairs lie above SFT, axis by axis: a claim generated from the verdicts themselves."""
+    lines = []
+    for axis in FRONTIER_AXES:
+        found = [f"{arm} in {name} ({gap_text(by_axis[axis])})" for name, r in all_results.items()
+                 for arm, by_axis in frontiers(r).items() if by_axis.get(axis, {}).get("verdict") == "above"]
+        lines.append(f"- {axis}: " + ("; ".join(found) if found else "no arm lies above SFT in any setting"))
+    return lines
+
+
+def companion_section(folder: str, here: str) -> list[str]:
+    title, command = COMPANIONS[folder]
+    found = study_results(folder)
+    if not found:
+        return []
+    return [f"## {title}", "",
+            *para(f"Same settings, seeds and evaluation as the main study, run on their own: `{command}`. Tables of "
+                  f"every setting: {link(os.path.join(folder, 'BENCHMARKS.md'), here)}. This section: `{REPORT}`."),
+            *provenance(folder, found), *frontier_matrix(found), "",
+            "Where an arm lies above SFT, axis by axis:", "", *above_anywhere(found), "",
+            "Metric by metric at T = 1, settings better / worse / overlapping against SFT:", "",
+            *claims(found), "", *sft_validity(found), *length_effect(found), ""]
+
+
+def plot_grid(here: str, columns: int = 3) -> list[str]:
+    """The per-setting plots as a table of images, `columns` to a row."""
+    cells = [f"![{s.label}]({os.path.relpath(figure_path(s), here)})" for s in headline.SETTINGS
+             if os.path.exists(figure_path(s))]
+    if not cells:
+        return ["(no plots yet: run `python -m benchmarks.figures`)", ""]
+    rows = [cells[i:i + columns] for i in range(0, len(cells), columns)]
+    return ["| " + " | ".join([" "] * columns) + " |", "|---" * columns + "|",
+            *("| " + " | ".join(r + [" "] * (columns - len(r))) + " |" for r in rows), ""]
+
+
+def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
+    from llm_irl.files import write_atomic
+
+    here = os.path.dirname(path)
+    main = study_results(STUDY)
+    out = ["# BENCHMARKS: does IQ beat SFT, and where?", "",
+           "Each arm's quality–diversity frontier against SFT's, setting by setting (legend below the table):", "",
+           *headline.verdict_table(headline.rows()), "", *para(LEGEND),
+           *para(f"Written by `{REPORT}` from the summary.json file each run folder keeps (made from its results.json "
+                 "by `python -m benchmarks.summary`); the plots by `python -m benchmarks.figures`. Nothing here is "
+                 "typed in by hand: each section below names the command that made its runs."),
+           *para("One plot per setting (`python -m benchmarks.figures`, from the same summaries): quality against "
+                 "diversity through the temperatures, mean over the seeds of each arm's first stored folder, bars "
+                 "the 95% interval; the star is the expert's own samples."),
+           *plot_grid(here),
+           "## The main study: SFT, offline IQ and online IQ on the 2x64 Llama", "",
+           *para("Runs: `python -m benchmarks.study --experts markov,grammar` (the arithmetic expert is left out "
+                 "here: no arm, SFT included, writes valid arithmetic on this model; see the 4x128 sections); "
+                 "`--quick` runs a minutes-long version into runs/study_quick/. Arms: `iq` = IQConfig's defaults "
+                 "(`terminal_td: exclude`, λ 0.03); `iq_include` = the terminal transition kept in the χ² term with "
+                 f"λ 0.1 (the defaults before issue 11); `iq_td0.3` = λ 0.3; `online_iq` = policy share 0.1 (the "
+                 f"paper's). This section: `{REPORT}`."),
+           *study_body(STUDY, here)]
+    for folder in COMPANIONS:
+        out += companion_section(folder, here)
+    out += ["## Sweeps: compare recipes run on their own", "",
+            *para(f"Each `benchmarks/sweeps/NAME.yaml` is run as `llm-irl compare benchmarks/sweeps/NAME.yaml` into "
+                  "`benchmarks/sweeps/NAME/` (a header comment in the recipe says how, when it was run in parts)."),
+            *sweep_sections(here),
+            "## A 4-layer, 128-wide Llama", "",
+            *para("Recipes in `benchmarks/model_4x128/` on a model `python -m benchmarks.models --expert EXPERT` "
+                  "builds into `benchmarks/built_models/EXPERT_4x128/` (git-ignored, rebuilt from seed 0)."),
+            *model_4x128_sections(here),
+            "## A pretrained model", "", *pretrained_section(here)]
+    if not main:
+        out.insert(2, "(the main study has no summaries: run `python -m benchmarks.study` first)\n")
+    write_atomic(path, "\n".join(tidy(out)).rstrip("\n") + "\n")
+    print(f"wrote {rel(path)}")
+
+
+def write_study_page(folder: str) -> str | None:
+    """FOLDER/BENCHMARKS.md for a study run on its own (the main study's page is BENCHMARKS.md itself)."""
+    from llm_irl.files import write_atomic
+
+    if os.path.abspath(folder) == os.path.abspath(STUDY) or not study_results(folder):
+        return None
+    title = COMPANIONS.get(folder, (f"Study in {rel(folder)}", ""))[0]
+    path = os.path.join(folder, "BENCHMARKS.md")
+    out = [f"# {title}", "",
+           *para(f"Written by `{REPORT}` from the summary.json of each setting below; the overview is "
+                 f"{link(os.path.join(ROOT, 'BENCHMARKS.md'), folder)}."),
+           *study_body(folder, folder, level="##")]
+    write_atomic(path, "\n".join(tidy(out)).rstrip("\n") + "\n")
+    print(f"wrote {rel(path)}")
+    return path
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--readme-table", action="store_true",
+                        help="print the README's short 'Does IQ beat SFT?' table (markdown) and write nothing")
+    parser.add_argument("--output", default=BENCHMARKS_MD, help="where BENCHMARKS.md goes")
+    args = parser.parse_args(argv)
+    if args.readme_table:
+        print(headline.readme_table())
+        return 0
+    write_benchmarks(args.output)
+    for folder in COMPANIONS:
+        write_study_page(folder)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
