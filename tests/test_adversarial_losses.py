@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from llm_irl.adversarial_losses import (
+from llm_irl.adversarial.losses import (
     airl_disc_loss,
     airl_reward,
     binary_entropy,

@@ -13,11 +13,12 @@ import inspect
 
 import pytest
 
-from llm_irl import adversarial_losses, chunked, losses
-from llm_irl import discriminator as disc
+from llm_irl import chunked, losses
+from llm_irl.adversarial import discriminator as disc
+from llm_irl.adversarial import losses as adversarial_losses
+from llm_irl.adversarial.config import GAILConfig
 from llm_irl.eval_task import EvalConfig
 from llm_irl.trainers.configs import IQConfig, SFTConfig
-from llm_irl.trainers.gail_config import GAILConfig
 
 IQ_KNOBS = ("gamma", "td_weight", "alpha", "terminal_td", "policy_terminal_value", "log_entropy")
 

@@ -8,9 +8,9 @@ import torch
 from tiny_models import demos, tiny_lm, tokenizer
 from transformers import TrainerCallback
 
+from llm_irl.adversarial import GAILConfig, GAILTrainer
+from llm_irl.adversarial.discriminator import Discriminator
 from llm_irl.builtin import default_expert
-from llm_irl.discriminator import Discriminator
-from llm_irl.trainers.gail import GAILConfig, GAILTrainer
 
 STATS = ["loss", "disc_heldout_loss", "disc_heldout_bal_acc", "disc_heldout_acc_demo", "disc_heldout_acc_policy",
          "disc_heldout_reward_gap", "disc_train_bal_acc", "reward", "kl", "entropy", "sample_len", "nll", "pg_loss"]

@@ -6,9 +6,9 @@ import torch
 from tiny_models import tiny_lm, tokenizer
 from transformers.generation.logits_process import TemperatureLogitsWarper, TopPLogitsWarper
 
+from llm_irl.adversarial.sampling_logprobs import sampling_logprobs
 from llm_irl.modeling import record_policy_temperature
 from llm_irl.rollout import generate_rollouts
-from llm_irl.sampling_logprobs import sampling_logprobs
 from llm_irl.soft_q import action_mask, token_logprobs
 
 TOK = tokenizer()

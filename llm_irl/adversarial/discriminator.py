@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from llm_irl.adversarial_losses import gail_disc_loss, gail_reward, margin_disc_loss, text_distances
+from llm_irl.adversarial.losses import gail_disc_loss, gail_reward, margin_disc_loss, text_distances
 from llm_irl.defaults import (
     ADV_GRAD_PENALTY,
     ADV_LABEL_SMOOTHING,

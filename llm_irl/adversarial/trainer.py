@@ -1,7 +1,7 @@
 """Adversarial IRL for language models (DESIGN.md §3): GAIL, AIRL and max-margin in one trainer.
 
-A discriminator (``llm_irl.discriminator``) tells demonstrations from policy samples and the policy
-is trained by PPO on the reward it implies. Optimiser steps, in order:
+A discriminator (``discriminator.py`` beside this module) tells demonstrations from policy samples and
+the policy is trained by PPO on the reward it implies. Optimiser steps, in order:
 
 0. warm start: the first ``sft_steps`` steps are plain SFT; the policy at their end becomes the KL
    reference and the discriminator's starting point (or give an SFT checkpoint and sft_steps = 0);
@@ -34,18 +34,18 @@ import os
 
 import torch
 
-from llm_irl.adversarial_losses import policy_advantages, ppo_clip_loss, reinforce_loss
+from llm_irl.adversarial.buffers import DemoStream, ReplayBuffer
+from llm_irl.adversarial.config import GAILConfig
+from llm_irl.adversarial.discriminator import Discriminator
+from llm_irl.adversarial.losses import policy_advantages, ppo_clip_loss, reinforce_loss
+from llm_irl.adversarial.sampling_logprobs import sampling_logprobs
 from llm_irl.batching import pad, prompts_of
-from llm_irl.discriminator import Discriminator
 from llm_irl.losses import sft_loss
 from llm_irl.modeling import disable_dropout, eval_mode, is_peft, policy_temperature, unwrap_model
 from llm_irl.rollout import generate_rollouts
-from llm_irl.sampling_logprobs import sampling_logprobs
 from llm_irl.seeding import derive_seed
 from llm_irl.soft_q import action_mask, policy_entropy, token_logprobs
 from llm_irl.trainers.base import DemoTrainer
-from llm_irl.trainers.gail_buffers import DemoStream, ReplayBuffer
-from llm_irl.trainers.gail_config import GAILConfig
 
 DISCRIMINATOR_DIR = "discriminator"
 REFERENCE_DIR = "reference"
