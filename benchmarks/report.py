@@ -102,7 +102,8 @@ def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
            *plot_grid(here),
            "## The main study: SFT, offline IQ and online IQ on the 2x64 Llama", "",
            *para("Runs: `python -m benchmarks.study --experts markov,grammar` (the arithmetic expert is left out "
-                 "here: no arm, SFT included, writes valid arithmetic on this model; see the 4x128 sections); "
+                 "here: every arm, SFT included, had validity 0 on this model in the study's first runs, not "
+                 "stored; the 4x128 sections show what SFT needs to learn it); "
                  "`--quick` runs a minutes-long version into runs/study_quick/. Arms: `iq` = IQConfig's defaults "
                  "(`terminal_td: exclude`, λ 0.03); `iq_include` = the terminal transition kept in the χ² term with "
                  f"λ 0.1 (the defaults before issue 11); `iq_td0.3` = λ 0.3; `online_iq` = policy share 0.1 (the "
