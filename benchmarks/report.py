@@ -85,6 +85,13 @@ def plot_grid(here: str, columns: int = 3) -> list[str]:
             *("| " + " | ".join(r + [" "] * (columns - len(r))) + " |" for r in rows), ""]
 
 
+def reading() -> list[str]:
+    """The plain reading under the table: prose kept in benchmarks/reading.md (its figures are the table's and
+    the named sections'), so the page's one hand-written part lives in one file a reviewer can check."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "reading.md"), encoding="utf-8") as f:
+        return f.read().rstrip("\n").split("\n") + [""]
+
+
 def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
     from llm_irl.files import write_atomic
 
@@ -100,6 +107,7 @@ def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
                  "diversity through the temperatures, mean over the seeds of each arm's first stored folder, bars "
                  "the 95% interval; the star is the expert's own samples."),
            *plot_grid(here),
+           *reading(),
            "## The main study: SFT, offline IQ and online IQ on the 2x64 Llama", "",
            *para("Runs: `python -m benchmarks.study --experts markov,grammar` (the arithmetic expert is left out "
                  "here: every arm, SFT included, had validity 0 on this model in the study's first runs, not "
