@@ -15,7 +15,10 @@ from benchmarks.verdicts import (FRONTIER_AXES, at, budget_results, figure, fmt,
                                  pooled_frontier_against, stored_frontier, verdict_cell)
 
 # compare recipes of benchmarks/sweeps/ run on their own (`llm-irl compare benchmarks/sweeps/NAME.yaml`)
-SWEEPS = {"online_scarce": "Online IQ: policy share × λ (Markov expert, 150 demonstrations, 3 seeds)",
+SWEEPS = {"terminal_plentiful": "Terminal handling × λ × where V comes from (Markov expert, 2,000 demonstrations, "
+                                "1 seed): the evidence behind IQConfig's terminal_td default",
+          "terminal_scarce": "The same with 150 demonstrations (1 seed)",
+          "online_scarce": "Online IQ: policy share × λ (Markov expert, 150 demonstrations, 3 seeds)",
           "online_terminal_value": "Online IQ without the policy samples' EOS transitions in the value term "
                                    "(policy_terminal_value: exclude; Markov expert, same setting and seeds)",
           "online_terminal_value_grammar": "The same on the grammar expert (150 demonstrations, 3 seeds)",
