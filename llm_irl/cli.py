@@ -34,13 +34,9 @@ TRAIN_USAGE = ("usage: llm-irl train RECIPE.yaml [--key value ...] [--resume | -
 
 
 def cmd_train(argv: list[str]) -> int:
-    import torch
-
-    from llm_irl.model_card import write_model_card
-    from llm_irl.modeling import load_model, load_tokenizer
-    from llm_irl.recipe import (build, keys_help, load_yaml, machine_defaults, parse_bool, parse_flags, resolve_aliases,
-                                trainers_help)
-    from llm_irl.reliability import last_complete_checkpoint
+    # light imports only until the recipe's keys are checked: --help and a mistyped key answer before torch loads
+    from llm_irl.recipe import (build, check_keys, keys_help, load_yaml, machine_defaults, parse_bool, parse_flags,
+                                resolve_aliases, trainers_help)
     from llm_irl.trainers import TRAINERS
 
     command = shlex.join(["llm-irl", "train", *argv])
@@ -60,6 +56,14 @@ def cmd_train(argv: list[str]) -> int:
         raise UsageError("usage: llm-irl train RECIPE.yaml [--key value ...], or --trainer NAME --key value ... "
                          "without a recipe; llm-irl train --help lists the trainers and their keys")
     resume = parse_bool(flags.pop("resume", False))
+    check_keys(recipe, flags, TRAINERS, source=path or "command line")
+
+    import torch
+
+    from llm_irl.model_card import write_model_card
+    from llm_irl.modeling import load_model, load_tokenizer
+    from llm_irl.reliability import last_complete_checkpoint
+
     recipe = {**machine_defaults(os.environ, torch.cuda.is_available()), **recipe}
     script, config = build(recipe, flags, TRAINERS, source=path or "command line")
     checkpoint = _checkpoint(resume, config)
@@ -122,12 +126,6 @@ def _source(name, split, config_name):
 
 
 def cmd_generate(argv: list[str]) -> int:
-    import torch
-
-    from llm_irl.generation import generate_samples, printable_text
-    from llm_irl.modeling import load_model, load_tokenizer
-    from llm_irl.prompts import prompt_and_reference
-
     p = argparse.ArgumentParser(prog="llm-irl generate", description="Sample completions from a model.")
     p.add_argument("model", help="model directory, hub name, or builtin:tiny")
     p.add_argument("--prompt", action="append", default=[], help="a prompt (repeatable)")
@@ -141,6 +139,13 @@ def cmd_generate(argv: list[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--trust_remote_code", action="store_true")
     a = p.parse_args(argv)
+
+    import torch  # after parsing, so --help and a bad flag answer at once
+
+    from llm_irl.generation import generate_samples, printable_text
+    from llm_irl.modeling import load_model, load_tokenizer
+    from llm_irl.prompts import prompt_and_reference
+
     prompts = list(a.prompt)
     if a.prompts:
         from llm_irl.data import read_rows
@@ -261,14 +266,15 @@ MERGE_USAGE = "usage: llm-irl merge OUTPUT_DIR COMPARE_DIR COMPARE_DIR [...]"
 
 def cmd_merge(argv: list[str]) -> int:
     """One report from `llm-irl compare` runs of the same recipe on different seeds."""
-    from llm_irl.compare import merge_seed_results
-    from llm_irl.report import console_summary, write_report
-
     if argv and argv[0] in ("-h", "--help"):
         print(f"{MERGE_USAGE}\n\n{cmd_merge.__doc__}")
         return 0
     if len(argv) < 3:
         raise UsageError(f"need an output folder and at least two compare folders; {MERGE_USAGE}")
+
+    from llm_irl.compare import merge_seed_results
+    from llm_irl.report import console_summary, write_report
+
     out, sources = argv[0], argv[1:]
     parts = []
     for source in sources:

@@ -24,7 +24,6 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields
 
 import yaml
-from transformers import HfArgumentParser
 
 from llm_irl.errors import ConfigError
 
@@ -67,9 +66,14 @@ class ScriptArguments:
                           target_modules=targets[0] if targets == ["all-linear"] else targets, task_type="CAUSAL_LM")
 
 
-class _Parser(HfArgumentParser):
-    def error(self, message):  # argparse would print a usage screen of every TrainingArguments flag
-        raise ConfigError(message)
+def _parser(classes: tuple[type, ...]):
+    from transformers import HfArgumentParser  # here, not at the top: checking keys and --help need no transformers
+
+    class _Parser(HfArgumentParser):
+        def error(self, message):  # argparse would print a usage screen of every TrainingArguments flag
+            raise ConfigError(message)
+
+    return _Parser(classes, allow_abbrev=False)
 
 
 def _to_argv(values: dict) -> list[str]:
@@ -134,13 +138,9 @@ def parse_config(classes: tuple[type, ...], recipe: dict, overrides: dict | None
     (a config's `__post_init__`) is a one-line `ConfigError` naming the key."""
     overrides = overrides or {}
     merged = {**recipe, **overrides}
-    known = {f.name for cls in classes for f in fields(cls) if f.init}
     where = {key: "command line" if key in overrides else source for key in merged}
-    for key in merged:
-        if key not in known:
-            hint = difflib.get_close_matches(key, known, n=1)
-            raise ConfigError(f"{where[key]}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-    parser = _Parser(classes, allow_abbrev=False)
+    _refuse_unknown_keys({f.name for cls in classes for f in fields(cls) if f.init}, merged, where)
+    parser = _parser(classes)
     try:
         spelled, given = _split_values(parser, classes, merged, where)
         parser.set_defaults(**given)
@@ -149,6 +149,13 @@ def parse_config(classes: tuple[type, ...], recipe: dict, overrides: dict | None
         raise
     except ValueError as e:  # a config's own range check (__post_init__)
         raise ConfigError(str(e).strip().splitlines()[0]) from None
+
+
+def _refuse_unknown_keys(known: set[str], merged: dict, where: dict[str, str]) -> None:
+    for key in merged:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            raise ConfigError(f"{where[key]}: unknown key {key!r}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
 
 
 def _split_values(parser, classes, merged: dict, where: dict[str, str]) -> tuple[dict, dict]:
@@ -198,12 +205,28 @@ def resolve_aliases(values: dict, source: str) -> dict:
 def build(recipe: dict, overrides: dict[str, str], registry: dict, source: str = "recipe"):
     """(ScriptArguments, trainer config) from YAML values and string overrides (TRL's key names accepted)."""
     recipe, overrides = resolve_aliases(recipe, source), resolve_aliases(overrides, "command line")
+    name = _trainer_name(recipe, overrides, registry, source)
+    return parse_config((ScriptArguments, registry[name][1]), recipe, overrides, source)
+
+
+def check_keys(recipe: dict, overrides: dict[str, str], registry, source: str = "recipe") -> None:
+    """`build`'s first checks (a known trainer, no unknown key), with the same messages, from the key names
+    alone (`TrainerRegistry.config_keys` reads them from source): a mistake is reported before torch loads."""
+    recipe, overrides = resolve_aliases(recipe, source), resolve_aliases(overrides, "command line")
+    name = _trainer_name(recipe, overrides, registry, source)
+    merged = {**recipe, **overrides}
+    where = {key: "command line" if key in overrides else source for key in merged}
+    _refuse_unknown_keys({f.name for f in fields(ScriptArguments) if f.init} | set(registry.config_keys(name)),
+                         merged, where)
+
+
+def _trainer_name(recipe: dict, overrides: dict, registry, source: str) -> str:
     name = {**recipe, **overrides}.get("trainer")
     if name is None:
         raise ConfigError(f"{source}: missing key 'trainer' (one of {', '.join(registry)})")
     if name not in registry:
         raise ConfigError(f"unknown trainer {name!r}; choose one of {', '.join(registry)}")
-    return parse_config((ScriptArguments, registry[name][1]), recipe, overrides, source)
+    return name
 
 
 def machine_defaults(env, cuda: bool) -> dict:
@@ -277,8 +300,7 @@ def keys_help(registry: dict, name: str) -> str:
 def trainers_help(registry: dict) -> str:
     """The trainers to choose from, and how to list one's keys."""
     width = max(map(len, registry))
-    rows = [f"  {name:<{width}}  {(config.__doc__ or '').strip().splitlines()[0]}" for name, (_, config)
-            in registry.items()]
+    rows = [f"  {name:<{width}}  {registry.summary(name)}" for name in registry]
     return "\n".join(["trainers (the recipe key `trainer`, or --trainer):", *rows, "",
                       "every key of one trainer, with its help and default:",
                       f"  llm-irl train --trainer {next(iter(registry))} --help",
