@@ -1,6 +1,9 @@
 """Online IQ's policy rows: how often they are sampled, for which prompts, and that none is trained on twice."""
 
+import json
+
 import pytest
+import torch
 from tiny_models import demos, tiny_lm, tokenizer
 
 import llm_irl.trainers.iq as iq
@@ -9,6 +12,7 @@ from llm_irl.batching import prompts_of
 from llm_irl.rollout import Rollouts
 from llm_irl.seeding import derive_seed
 from llm_irl.soft_q import IGNORE_INDEX
+from llm_irl.trainers.rollout_pool import policy_rows_due
 
 TOK = tokenizer()
 WORDS = [i for i in range(len(TOK)) if i not in TOK.all_special_ids]
@@ -57,10 +61,12 @@ class Recorder:
         monkeypatch.setattr(IQTrainer, "_mix_policy_rows", spy_mix)
 
 
+TRAIN = dict(max_steps=7, per_device_train_batch_size=4, learning_rate=1e-2, policy_mix=0.2, max_new_tokens=4,
+             max_length=24, save_strategy="no", disable_tqdm=True, report_to=[], seed=5)
+
+
 def _train(tmp_path, **overrides):
-    kw = dict(output_dir=str(tmp_path), max_steps=7, per_device_train_batch_size=4, learning_rate=1e-2,
-              policy_mix=0.2, max_new_tokens=4, max_length=24, save_strategy="no", disable_tqdm=True,
-              report_to=[], seed=5)
+    kw = dict(TRAIN, output_dir=str(tmp_path))
     kw.update(overrides)
     trainer = IQTrainer(model=tiny_lm("llama"), args=IQConfig(**kw), train_dataset=demos(64),
                         processing_class=TOK)
@@ -104,7 +110,7 @@ def test_rollout_every_one_samples_each_step_its_own_rows_with_the_step_seed(tmp
     trainer = _train(tmp_path, max_steps=5, per_device_train_batch_size=3, gradient_accumulation_steps=2,
                      policy_mix=0.1)
     seen_policy = sum(len(m["policy"]) for m in rec.mixed)
-    assert seen_policy == iq.policy_rows_due(5 * 2 * 3, 0.1) == 3
+    assert seen_policy == policy_rows_due(5 * 2 * 3, 0.1) == 3
     assert any(not m["policy"] for m in rec.mixed)  # some steps owe no row: they sample nothing
     calls = {c["step"]: c for c in rec.calls}
     assert len(calls) == len(rec.calls)  # at most one call per step
@@ -121,3 +127,35 @@ def test_rollout_every_one_samples_each_step_its_own_rows_with_the_step_seed(tmp
             own = prompts_of(batch["input_ids"], batch["labels"])
             expected += [own[i % len(own)] for i in range(n)]
         assert call["prompts"] == expected
+
+
+def _weights(trainer) -> dict:
+    return {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_resume_mid_period_is_bit_exact(accum, tmp_path):
+    """rollout_every = 3 draws at steps 0, 3 and 6; checkpoint-5 falls two steps into the second period,
+    where the running counts (3/7 of a policy row per demo row at policy_mix 0.3) carry a fraction, so the
+    rows owed next depend on them too. Resumed from it, a run trains on the rows that period drew, as many
+    as the uninterrupted run did, and ends on its very weights. The control: the same checkpoint without
+    its pool file resumes onto other weights."""
+    kw = dict(max_steps=7, rollout_every=3, policy_mix=0.3, gradient_accumulation_steps=accum,
+              per_device_train_batch_size=3, save_strategy="steps", save_steps=5)
+    straight = _train(tmp_path / "straight", **kw)
+    checkpoint = tmp_path / "straight" / "checkpoint-5"
+    pool = json.loads((checkpoint / "rollout_pool.json").read_text())
+    assert pool["drawn_at"] == 3 and 0 < pool["next"] < len(pool["rows"])  # mid-period, rows left over
+    want = _weights(straight)
+
+    def resumed(name):
+        trainer = IQTrainer(model=tiny_lm("llama"), args=IQConfig(**{**TRAIN, **kw, "output_dir": str(tmp_path / name)}),
+                            train_dataset=demos(64), processing_class=TOK)
+        trainer.train(resume_from_checkpoint=str(checkpoint))
+        return _weights(trainer)
+
+    got = resumed("resumed")
+    assert all(torch.equal(got[name], want[name]) for name in want)
+    (checkpoint / "rollout_pool.json").unlink()
+    without_pool = resumed("without_pool")
+    assert not all(torch.equal(without_pool[name], want[name]) for name in want)

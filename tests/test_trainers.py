@@ -112,7 +112,7 @@ def test_evaluate_logs_components(tmp_path):
 
 def test_prompts_of_and_policy_rows():
     from llm_irl.batching import prompts_of
-    from llm_irl.trainers.iq import policy_rows_due
+    from llm_irl.trainers.rollout_pool import policy_rows_due
 
     ids = torch.tensor([[5, 6, 7, 8], [5, 9, 0, 0]])
     labels = torch.tensor([[-100, -100, 7, 8], [5, 9, -100, -100]])

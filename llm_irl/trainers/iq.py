@@ -9,6 +9,8 @@ Policy rows are counted over the run, so they make `policy_mix` of all rows at a
 batch may get none), and samples are drawn at `temperature` relative to π = softmax(Q/α), i.e. the
 logits divided by α·temperature (`llm_irl.rollout`). The model records α in its config
 (`modeling.record_policy_temperature`), so whatever samples or scores it later does the same.
+The rows owed and drawn ahead are one `RolloutPool`, saved in each checkpoint: a run resumed
+mid-period trains on the very rows the uninterrupted run would have.
 
 With `value_param="logits"` V is the logsumexp of the logits and the model needs nothing new.
 With `value_param="head"` a scalar value head V_ψ rides on the last hidden state; it is a
@@ -17,7 +19,7 @@ submodule named `value_head`, so it trains, checkpoints and saves with the model
 
 from __future__ import annotations
 
-import math
+import os
 
 import torch
 from torch import nn
@@ -33,6 +35,7 @@ from llm_irl.soft_q import policy_entropy, token_mdp
 from llm_irl.special_tokens import eos_token_ids
 from llm_irl.trainers.base import DemoTrainer
 from llm_irl.trainers.configs import IQConfig
+from llm_irl.trainers.rollout_pool import RolloutPool, file_name
 
 
 def attach_value_head(model: nn.Module) -> nn.Module:
@@ -46,26 +49,15 @@ def attach_value_head(model: nn.Module) -> nn.Module:
     return model
 
 
-def policy_rows_due(demo_rows: int, policy_mix: float) -> int:
-    """Policy rows owed once `demo_rows` demonstrations have been trained on: round(n·m/(1 − m)).
-
-    Counted over the whole run, so that policy rows make `policy_mix` of all rows within half a
-    row at every step, whatever the batch size. (A per-batch `max(1, ceil(B·m/(1 − m)))` gives 50%
-    at batch 1 and 20% at batch 4 for m = 0.1.)
-    """
-    return math.floor(demo_rows * policy_mix / (1.0 - policy_mix) + 0.5)
-
-
 class IQTrainer(DemoTrainer):
     """Inverse soft-Q learning over any `AutoModelForCausalLM` (logits are Q-values)."""
 
     config_class = IQConfig
 
     def prepare_model(self, model, args):
-        # online IQ: the running counts behind policy_rows_due, the pool of policy samples drawn for the
-        # next rollout_every steps, and the demo share of the current step's action tokens (see _online_loss)
-        self._demo_rows_seen, self._policy_rows_used = 0, 0
-        self._pool, self._pool_step, self._pool_next = [], None, 0
+        # online IQ: the policy rows owed and drawn ahead (checkpointed), and the demo share of the
+        # current step's action tokens (see _online_loss)
+        self.rollout_pool = RolloutPool(args.policy_mix, args.rollout_every)
         self._demo_token_share = None
         return attach_value_head(model) if args.value_param in ("head", "offset") else model
 
@@ -155,12 +147,7 @@ class IQTrainer(DemoTrainer):
 
     def _mix_policy_rows(self, batches: list[dict]) -> list[dict]:
         """Each demo batch with the policy rows it is owed appended, and `is_policy` [B] marking them."""
-        due = []
-        for batch in batches:
-            self._demo_rows_seen += len(batch["input_ids"])
-            owed = policy_rows_due(self._demo_rows_seen, self.args.policy_mix) - self._policy_rows_used
-            self._policy_rows_used += owed
-            due.append(owed)
+        due = [self.rollout_pool.owe(len(batch["input_ids"])) for batch in batches]
         rows = self._policy_rows(batches, due)
         mixed, start = [], 0
         for batch, n in zip(batches, due):
@@ -176,36 +163,48 @@ class IQTrainer(DemoTrainer):
 
         One sampling call draws the rows owed over the next `rollout_every` optimiser steps (at this
         step's demo rows per step, capped at the steps left); later steps take the unused rows in
-        turn. A pool `rollout_every` steps old or too short for the step is dropped and redrawn, so
-        no row is trained on twice. With rollout_every = 1 it is one call per step for its rows.
+        turn (`RolloutPool.take`). With rollout_every = 1 it is one call per step for its rows.
         """
-        needed = sum(due)
-        if needed == 0:
-            return []
-        step, every = self.state.global_step, self.args.rollout_every
-        stale = self._pool_step is None or step - self._pool_step >= every
-        if stale or self._pool_next + needed > len(self._pool):
+        needed, step, every = sum(due), self.state.global_step, self.args.rollout_every
+
+        def refill() -> list[dict]:
             own = [prompts_of(batch["input_ids"], batch["labels"]) for batch in batches]
             prompts = [p[i % len(p)] for p, n in zip(own, due) for i in range(n)]
             steps = every if self.state.max_steps <= 0 else max(1, min(every, self.state.max_steps - step))
             if steps > 1:  # the rows the next steps will owe, for this step's prompts in turn
                 step_rows = sum(len(batch["input_ids"]) for batch in batches)
-                later = policy_rows_due(self._demo_rows_seen + (steps - 1) * step_rows,
-                                        self.args.policy_mix) - self._policy_rows_used
+                later = self.rollout_pool.owed_later((steps - 1) * step_rows)
                 step_prompts = [p for batch_prompts in own for p in batch_prompts]
                 prompts += [step_prompts[(needed + i) % len(step_prompts)] for i in range(later)]
             rollouts = generate_rollouts(
                 self.accelerator.unwrap_model(self.model_wrapped), self.processing_class, prompts,
                 max_new_tokens=self.args.max_new_tokens, temperature=self.args.temperature, top_p=self.args.top_p,
-                # seeded by step and process, so a resumed run samples what it would have (the pool is not
-                # checkpointed: with rollout_every > 1, only when it resumes at the start of a period)
+                # seeded by step and process, so a resumed run draws what the uninterrupted one drew
                 seed=derive_seed(self.args.seed, step, self.args.process_index),
             )
-            self._pool = [labelled_row(p, c) for p, c in zip(rollouts.prompt_ids, rollouts.completion_ids)]
-            self._pool_step, self._pool_next = step, 0
-        rows = self._pool[self._pool_next: self._pool_next + needed]
-        self._pool_next += needed
-        return rows
+            return [labelled_row(p, c) for p, c in zip(rollouts.prompt_ids, rollouts.completion_ids)]
+
+        return self.rollout_pool.take(step, needed, refill)
+
+    # ------------------------------------------------------------------ saving and resuming
+
+    def _pool_file(self, checkpoint: str) -> str:
+        return os.path.join(checkpoint, file_name(self.args.process_index, self.args.world_size))
+
+    def _save_checkpoint(self, model, trial):
+        # written before Trainer's own files, so a checkpoint marked complete holds it; every process
+        # writes its own pool (each samples for its own batches)
+        if self.args.policy_mix > 0:
+            path = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+            os.makedirs(path, exist_ok=True)
+            self.rollout_pool.save(self._pool_file(path))
+        super()._save_checkpoint(model, trial)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        """Resuming restores the rollout pool too, so a run resumed mid-period trains on the rows it drew."""
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if self.args.policy_mix > 0:
+            self.rollout_pool.load(self._pool_file(resume_from_checkpoint))
 
 
 def _scalar(x) -> float:
