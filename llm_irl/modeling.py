@@ -65,7 +65,7 @@ def unwrap_model(model: nn.Module, *, keep_peft: bool = False) -> nn.Module:
     """The model under DDP/DeepSpeed's `.module` and, unless `keep_peft`, PEFT's base model.
 
     Fully unwrapped it is the transformers model itself (its config, heads and attached
-    submodules such as `value_head`, LoRA layers still injected). `keep_peft=True` stops at a
+    submodules such as `state_head`, LoRA layers still injected). `keep_peft=True` stops at a
     `PeftModel`, whose own `generate` keeps every kind of adapter active.
     """
     for _ in range(8):

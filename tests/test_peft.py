@@ -42,5 +42,5 @@ def test_lora_adapters_save_and_reload(tmp_path):
 
 def test_value_head_trains_in_full_under_lora(tmp_path):
     trainer, before = _lora_train(IQTrainer, IQConfig, tmp_path, value_param="head")
-    head = [n for n in before if "value_head" in n and "modules_to_save" in n]
+    head = [n for n in before if "state_head" in n and "modules_to_save" in n]
     assert head and all(not torch.equal(dict(trainer.model.named_parameters())[n], before[n]) for n in head)

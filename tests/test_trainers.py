@@ -46,10 +46,25 @@ def test_iq_trains_more_architectures(arch, tmp_path):
 
 def test_value_head_variant_trains_and_saves(tmp_path):
     trainer, before = _train(IQTrainer, IQConfig, tiny_lm("llama"), tmp_path, value_param="head")
-    assert "value_head.weight" in before and _unmoved(trainer, before) == []
+    assert "state_head.weight" in before and _unmoved(trainer, before) == []
     trainer.save_model()
     weights = load_file(os.path.join(tmp_path, "model.safetensors"))
-    assert "value_head.weight" in weights
+    assert "state_head.weight" in weights
+
+
+def test_a_checkpoint_that_calls_the_head_value_head_still_loads(tmp_path):
+    """Checkpoints written before the rename hold `value_head.*`; loaded as Trainer loads them (strict=False),
+    their weights land in `state_head`, the rest of the model's too."""
+    from llm_irl.trainers.iq import attach_state_head
+
+    trained, _ = _train(IQTrainer, IQConfig, tiny_lm("llama"), tmp_path, value_param="offset")
+    saved = {k.replace("state_head.", "value_head.", 1): v.clone() for k, v in trained.model.state_dict().items()}
+    assert "value_head.weight" in saved and not any(k.startswith("state_head.") for k in saved)
+    fresh = attach_state_head(tiny_lm("llama", seed=1))
+    assert not fresh.load_state_dict(saved, strict=False).missing_keys
+    for name, value in trained.model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value), name
+    assert fresh.state_head.weight.abs().sum() > 0  # a trained head, not the zero start
 
 
 def test_td_weight_zero_iq_equals_sft(tmp_path):

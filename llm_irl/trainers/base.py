@@ -28,7 +28,7 @@ def wrap_peft(model, peft_config):
     """LoRA (or any PEFT method) on `model`; extra heads the objective attached train and save in full."""
     from peft import get_peft_model
 
-    extra = [name for name in ("value_head",) if hasattr(model, name)]
+    extra = [name for name in ("state_head",) if hasattr(model, name)]
     if extra:
         peft_config.modules_to_save = sorted(set(peft_config.modules_to_save or []) | set(extra))
     return get_peft_model(model, peft_config)

@@ -13,8 +13,10 @@ The rows owed and drawn ahead are one `RolloutPool`, saved in each checkpoint: a
 mid-period trains on the very rows the uninterrupted run would have.
 
 With `value_param="logits"` V is the logsumexp of the logits and the model needs nothing new.
-With `value_param="head"` a scalar value head V_ψ rides on the last hidden state; it is a
-submodule named `value_head`, so it trains, checkpoints and saves with the model's weights.
+With `value_param="head"` or `"offset"` a linear head on the last hidden state gives one scalar per
+state: the value V_ψ(s), or the offset b(s) of Q = logits + b(s). It is a submodule named
+`state_head` (called `value_head` before it held offsets too; checkpoints that call it so still
+load), so it trains, checkpoints and saves with the model's weights.
 """
 
 from __future__ import annotations
@@ -38,15 +40,29 @@ from llm_irl.trainers.configs import IQConfig
 from llm_irl.trainers.rollout_pool import RolloutPool, file_name
 
 
-def attach_value_head(model: nn.Module) -> nn.Module:
-    """Give `model` a zero-initialised `value_head: Linear(hidden, 1)` if it has none yet."""
-    if not hasattr(model, "value_head"):
+STATE_HEAD = "state_head"
+_OLD_NAME = "value_head"  # the head's name in checkpoints written before it held offsets too
+
+
+def attach_state_head(model: nn.Module) -> nn.Module:
+    """Give `model` a zero-initialised `state_head: Linear(hidden, 1)`, one scalar per state (V_ψ(s) for
+    value_param 'head', b(s) for 'offset'), if it has none yet."""
+    if not hasattr(model, STATE_HEAD):
         hidden = model.get_output_embeddings().weight.shape[1]
         head = nn.Linear(hidden, 1)
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
-        model.value_head = head.to(device=model.device, dtype=model.dtype)
+        setattr(model, STATE_HEAD, head.to(device=model.device, dtype=model.dtype))
+        model.register_load_state_dict_pre_hook(_load_old_name)
     return model
+
+
+def _load_old_name(module, state_dict, prefix, *args) -> None:
+    """Resuming a checkpoint that calls the head `value_head` loads it into `state_head` (Trainer loads
+    with strict=False, so without this the old weights would be skipped silently)."""
+    old = f"{prefix}{_OLD_NAME}."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[f"{prefix}{STATE_HEAD}.{key[len(old):]}"] = state_dict.pop(key)
 
 
 class IQTrainer(DemoTrainer):
@@ -59,7 +75,7 @@ class IQTrainer(DemoTrainer):
         # current step's action tokens (see _online_loss)
         self.rollout_pool = RolloutPool(args.policy_mix, args.rollout_every)
         self._demo_token_share = None
-        return attach_value_head(model) if args.value_param in ("head", "offset") else model
+        return attach_state_head(model) if args.value_param in ("head", "offset") else model
 
     def policy_alpha(self, args) -> float:
         return args.alpha
@@ -88,10 +104,10 @@ class IQTrainer(DemoTrainer):
         use_head = a.value_param in ("head", "offset")
         mdp, entropy, hidden = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"],
                                                 inputs["labels"], want_hidden=use_head)
-        if use_head:
-            values = unwrap_model(model).value_head(hidden).squeeze(-1)
+        if use_head:  # one scalar per state: V_ψ(s) ("head") or the offset b(s) ("offset")
+            per_state = getattr(unwrap_model(model), STATE_HEAD)(hidden).squeeze(-1)
             objective = value_head_objective if a.value_param == "head" else offset_objective
-            loss, stats = objective(mdp, values, gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td)
+            loss, stats = objective(mdp, per_state, gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td)
         else:
             loss, stats = iq_objective(mdp, gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td)
         return loss, _add_entropy(stats, entropy)
