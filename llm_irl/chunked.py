@@ -2,7 +2,7 @@
 
 The full-logits path (`soft_q.token_mdp`) holds fp32 logits of every position, B·T·V floats
 (2 × 512 × 128k fp32 is 0.5 GiB, and backward holds a softmax of the same size). Yet every
-objective of DESIGN.md §3 needs only two numbers per position from the vocabulary axis:
+objective (docs/design.md, "Offline IQ") needs only two numbers per position from the vocabulary axis:
 
     V(s_t)    = α·logsumexp(z_t/α),   z_t = W·h_t (+ b)      (every state an action or V(s') needs)
     Q(s_t, a) = z_t[a]                                       (the taken action only)
@@ -281,7 +281,8 @@ def chunked_sft_loss(
 def chunked_iq_loss(
     hidden: torch.Tensor, lm_head_weight: torch.Tensor, labels: torch.Tensor, *, eos_token_id: int | Sequence[int],
     gamma: float = IQ_GAMMA, td_weight: float = IQ_TD_WEIGHT, alpha: float = IQ_ALPHA,
-    terminal_td: str = IQ_TERMINAL_TD, log_entropy: bool = True, chunk_size: int | None = None, lm_head_bias: torch.Tensor | None = None,
+    terminal_td: str = IQ_TERMINAL_TD, log_entropy: bool = True, chunk_size: int | None = None,
+    lm_head_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """`losses.iq_loss` on the logits h·Wᵀ + b, same value, gradients and stats:
 

@@ -16,7 +16,7 @@ POLICY_TERMINAL_VALUE = ("include", "exclude")  # the choices of policy_terminal
 IQ_GAMMA = 0.99
 IQ_TD_WEIGHT = 0.03
 IQ_ALPHA = 1.0
-# `include` (IQ-Learn's) biases the learned policy toward never stopping: docs/design.md, "Terminal transitions"
+# `include` (IQ-Learn's) biases the learned policy toward never stopping (docs/design.md, the length bias)
 IQ_TERMINAL_TD = "exclude"
 IQ_POLICY_TERMINAL_VALUE = "exclude"
 

@@ -6,7 +6,7 @@ run as (the command line is parsed in `llm_irl.cli`, which calls `evaluate_saved
     llm-irl evaluate runs/quickstart/runs/iq/seed0 --eval_dataset builtin:markov \
         --from_samples samples.jsonl --output again.json
 
-Protocol (DESIGN.md §4). For the first `num_prompts` prompts of the evaluation set (settings and
+Protocol (docs/design.md). For the first `num_prompts` prompts of the evaluation set (settings and
 set: `llm_irl.eval_task`), k samples each at every temperature (0 = greedy). Per-input diversity:
 the metric over each prompt's k samples, mean and bootstrap CI over prompts. Across-input
 diversity: sample 0 of every prompt, pooled (no CI: resampling texts would add duplicates).

@@ -1,13 +1,13 @@
 """Training objectives as pure functions of (logits, labels): SFT and offline inverse soft-Q.
 
-Offline IQ-Learn with the χ² regulariser (DESIGN.md §3), with λ = td_weight:
+Offline IQ-Learn with the χ² regulariser (docs/design.md, "Offline IQ"), with λ = td_weight:
 
     L(θ) = E_demo[ −(Q(s,a) − V(s)) + λ·(Q(s,a) − γ·V(s'))² ] = E_demo[ −α·log π(a|s) + λ·r(s,a)² ]
 
 λ = 0 is behaviour cloning (SFT) exactly. Every loss is a token-mean over action positions and
 returns `(loss, stats)`, stats being detached scalars for logging.
 
-How the terminal (EOS) transition enters the χ² term is `terminal_td` (DESIGN.md §3, the length bias):
+How the terminal (EOS) transition enters the χ² term is `terminal_td` (docs/design.md, the length bias):
 with V(s') = 0 after EOS, a χ² term that shrinks every r toward 0 is minimised by the zero-reward
 soft Bellman values, under which every non-terminal state is worth its future entropy (> 0) and
 stopping is worth 0, so the regulariser prefers policies that never stop. `include` is IQ-Learn's

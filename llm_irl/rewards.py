@@ -1,4 +1,4 @@
-"""The reward any causal LM carries, and what it is good for (DESIGN.md §2, "reward extraction").
+"""The reward any causal LM carries, and what it is good for (docs/design.md, "Reward extraction").
 
 Logits are Q-values, so every transition has an implied reward r(s_t, a_t) = Q(s_t, a_t) − γ·V(s_{t+1}),
 with V(s') = 0 after EOS and bootstrapped from the last state's logits when a sample was cut at

@@ -1,6 +1,6 @@
 """Sample completions from the current policy (online IQ, GAIL/AIRL/margin trainers).
 
-A rollout is one episode of the token MDP (DESIGN.md §2): the prompt is the initial state, each
+A rollout is one episode of the token MDP (docs/design.md): the prompt is the initial state, each
 generated token an action, EOS the terminal action. A completion cut at ``max_new_tokens`` is
 *truncated*, not terminal, and ``Rollouts.terminated`` records which is which so that a trainer
 can bootstrap ``V(s')`` on truncated samples.

@@ -1,4 +1,4 @@
-"""The MDP quantities and losses against a brute-force, loop-by-loop reading of DESIGN.md §2–3."""
+"""The MDP quantities and losses against a brute-force, loop-by-loop reading of their definitions (docs/design.md)."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The terminal-state length bias of the χ² term, measured exactly on a tabular MDP (DESIGN.md §3).
+"""The terminal-state length bias of the χ² term, measured exactly on a tabular MDP (docs/design.md).
 
 A Markov expert over S states (the state is the last token) stops with probability 0.2 per step.
 The model has free logits per state, Q[s, ·], so whatever length it learns is the objective's

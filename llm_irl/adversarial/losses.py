@@ -1,4 +1,5 @@
-"""Losses of the adversarial IRL family (DESIGN.md §3): discriminators, rewards, policy updates.
+"""Losses of the adversarial IRL family: discriminators, rewards, policy updates (docs/design.md, "The
+adversarial family").
 
 Pure functions of tensors, no model code. Three reward losses share one policy update:
 

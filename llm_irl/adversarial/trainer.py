@@ -1,6 +1,7 @@
-"""Adversarial IRL for language models (DESIGN.md §3): GAIL, AIRL and max-margin in one trainer.
+"""Adversarial IRL for language models: GAIL, AIRL and max-margin in one trainer (docs/design.md, "The
+adversarial family").
 
-A discriminator (``discriminator.py`` beside this module) tells demonstrations from policy samples and
+A discriminator (``llm_irl.adversarial.discriminator``) tells demonstrations from policy samples and
 the policy is trained by PPO on the reward it implies. Optimiser steps, in order:
 
 0. warm start: the first ``sft_steps`` steps are plain SFT; the policy at their end becomes the KL

@@ -1,4 +1,4 @@
-"""Diversity metrics over sets of generated texts (DESIGN.md section 4).
+"""Diversity metrics over sets of generated texts (docs/design.md, "The evaluation protocol").
 
 All text metrics take ``texts: list[str]`` and an optional ``tokenize`` callable
 (default ``str.split``: whitespace tokens); pass ``tokenize=tok.tokenize`` to

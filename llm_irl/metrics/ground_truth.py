@@ -1,4 +1,5 @@
-"""Ground-truth metrics against a synthetic expert whose likelihood is exact (DESIGN.md section 4).
+"""Ground-truth metrics against a synthetic expert whose likelihood is exact (docs/design.md, "Ground-truth
+measures").
 
 * coverage: `forward_kl` = E_{x~p_E}[log p_E(x) − log p_θ(x)] on held-out expert samples;
 * precision: `expert_nll_of_samples`, `validity_rate` and `reverse_kl` =

@@ -1,9 +1,9 @@
 """What samples look like, beside the expert's own figures: length, share ended with EOS, loops.
 
-IQ's terminal-state bias (DESIGN.md §3) shows first here: longer samples, fewer EOS, and loops
-such as `mipi mipi mipi`. A loop is an n-gram (n ≤ `max_n`) repeated `min_repeats` times in a
-row; an expert may loop too (a Markov chain with self-transitions does), which is why these
-figures are only read next to the expert's.
+IQ's terminal-state bias (docs/design.md, "Terminal transitions and the length bias") shows first
+here: longer samples, fewer EOS, and loops such as `mipi mipi mipi`. A loop is an n-gram
+(n ≤ `max_n`) repeated `min_repeats` times in a row; an expert may loop too (a Markov chain with
+self-transitions does), which is why these figures are only read next to the expert's.
 """
 
 from __future__ import annotations

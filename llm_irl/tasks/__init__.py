@@ -1,4 +1,4 @@
-"""Synthetic experts with exact likelihoods, and checkable tasks (DESIGN.md section 4).
+"""Synthetic experts with exact likelihoods, and checkable tasks (docs/design.md, "Ground-truth measures").
 
 `EXPERTS` maps a short name to an expert class; `make_expert("grammar", seed=1)` builds one.
 """
