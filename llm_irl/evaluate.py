@@ -49,13 +49,14 @@ from llm_irl.metrics import (
     rouge,
     self_bleu,
     sentence_rouge1,
+    spearman,
 )
 from llm_irl.metrics.catalogue import METRICS, format_estimate, metric_table, reportable, temperature_label
 from llm_irl.metrics.embedding import per_prompt_embedding
 from llm_irl.metrics.ground_truth import reverse_kl
 from llm_irl.metrics.shape import eos_share, length_standardised, loop_share, mean_length
 from llm_irl.prompts import prompt_ids
-from llm_irl.rewards import best_of_n, implied_rewards, spearman
+from llm_irl.rewards import best_of_n, implied_rewards
 from llm_irl.special_tokens import eos_token_ids
 
 logger = logging.getLogger(__name__)

@@ -6,7 +6,8 @@ the length limit. A sample's return is Σ_t γ^t r_t. Returns rank a prompt's sa
 and, if the reward means something, correlate with quality: Wulfmeier et al. (2024) report a
 Spearman correlation of 0.64 between IQ returns and ROUGE-1 against −0.05 for MLE.
 
-    from llm_irl.rewards import implied_rewards, best_of_n, spearman
+    from llm_irl.metrics.stats import spearman
+    from llm_irl.rewards import best_of_n, implied_rewards
     out = implied_rewards(model, tok, prompt_ids, completion_ids, gamma=0.99)
     best = best_of_n(out.returns, k=8)          # index of the top-return sample of each prompt
     rho = spearman(out.returns, quality_per_sample)
@@ -91,31 +92,3 @@ def best_of_n(scores: Sequence[float], k: int) -> list[int]:
         raise ValueError(f"{len(scores)} scores do not split into groups of k={k}")
     groups = np.asarray(scores, dtype=float).reshape(-1, k)
     return (groups.argmax(axis=1) + np.arange(len(groups)) * k).tolist()
-
-
-def average_ranks(x: Sequence[float]) -> np.ndarray:
-    """1-based ranks, tied values sharing the mean of the ranks they span (as scipy.stats.rankdata)."""
-    x = np.asarray(x, dtype=float)
-    order = np.argsort(x, kind="stable")
-    sorted_x = x[order]
-    new_run = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
-    run_of = np.cumsum(new_run) - 1  # which run of equal values each sorted position is in
-    starts = np.flatnonzero(new_run)
-    ends = np.r_[starts[1:], len(x)]
-    ranks = np.empty(len(x))
-    ranks[order] = ((starts + ends + 1) / 2)[run_of]  # mean of the 1-based ranks start+1 .. end
-    return ranks
-
-
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's ρ: the Pearson correlation of average ranks. NaN when either side is constant."""
-    if len(x) != len(y):
-        raise ValueError(f"spearman needs paired values, got {len(x)} and {len(y)}")
-    if len(x) < 2:
-        return float("nan")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("spearman needs finite values")
-    rx, ry = average_ranks(x), average_ranks(y)
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
-    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")

@@ -127,7 +127,7 @@ def test_loglik_correlation_beside_the_rewards(compared):
     out, results, _ = compared
     from llm_irl.builtin import default_expert
     from llm_irl.generation import load_jsonl
-    from llm_irl.rewards import spearman
+    from llm_irl.metrics.stats import spearman
 
     expert = default_expert()
     at_1 = [s for s in load_jsonl(str(out / "runs" / "sft" / "seed1" / "samples.jsonl")) if s.temperature == 1.0]

@@ -16,17 +16,20 @@ from llm_irl.metrics.embedding import embedding_diversity
 from llm_irl.metrics.quality import bleu, exact_match, extract_last_number, rouge, sentence_rouge1
 from llm_irl.metrics.stats import (
     across_input,
+    average_ranks,
     bootstrap_ci,
     equalize_counts,
     estimate,
     mean_over_prompts,
     per_input,
     seed_interval,
+    spearman,
     t_quantile,
 )
 
 __all__ = [
     "across_input",
+    "average_ranks",
     "bleu",
     "bootstrap_ci",
     "compression_ratio",
@@ -46,5 +49,6 @@ __all__ = [
     "self_bleu_naive",
     "seed_interval",
     "sentence_rouge1",
+    "spearman",
     "t_quantile",
 ]

@@ -1,5 +1,5 @@
 """Figures with intervals: the one figure shape, bootstrap CIs over prompts, Student-t intervals over
-seeds, and the per-input and across-input protocols.
+seeds, the per-input and across-input protocols, and Spearman's rank correlation.
 
 A figure is ``{"value", "lo", "hi", "n"}`` (:func:`estimate`): the point estimate, its 95%
 interval (``lo``/``hi`` None where there is none, e.g. a pooled metric) and the count behind it.
@@ -121,3 +121,31 @@ def seed_interval(values: Sequence[float], level: float = 0.95) -> dict:
     x = np.asarray(values, dtype=float)
     half = t_quantile(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
     return estimate(x.mean(), x.mean() - half, x.mean() + half, len(x))
+
+
+def average_ranks(x: Sequence[float]) -> np.ndarray:
+    """1-based ranks, tied values sharing the mean of the ranks they span (as scipy.stats.rankdata)."""
+    x = np.asarray(x, dtype=float)
+    order = np.argsort(x, kind="stable")
+    sorted_x = x[order]
+    new_run = np.r_[True, sorted_x[1:] != sorted_x[:-1]]
+    run_of = np.cumsum(new_run) - 1  # which run of equal values each sorted position is in
+    starts = np.flatnonzero(new_run)
+    ends = np.r_[starts[1:], len(x)]
+    ranks = np.empty(len(x))
+    ranks[order] = ((starts + ends + 1) / 2)[run_of]  # mean of the 1-based ranks start+1 .. end
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman's ρ: the Pearson correlation of average ranks. NaN when either side is constant."""
+    if len(x) != len(y):
+        raise ValueError(f"spearman needs paired values, got {len(x)} and {len(y)}")
+    if len(x) < 2:
+        return float("nan")
+    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+        raise ValueError("spearman needs finite values")
+    rx, ry = average_ranks(x), average_ranks(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = np.sqrt((rx * rx).sum() * (ry * ry).sum())
+    return float((rx * ry).sum() / denom) if denom > 0 else float("nan")
