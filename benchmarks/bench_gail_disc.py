@@ -4,7 +4,7 @@ run as:
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_gail_disc.py [--sft_steps 150 --updates 120]
 
 The policy is the embedded tiny Llama after `--sft_steps` SFT steps on the Markov expert (the
-quickstart's optimiser settings), then frozen. Each discriminator (llm_irl.discriminator) trains
+quickstart's optimiser settings), then frozen. Each discriminator (llm_irl.adversarial.discriminator) trains
 for `--updates` AdamW steps, each on a fresh batch of demonstrations against a fresh batch of
 policy samples, and is scored every `--every` updates on held-out pairs: test-split demos against
 samples for test prompts. The reference line is the Bayes-optimal discriminator between expert and
@@ -22,12 +22,12 @@ import torch
 from llm_irl.builtin import builtin_dataset, default_expert, load_builtin_model
 from llm_irl.batching import pad_batch
 from llm_irl.data import encode_prompt_completion
-from llm_irl.discriminator import Discriminator
+from llm_irl.adversarial.discriminator import Discriminator
 from llm_irl.rollout import completion_text, generate_rollouts
 from llm_irl.soft_q import IGNORE_INDEX, token_logprobs
 from llm_irl.trainers.sft import SFTTrainer
 from llm_irl.trainers.configs import SFTConfig
-from llm_irl.adversarial_losses import gail_disc_loss
+from llm_irl.adversarial.losses import gail_disc_loss
 
 ARMS = {  # name -> (param, level, learning rate)
     "classifier seq lr3e-4": ("classifier", "sequence", 3e-4),

@@ -27,7 +27,7 @@ from llm_irl.builtin import builtin_dataset, default_expert
 from llm_irl.data import encode_prompt_completion
 from llm_irl.modeling import unwrap_model
 from llm_irl.rollout import completion_text, generate_rollouts
-from llm_irl.trainers.gail import GAILConfig, GAILTrainer
+from llm_irl.adversarial import GAILConfig, GAILTrainer
 
 SCRIPT_KEYS = {"trainer", "model_name_or_path", "dataset", "eval_dataset", "output_dir"}
 
