@@ -9,7 +9,24 @@ The whole family lives here, apart from the inverse soft-Q trainers it is compar
 - `config`: `GAILConfig`; `trainer`: `GAILTrainer`.
 """
 
-from llm_irl.adversarial.config import GAILConfig
-from llm_irl.adversarial.trainer import GAILTrainer
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llm_irl.adversarial.config import GAILConfig
+    from llm_irl.adversarial.trainer import GAILTrainer
+
+# imported on first use, as `llm_irl.trainers` does: the pure losses load no Trainer
+_WHERE = {"GAILConfig": "llm_irl.adversarial.config", "GAILTrainer": "llm_irl.adversarial.trainer"}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(importlib.import_module(_WHERE[name]), name)
+    return value
+
 
 __all__ = ["GAILConfig", "GAILTrainer"]
