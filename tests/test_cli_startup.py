@@ -52,7 +52,7 @@ def run_main(argv: list[str]) -> tuple[dict, str, str]:
     (["train", "recipes/quickstart_iq.yaml", "--gama", "0.9"], 2, "unknown key 'gama' (did you mean 'gamma'?)"),
     (["train", "--trainer", "gail", "--model_name_or_path", "x", "--dataset", "y", "--disc_los", "airl"], 2,
      "unknown key 'disc_los' (did you mean 'disc_loss'?)"),
-    (["train", "--trainer", "nope", "--dataset", "y"], 2, "unknown trainer 'nope'; choose one of sft, iq, gail"),
+    (["train", "--trainer", "nope", "--dataset", "y"], 2, "unknown trainer 'nope'; choose one of sft, iq, gail, spin"),
 ])
 def test_help_and_one_line_errors_load_nothing_heavy(argv, status, stderr_end):
     report, out, err = run_main(argv)

@@ -15,17 +15,20 @@ if TYPE_CHECKING:
     from llm_irl.trainers.configs import IQConfig, SFTConfig
     from llm_irl.trainers.iq import IQTrainer
     from llm_irl.trainers.sft import SFTTrainer
+    from llm_irl.trainers.spin import SPINConfig, SPINTrainer
 
 # "module:Class", imported on first use: listing the trainers and checking a recipe's keys load no torch
 _BUILTIN = {
     "sft": ("llm_irl.trainers.sft:SFTTrainer", "llm_irl.trainers.configs:SFTConfig"),
     "iq": ("llm_irl.trainers.iq:IQTrainer", "llm_irl.trainers.configs:IQConfig"),
     "gail": ("llm_irl.adversarial.trainer:GAILTrainer", "llm_irl.adversarial.config:GAILConfig"),
+    "spin": ("llm_irl.trainers.spin:SPINTrainer", "llm_irl.trainers.spin:SPINConfig"),
 }
 TRAINERS = TrainerRegistry(_BUILTIN)
 _WHERE = dict(reversed(target.split(":")) for pair in _BUILTIN.values() for target in pair)  # class -> module
 
-__all__ = ["GAILConfig", "GAILTrainer", "IQConfig", "IQTrainer", "SFTConfig", "SFTTrainer", "TRAINERS"]
+__all__ = ["GAILConfig", "GAILTrainer", "IQConfig", "IQTrainer", "SFTConfig", "SFTTrainer", "SPINConfig", "SPINTrainer",
+           "TRAINERS"]
 
 
 def __getattr__(name: str):
