@@ -20,6 +20,13 @@ IQ_ALPHA = 1.0
 IQ_TERMINAL_TD = "exclude"
 IQ_POLICY_TERMINAL_VALUE = "exclude"
 
+# ---------------------------------------------------------------- GEM (SFTConfig loss_type gem, llm_irl.gem)
+
+SFT_LOSS_TYPES = ("nll", "gem")  # the choices of SFTConfig.loss_type
+GEM_H_CHOICES = ("linear", "logsigmoid")  # the choices of gem_h
+GEM_BETA = 0.7  # the paper's runs (liziniu/GEM scripts: --gem_beta 0.7 --gem_h logsigmoid)
+GEM_H = "logsigmoid"
+
 # ---------------------------------------------------------------- adversarial IRL (GAILConfig, its losses)
 
 ADV_GAMMA = 0.5

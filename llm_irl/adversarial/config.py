@@ -21,7 +21,7 @@ from llm_irl.defaults import (
     ADV_REWARD_KIND,
     ADV_WHITEN_ADVANTAGES,
 )
-from llm_irl.trainers.configs import SMOOTHING_IS_SFT_ONLY, SamplingConfig, SFTConfig
+from llm_irl.trainers.configs import GEM_IS_SFT_ONLY, SMOOTHING_IS_SFT_ONLY, SamplingConfig, SFTConfig
 
 DISC_LOSSES = ("gail", "airl", "margin")
 DISC_PARAMS = ("policy_ratio", "ref_ratio", "classifier")
@@ -239,6 +239,7 @@ class GAILConfig(SamplingConfig, SFTConfig):
             (self.mle_weight >= 0, f"mle_weight must be >= 0, got {self.mle_weight}"),
             (not self.label_smoothing_factor,
              SMOOTHING_IS_SFT_ONLY.format(trainer="GAIL", regulariser="the discriminator's reward")),
+            (self.loss_type != "gem", GEM_IS_SFT_ONLY.format(trainer="GAIL")),
         ]
         for ok, message in checks:
             if not ok:

@@ -11,12 +11,16 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from llm_irl.defaults import (
+    GEM_BETA,
+    GEM_H,
+    GEM_H_CHOICES,
     IQ_ALPHA,
     IQ_GAMMA,
     IQ_POLICY_TERMINAL_VALUE,
     IQ_TD_WEIGHT,
     IQ_TERMINAL_TD,
     POLICY_TERMINAL_VALUE,
+    SFT_LOSS_TYPES,
     TERMINAL_TD,
 )
 from llm_irl.truncation import PROMPT_TRUNCATION
@@ -24,6 +28,8 @@ from llm_irl.truncation import PROMPT_TRUNCATION
 VALUE_PARAMS = ("logits", "head", "offset")
 SMOOTHING_IS_SFT_ONLY = ("label_smoothing_factor is honoured by the SFT trainer only; {trainer}'s objective is "
                          "not a plain cross-entropy (its regulariser is {regulariser}): set it to 0")
+GEM_IS_SFT_ONLY = ("loss_type 'gem' is an SFT loss; {trainer}'s objective has its own likelihood term: "
+                   "set loss_type to 'nll' or use trainer sft")
 
 
 @dataclass
@@ -61,6 +67,22 @@ class SFTConfig(TrainingArguments):
                           "post-processed (soft-capping, logit scaling, LoRA on lm_head) fall back to full logits."},
     )
     log_entropy: bool = field(default=True, metadata={"help": "Log the mean policy entropy at action tokens."})
+    loss_type: str = field(
+        default="nll",
+        metadata={"help": "SFT's loss: 'nll' (cross-entropy) or 'gem' (GEM, Li et al. 2025: reverse-KL matching with "
+                          "entropy regularisation, which keeps output diversity; costs what 'nll' costs). The logged "
+                          "nll stays the plain likelihood either way."},
+    )
+    gem_beta: float = field(
+        default=GEM_BETA,
+        metadata={"help": "GEM's β > 0: the auxiliary distribution is softmax(logits/β); 1 with gem_h 'linear' is "
+                          "cross-entropy's gradient exactly, smaller keeps more entropy. The paper's runs use 0.7."},
+    )
+    gem_h: str = field(
+        default=GEM_H,
+        metadata={"help": "GEM's h: 'linear' or 'logsigmoid' (each token's term weighted by "
+                          "sigmoid(0.01·(z_b − z_a)); the paper's runs use it)."},
+    )
     nan_policy: str = field(
         default="stop",
         metadata={"help": "On a NaN/inf loss: 'stop' the run before the optimiser step (the last checkpoint stays "
@@ -89,6 +111,15 @@ class SFTConfig(TrainingArguments):
             raise ValueError(f"nan_policy must be 'stop' or 'skip', got {self.nan_policy!r}")
         if not 0.0 <= self.label_smoothing_factor < 1.0:
             raise ValueError(f"label_smoothing_factor must be in [0, 1), got {self.label_smoothing_factor}")
+        if self.loss_type not in SFT_LOSS_TYPES:
+            raise ValueError(f"loss_type must be one of {', '.join(SFT_LOSS_TYPES)}, got {self.loss_type!r}")
+        if not self.gem_beta > 0:
+            raise ValueError(f"gem_beta must be > 0, got {self.gem_beta}")
+        if self.gem_h not in GEM_H_CHOICES:
+            raise ValueError(f"gem_h must be one of {', '.join(GEM_H_CHOICES)}, got {self.gem_h!r}")
+        if self.loss_type == "gem" and self.label_smoothing_factor:
+            raise ValueError(f"loss_type 'gem' does not take label_smoothing_factor (got {self.label_smoothing_factor}): "
+                             "GEM's own entropy regulariser replaces it; set it to 0")
         if self.model_dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise ValueError(f"model_dtype must be auto, float32, bfloat16 or float16, got {self.model_dtype!r}")
         super().__post_init__()
@@ -191,4 +222,6 @@ class IQConfig(SamplingConfig, SFTConfig):
             raise ValueError(f"value_param must be one of {VALUE_PARAMS}, got {self.value_param!r}")
         if self.label_smoothing_factor:
             raise ValueError(SMOOTHING_IS_SFT_ONLY.format(trainer="IQ", regulariser="td_weight"))
+        if self.loss_type == "gem":
+            raise ValueError(GEM_IS_SFT_ONLY.format(trainer="IQ"))
         super().__post_init__()
