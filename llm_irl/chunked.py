@@ -282,7 +282,7 @@ def chunked_iq_loss(
     hidden: torch.Tensor, lm_head_weight: torch.Tensor, labels: torch.Tensor, *, eos_token_id: int | Sequence[int],
     gamma: float = IQ_GAMMA, td_weight: float = IQ_TD_WEIGHT, alpha: float = IQ_ALPHA,
     terminal_td: str = IQ_TERMINAL_TD, log_entropy: bool = True, chunk_size: int | None = None,
-    lm_head_bias: torch.Tensor | None = None,
+    lm_head_bias: torch.Tensor | None = None, reward_centre: float | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """`losses.iq_loss` on the logits h·Wᵀ + b, same value, gradients and stats:
 
@@ -294,7 +294,8 @@ def chunked_iq_loss(
         hidden, lm_head_weight, labels, eos_token_id=eos_token_id, alpha=alpha, chunk_size=chunk_size,
         lm_head_bias=lm_head_bias, log_entropy=log_entropy,
     )
-    loss, stats = iq_objective(mdp, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td)
+    loss, stats = iq_objective(mdp, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td,
+                               reward_centre=reward_centre)
     if log_entropy:
         stats["entropy"] = entropy
     return loss, stats

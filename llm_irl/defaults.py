@@ -10,7 +10,7 @@ from __future__ import annotations
 
 # ---------------------------------------------------------------- inverse soft-Q (IQConfig, losses, chunked)
 
-TERMINAL_TD = ("include", "absorbing", "exclude")  # the choices of terminal_td
+TERMINAL_TD = ("include", "absorbing", "exclude", "centred")  # the choices of terminal_td
 POLICY_TERMINAL_VALUE = ("include", "exclude")  # the choices of policy_terminal_value
 
 IQ_GAMMA = 0.99

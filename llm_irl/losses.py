@@ -69,18 +69,35 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor, *, log_entropy: bool = 
 
 def chi2_weights(mdp: TokenMDP, *, gamma: float, terminal_td: str) -> torch.Tensor:
     """Weight of each transition's r² in the χ² term: 1 for every non-terminal action, and for the
-    EOS action 1 (`include`), 1 − γ (`absorbing`) or 0 (`exclude`); 0 off the action positions."""
+    EOS action 1 (`include`, `centred`), 1 − γ (`absorbing`) or 0 (`exclude`); 0 off the action positions."""
     if terminal_td not in TERMINAL_TD:
         raise ValueError(f"terminal_td must be one of {TERMINAL_TD}, got {terminal_td!r}")
-    eos_weight = {"include": 1.0, "absorbing": 1.0 - gamma, "exclude": 0.0}[terminal_td]
+    eos_weight = {"include": 1.0, "absorbing": 1.0 - gamma, "exclude": 0.0, "centred": 1.0}[terminal_td]
     weights = mdp.mask.to(mdp.q.dtype)
     return weights if eos_weight == 1.0 else weights.masked_fill(mdp.terminal, eos_weight)
 
 
-def chi2_term(r: torch.Tensor, mdp: TokenMDP, *, gamma: float, terminal_td: str) -> torch.Tensor:
-    """Σ w·r² over the batch's actions divided by their number (token-mean, like the NLL beside it)."""
+def chi2_term(r: torch.Tensor, mdp: TokenMDP, *, gamma: float, terminal_td: str,
+              reward_centre: float | None = None) -> tuple[torch.Tensor, dict]:
+    """Σ w·(r − c)² over the batch's actions divided by their number (token-mean, like the NLL beside it),
+    and its stats; c = 0 except under `centred`.
+
+    `centred` regularises the spread of the implied reward around a shared constant c instead of its
+    distance from 0 (docs/design.md, "Terminal transitions"): c is `reward_centre` when given (the
+    trainer passes the previous step's mean over every process), else this batch's own weighted mean,
+    taken without gradient, which gives exactly the gradient of the weighted variance. Its stats carry
+    Σ w·r and Σ w (`chi2_reward_sum`, `chi2_weight_sum`) for such a running centre, and the c used.
+    """
     weights = chi2_weights(mdp, gamma=gamma, terminal_td=terminal_td)
-    return (weights * r.square()).sum() / mdp.mask.sum().clamp_min(1)
+    stats = {}
+    if terminal_td == "centred":
+        with torch.no_grad():
+            reward_sum, weight_sum = (weights * r).sum(), weights.sum()
+            centre = (reward_sum / weight_sum.clamp_min(1) if reward_centre is None
+                      else torch.as_tensor(reward_centre, dtype=r.dtype, device=r.device))
+        stats = {"reward_centre": centre, "chi2_reward_sum": reward_sum, "chi2_weight_sum": weight_sum}
+        r = r - centre
+    return (weights * r.square()).sum() / mdp.mask.sum().clamp_min(1), stats
 
 
 def _iq_stats(mdp: TokenMDP, nll: torch.Tensor, r: torch.Tensor, td: torch.Tensor) -> dict:
@@ -98,35 +115,49 @@ def _iq_stats(mdp: TokenMDP, nll: torch.Tensor, r: torch.Tensor, td: torch.Tenso
 # in how they obtain Q, V and V(s').
 
 
-def iq_objective(mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: str = IQ_TERMINAL_TD):
-    """Token-mean of `−(Q(s,a) − V(s)) + td_weight·w·r²` over the action positions of `mdp`
-    (w from `chi2_weights`)."""
+def iq_objective(mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: str = IQ_TERMINAL_TD,
+                 reward_centre: float | None = None):
+    """Token-mean of `−(Q(s,a) − V(s)) + td_weight·w·(r − c)²` over the action positions of `mdp`
+    (w and c from `chi2_term`)."""
     r = mdp.reward(gamma)
     nll = masked_mean(-mdp.log_pi, mdp.mask)
-    td = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td)
+    td, centring = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td, reward_centre=reward_centre)
     # −(Q − V) = −α·log π, so the first term is α times the NLL
-    return mdp.alpha * nll + td_weight * td, _iq_stats(mdp, nll, r, td)
+    return mdp.alpha * nll + td_weight * td, {**_iq_stats(mdp, nll, r, td), **centring}
 
 
 def value_head_objective(mdp: TokenMDP, values: torch.Tensor, *, gamma: float, td_weight: float,
-                         terminal_td: str = IQ_TERMINAL_TD):
+                         terminal_td: str = IQ_TERMINAL_TD, reward_centre: float | None = None):
     """The (π, V_ψ) form: `−α·log π + λ·(α·log π + V_ψ(s) − γ·V_ψ(s'))²`, V_ψ(s') = 0 after EOS.
 
     `values` [B, T] is the head's V_ψ at every position; the policy still comes from `mdp`.
     """
-    alpha, log_pi = mdp.alpha, mdp.log_pi
+    head_mdp = value_head_mdp(mdp, values)
+    r = head_mdp.reward(gamma)
+    nll = masked_mean(-mdp.log_pi, mdp.mask)
+    td, centring = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td, reward_centre=reward_centre)
+    return mdp.alpha * nll + td_weight * td, {**_iq_stats(head_mdp, nll, r, td), **centring}
+
+
+def value_head_mdp(mdp: TokenMDP, values: torch.Tensor) -> TokenMDP:
+    """The (π, V_ψ) MDP: V = V_ψ [B, T] at every state (0 after EOS), Q = V_ψ(s) + α·log π(a|s), so that its
+    `reward` is α·log π + V_ψ(s) − γ·V_ψ(s'), the reward the value-head objective regularises."""
     values = upcast(values)
-    v_next = values[:, 1:].masked_fill(mdp.terminal, 0.0)
-    r = alpha * log_pi + values[:, :-1] - gamma * v_next
-    nll = masked_mean(-log_pi, mdp.mask)
-    td = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td)
-    head_mdp = TokenMDP(q=mdp.q, v=values[:, :-1], v_next=v_next, mask=mdp.mask, terminal=mdp.terminal,
-                        actions=mdp.actions, alpha=alpha)
-    return alpha * nll + td_weight * td, _iq_stats(head_mdp, nll, r, td)
+    v, v_next = values[:, :-1], values[:, 1:].masked_fill(mdp.terminal, 0.0)
+    return TokenMDP(q=v + mdp.alpha * mdp.log_pi, v=v, v_next=v_next, mask=mdp.mask, terminal=mdp.terminal,
+                    actions=mdp.actions, alpha=mdp.alpha)
+
+
+def offset_mdp(mdp: TokenMDP, offsets: torch.Tensor) -> TokenMDP:
+    """The MDP of Q = logits + b(s): Q, V and V(s') carry the per-state offset b [B, T] (0 after EOS)."""
+    b = upcast(offsets)
+    return TokenMDP(q=mdp.q + b[:, :-1], v=mdp.v + b[:, :-1],
+                    v_next=(mdp.v_next + b[:, 1:]).masked_fill(mdp.terminal, 0.0),
+                    mask=mdp.mask, terminal=mdp.terminal, actions=mdp.actions, alpha=mdp.alpha)
 
 
 def offset_objective(mdp: TokenMDP, offsets: torch.Tensor, *, gamma: float, td_weight: float,
-                     terminal_td: str = IQ_TERMINAL_TD):
+                     terminal_td: str = IQ_TERMINAL_TD, reward_centre: float | None = None):
     """IQ with `Q(s, ·) = logits(s, ·) + b(s)`: a learned scalar b per state, which the softmax never sees.
 
     A bias-free LM head can shift all of a state's logits together only by moving its hidden state,
@@ -135,16 +166,12 @@ def offset_objective(mdp: TokenMDP, offsets: torch.Tensor, *, gamma: float, td_w
     makes that shift free, as it is in a tabular MDP, while π, and so the likelihood term, are those
     of the logits. `offsets` [B, T] is b at every position (zero-initialised head: the logits form).
     """
-    b = upcast(offsets)
-    shifted = TokenMDP(q=mdp.q + b[:, :-1], v=mdp.v + b[:, :-1],
-                       v_next=(mdp.v_next + b[:, 1:]).masked_fill(mdp.terminal, 0.0),
-                       mask=mdp.mask, terminal=mdp.terminal, actions=mdp.actions, alpha=mdp.alpha)
-    return iq_objective(shifted, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td)
+    return iq_objective(offset_mdp(mdp, offsets), gamma=gamma, td_weight=td_weight, terminal_td=terminal_td, reward_centre=reward_centre)
 
 
 def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float, td_weight: float,
                         terminal_td: str = IQ_TERMINAL_TD, reward_scale: float = 1.0,
-                        policy_terminal_value: str = IQ_POLICY_TERMINAL_VALUE):
+                        policy_terminal_value: str = IQ_POLICY_TERMINAL_VALUE, reward_centre: float | None = None):
     """Online IQ-Learn (χ²) on a batch mixing demonstrations and policy samples.
 
         L = −E_demo[Q(s,a) − γ·V(s')] + E_mix[V(s) − γ·V(s')] + λ·E_mix[r²]
@@ -170,14 +197,14 @@ def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float,
         raise ValueError(f"policy_terminal_value must be one of {POLICY_TERMINAL_VALUE}, got {policy_terminal_value!r}")
     demo = mdp.mask & ~is_policy[:, None]
     r = mdp.reward(gamma)
-    td = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td)
+    td, centring = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td, reward_centre=reward_centre)
     reward_loss = -masked_mean(r, demo)  # raise the demonstrations' implied reward
     value_terms = mdp.mask if policy_terminal_value == "include" else mdp.mask & ~(is_policy[:, None] & mdp.terminal)
     # lower V along the mixture's states (a mean over all its action tokens)
     value_loss = (mdp.v - gamma * mdp.v_next).mul(value_terms).sum() / mdp.mask.sum().clamp_min(1)
     chi2_loss = td_weight * td  # keep implied rewards small (χ² divergence)
     loss = reward_scale * reward_loss + value_loss + chi2_loss
-    stats = _iq_stats(mdp, masked_mean(-mdp.log_pi, demo), r, td)
+    stats = {**_iq_stats(mdp, masked_mean(-mdp.log_pi, demo), r, td), **centring}
     stats.update(reward_loss=reward_loss.detach(), value_loss=value_loss.detach(), chi2_loss=chi2_loss.detach())
     stats["reward"] = masked_mean(r, demo).detach()
     stats["reward_policy"] = masked_mean(r, mdp.mask & is_policy[:, None]).detach()
@@ -204,6 +231,7 @@ def iq_loss(
     alpha: float = IQ_ALPHA,
     terminal_td: str = IQ_TERMINAL_TD,
     log_entropy: bool = True,
+    reward_centre: float | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """Offline inverse soft-Q loss with V taken from the logits.
 
@@ -213,7 +241,7 @@ def iq_loss(
     action state) and, if asked, `entropy` (mean policy entropy at action states).
     """
     mdp = token_mdp(logits, labels, eos_token_id=eos_token_id, alpha=alpha)
-    result = iq_objective(mdp, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td)
+    result = iq_objective(mdp, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td, reward_centre=reward_centre)
     return _with_entropy(result, logits, mdp, log_entropy)
 
 
@@ -228,10 +256,12 @@ def iq_value_head_loss(
     alpha: float = IQ_ALPHA,
     terminal_td: str = IQ_TERMINAL_TD,
     log_entropy: bool = True,
+    reward_centre: float | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """`value_head_objective` from full logits and the head's values [B, T] (the lecture's min over π, V)."""
     mdp = token_mdp(logits, labels, eos_token_id=eos_token_id, alpha=alpha)
-    result = value_head_objective(mdp, values, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td)
+    result = value_head_objective(mdp, values, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td,
+                                  reward_centre=reward_centre)
     return _with_entropy(result, logits, mdp, log_entropy)
 
 
@@ -247,9 +277,10 @@ def online_iq_loss(
     terminal_td: str = IQ_TERMINAL_TD,
     policy_terminal_value: str = IQ_POLICY_TERMINAL_VALUE,
     log_entropy: bool = True,
+    reward_centre: float | None = None,
 ) -> tuple[torch.Tensor, dict]:
     """`online_iq_objective` from the full logits of a batch mixing demonstrations and policy samples."""
     mdp = token_mdp(logits, labels, eos_token_id=eos_token_id, alpha=alpha)
     result = online_iq_objective(mdp, is_policy, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td,
-                                 policy_terminal_value=policy_terminal_value)
+                                 policy_terminal_value=policy_terminal_value, reward_centre=reward_centre)
     return _with_entropy(result, logits, mdp, log_entropy)

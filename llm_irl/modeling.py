@@ -19,6 +19,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, 
 from llm_irl.builtin import is_builtin, load_builtin_model
 from llm_irl.files import missing_local_path
 from llm_irl.special_tokens import ensure_pad_token
+from llm_irl.state_head import restore_state_head
 
 
 def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = False, seed: int = 0,
@@ -39,6 +40,8 @@ def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = 
     )
     if os.path.isfile(os.path.join(name_or_model, ADAPTER_CONFIG)):  # the base's config: α is beside the adapter
         restore_policy_temperature(model, name_or_model)
+    elif os.path.isdir(name_or_model):  # IQ's value head or offsets: from_pretrained leaves them out
+        restore_state_head(model, name_or_model)
     return model
 
 

@@ -22,9 +22,11 @@ import numpy as np
 import torch
 
 from llm_irl.batching import labelled_row, pad_batch
-from llm_irl.modeling import eval_mode, policy_temperature
+from llm_irl.losses import offset_mdp, value_head_mdp
+from llm_irl.modeling import eval_mode, policy_temperature, unwrap_model
 from llm_irl.soft_q import policy_entropy, token_mdp
 from llm_irl.special_tokens import resolve_eos_pad
+from llm_irl.state_head import state_values, value_param_of
 
 
 @dataclass
@@ -52,8 +54,9 @@ def implied_rewards(
     A completion that ends with one of the model's EOS ids is terminal; any other was truncated
     and its last V(s') bootstraps. `alpha` is the entropy temperature the model was trained with;
     None reads it from the model (`modeling.policy_temperature`: 1 for SFT and the IQ default).
-    Rewards use V from the logits even for a model trained with a value head: that is the reward
-    the policy itself implies.
+    A model IQ trained with a state head (`value_param` head or offset, `llm_irl.state_head`) is read the
+    way its objective regularised it: r = α·log π + V_ψ(s) − γ·V_ψ(s') with the value head, Q and V
+    shifted by b(s) with offsets. Any other model's V comes from its logits.
     """
     alpha = policy_temperature(model) if alpha is None else alpha
     if len(prompt_ids) != len(completion_ids):
@@ -61,6 +64,8 @@ def implied_rewards(
     if any(len(c) == 0 for c in completion_ids):
         raise ValueError("every completion needs at least one token (the first action)")
     eos, pad = resolve_eos_pad(model, tokenizer)
+    base = unwrap_model(model)
+    per_state = value_param_of(base)
     device = next(model.parameters()).device
     rewards: list[list[float]] = []
     entropy_sum, entropy_count = 0.0, 0
@@ -69,8 +74,13 @@ def implied_rewards(
             rows = [labelled_row(p, c)  # the prompt is the initial state, not actions
                     for p, c in zip(prompt_ids[start: start + batch_size], completion_ids[start: start + batch_size])]
             batch = {k: v.to(device) for k, v in pad_batch(rows, pad).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        output_hidden_states=per_state != "logits")
+            logits = out.logits
             mdp = token_mdp(logits, batch["labels"], eos_token_id=eos, alpha=alpha)
+            if per_state != "logits":
+                values = state_values(base, out.hidden_states[-1])
+                mdp = value_head_mdp(mdp, values) if per_state == "head" else offset_mdp(mdp, values)
             r = mdp.reward(gamma).float().cpu()
             mask = mdp.mask.cpu()
             rewards += [row[m].tolist() for row, m in zip(r, mask)]

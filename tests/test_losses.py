@@ -32,10 +32,23 @@ def random_batch(seed=0, B=4, T=7):
     return logits, labels
 
 
+EOS_WEIGHT = {"include": lambda gamma: 1.0, "absorbing": lambda gamma: 1.0 - gamma, "exclude": lambda gamma: 0.0,
+              "centred": lambda gamma: 1.0}
+TERMINAL = list(EOS_WEIGHT)
+
+
+def chi2_mean(weighted_rewards, terminal_td, centre=None):
+    """Mean over the actions of w·(r − c)²; c = 0, or under `centred` the given centre or else the weighted mean."""
+    if terminal_td == "centred" and centre is None:
+        centre = sum(w * r for w, r in weighted_rewards) / sum(w for w, _ in weighted_rewards)
+    c = centre if terminal_td == "centred" else 0.0
+    return sum(w * (r - c) ** 2 for w, r in weighted_rewards) / len(weighted_rewards)
+
+
 def brute_force_iq(logits, labels, gamma, td_weight, alpha, terminal_td="include"):
     """One action at a time with plain floats: V by explicit sum over the vocabulary; the EOS
     action's r² weighted 1 (include), 1 − γ (absorbing) or 0 (exclude)."""
-    eos_weight = {"include": 1.0, "absorbing": 1.0 - gamma, "exclude": 0.0}[terminal_td]
+    eos_weight = EOS_WEIGHT[terminal_td](gamma)
     B, T, V = logits.shape
     def v_of(b, t):
         return alpha * math.log(sum(math.exp(float(logits[b, t, a]) / alpha) for a in range(V)))
@@ -50,16 +63,16 @@ def brute_force_iq(logits, labels, gamma, td_weight, alpha, terminal_td="include
             v_next = 0.0 if a == EOS else v_of(b, t + 1)
             r = q - gamma * v_next
             w = eos_weight if a == EOS else 1.0
-            terms.append(-(q - v) + td_weight * w * r * r)
             nlls.append(-(q - v) / alpha)
-            tds.append(w * r * r)
-    n = len(terms)
-    return sum(terms) / n, sum(nlls) / n, sum(tds) / n
+            tds.append((w, r))
+    n = len(nlls)
+    td = chi2_mean(tds, terminal_td)
+    return sum(nlls) / n * alpha + td_weight * td, sum(nlls) / n, td
 
 
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("gamma,td_weight,alpha", [(0.99, 0.1, 1.0), (1.0, 0.5, 1.0), (0.9, 1.0, 0.5), (0.95, 0.0, 2.0)])
-@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude"])
+@pytest.mark.parametrize("terminal_td", TERMINAL)
 def test_iq_loss_matches_brute_force(seed, gamma, td_weight, alpha, terminal_td):
     logits, labels = random_batch(seed)
     loss, stats = iq_loss(logits.double(), labels, eos_token_id=EOS, gamma=gamma, td_weight=td_weight, alpha=alpha,
@@ -70,7 +83,7 @@ def test_iq_loss_matches_brute_force(seed, gamma, td_weight, alpha, terminal_td)
     assert stats["td"].item() == pytest.approx(want_td, abs=1e-6)
 
 
-@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude"])
+@pytest.mark.parametrize("terminal_td", TERMINAL)
 def test_td_weight_zero_is_cross_entropy(terminal_td):
     logits, labels = random_batch(3)
     loss, _ = iq_loss(logits, labels, eos_token_id=EOS, td_weight=0.0, terminal_td=terminal_td)
@@ -109,12 +122,9 @@ def test_q_equals_v_plus_alpha_log_pi():
     assert torch.allclose(mdp.q, mdp.v + alpha * log_pi, atol=1e-5)
 
 
-EOS_WEIGHT = {"include": lambda gamma: 1.0, "absorbing": lambda gamma: 1.0 - gamma, "exclude": lambda gamma: 0.0}
-
-
 def brute_force_mean(logits, labels, reward, gamma, lam, terminal_td):
-    """Mean over actions of −log π + λ·w·r², with r = reward(b, t, a) written out by each test."""
-    terms = []
+    """Mean over actions of −log π + λ·w·(r − c)², with r = reward(b, t, a) written out by each test."""
+    logps, weighted = [], []
     for b in range(labels.shape[0]):
         for t in range(labels.shape[1] - 1):
             a = int(labels[b, t + 1])
@@ -123,11 +133,12 @@ def brute_force_mean(logits, labels, reward, gamma, lam, terminal_td):
             logp = float(torch.log_softmax(logits[b, t].double(), -1)[a])
             r = reward(b, t, a)
             w = EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0
-            terms.append(-logp + lam * w * r * r)
-    return sum(terms) / len(terms)
+            logps.append(logp)
+            weighted.append((w, r))
+    return -sum(logps) / len(logps) + lam * chi2_mean(weighted, terminal_td)
 
 
-@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude"])
+@pytest.mark.parametrize("terminal_td", TERMINAL)
 def test_value_head_loss_matches_brute_force(terminal_td):
     logits, labels = random_batch(5)
     values = torch.randn(labels.shape, generator=torch.Generator().manual_seed(9))
@@ -178,13 +189,13 @@ def brute_force_online(logits, labels, is_policy, gamma, lam, terminal_td="inclu
                 demo_r.append(r)
             left_out = policy_terminal_value == "exclude" and is_policy[b] and a == EOS
             mix_v.append(0.0 if left_out else v - gamma * v_next)  # still a mean over every mixture token
-            mix_r2.append((EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0) * r * r)
+            mix_r2.append((EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0, r))
     mean = lambda xs: sum(xs) / len(xs)
-    return -reward_scale * mean(demo_r) + mean(mix_v) + lam * mean(mix_r2)
+    return -reward_scale * mean(demo_r) + mean(mix_v) + lam * chi2_mean(mix_r2, terminal_td)
 
 
 @pytest.mark.parametrize("seed", range(3))
-@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude"])
+@pytest.mark.parametrize("terminal_td", TERMINAL)
 def test_online_iq_loss_matches_brute_force(seed, terminal_td):
     from llm_irl.losses import online_iq_loss
 
@@ -283,7 +294,7 @@ def test_online_iq_without_policy_rows_is_offline_iq():
     assert online.item() == pytest.approx(offline.item(), abs=1e-9)
 
 
-@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude"])
+@pytest.mark.parametrize("terminal_td", TERMINAL)
 def test_offset_objective_matches_brute_force(terminal_td):
     """Q = logits + b(s): the policy is the logits', V and Q carry the per-state offset b."""
     from llm_irl.losses import offset_objective
@@ -320,3 +331,41 @@ def test_label_smoothing_matches_brute_force():
     loss, stats = sft_loss(logits.double(), labels, label_smoothing=eps)
     torch.testing.assert_close(loss, torch.stack(terms).mean())
     torch.testing.assert_close(stats["nll"], sft_loss(logits.double(), labels)[0])
+
+
+def test_centred_chi2_is_the_weighted_variance_and_its_exact_gradient():
+    """Centred on the batch's own mean (taken without gradient) the χ² term is the rewards' variance, and its
+    gradient is the variance's exactly; centred on a given constant it is the mean of (r − c)²."""
+    from llm_irl.losses import chi2_term
+
+    logits, labels = random_batch(6)
+    logits = logits.double().requires_grad_()
+    mdp = token_mdp(logits, labels, eos_token_id=EOS)
+    r = mdp.reward(0.95)
+    rewards = r[mdp.mask]
+    td, stats = chi2_term(r, mdp, gamma=0.95, terminal_td="centred")
+    variance = rewards.var(unbiased=False)  # with gradient through the mean
+    assert td.item() == pytest.approx(variance.item(), abs=1e-12)
+    got = torch.autograd.grad(td, logits, retain_graph=True)[0]
+    want = torch.autograd.grad(variance, logits, retain_graph=True)[0]
+    torch.testing.assert_close(got, want)
+    assert stats["chi2_reward_sum"].item() == pytest.approx(rewards.sum().item())
+    assert stats["chi2_weight_sum"].item() == rewards.numel()
+    given, stats = chi2_term(r, mdp, gamma=0.95, terminal_td="centred", reward_centre=-1.5)
+    assert given.item() == pytest.approx((rewards + 1.5).square().mean().item(), abs=1e-12)
+    assert stats["reward_centre"].item() == -1.5
+    # a constant added to every reward changes nothing under centred, everything under include
+    shifted = TokenMDPShift(mdp, 3.0)
+    assert chi2_term(shifted.reward(0.95), mdp, gamma=0.95, terminal_td="centred")[0].item() == pytest.approx(td.item())
+    assert chi2_term(shifted.reward(0.95), mdp, gamma=0.95, terminal_td="include")[0].item() != pytest.approx(
+        chi2_term(r, mdp, gamma=0.95, terminal_td="include")[0].item())
+
+
+class TokenMDPShift:
+    """An MDP whose every implied reward is its own plus a constant (Q raised by it, V(s') unchanged)."""
+
+    def __init__(self, mdp, constant):
+        self.mdp, self.constant = mdp, constant
+
+    def reward(self, gamma):
+        return self.mdp.reward(gamma) + self.constant

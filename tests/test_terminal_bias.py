@@ -10,35 +10,7 @@ import pytest
 import torch
 
 from llm_irl.losses import iq_loss
-
-S, EOS = 4, 4  # tokens 0..S-1 are the states, token S is EOS
-
-
-def expert_rows(n=2000, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    successors = torch.softmax(torch.randn(S, S, generator=g) * 1.5, -1) * 0.8
-    policy = torch.cat([successors, torch.full((S, 1), 0.2)], -1)
-    rows = []
-    for _ in range(n):
-        s = int(torch.randint(S, (1,), generator=g))
-        row = [s]
-        while row[-1] != EOS and len(row) < 40:
-            row.append(int(torch.multinomial(policy[row[-1]], 1, generator=g)))
-        rows.append(row)
-    width = max(map(len, rows))
-    input_ids = torch.full((n, width), EOS)
-    labels = torch.full((n, width), -100)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        labels[i, 1 : len(row)] = torch.tensor(row[1:])
-    return input_ids, labels
-
-
-def expected_length(q: torch.Tensor) -> float:
-    """Expected number of actions (EOS included) from a uniform start state: 1ᵀ(I − Pᵀ)⁻¹·start."""
-    transitions = torch.softmax(q, -1)[:, :S]
-    start = torch.full((S,), 1.0 / S, dtype=q.dtype)
-    return float(torch.linalg.solve(torch.eye(S, dtype=q.dtype) - transitions.T, start).sum())
+from llm_irl.tasks.tabular import EOS, S, expected_length, expert_rows
 
 
 def fit_length(input_ids, labels, *, td_weight, terminal_td, gamma=0.99):
@@ -54,7 +26,7 @@ def fit_length(input_ids, labels, *, td_weight, terminal_td, gamma=0.99):
 
     for _ in range(4):
         opt.step(closure)
-    return expected_length(q.detach()[:S])
+    return expected_length(q.detach())
 
 
 @pytest.fixture(scope="module")
@@ -74,8 +46,9 @@ def test_sft_learns_the_demonstrations_length(demos, sft_length):
 
 
 @pytest.mark.parametrize("td_weight", [0.1, 1.0])
-def test_excluding_the_terminal_transition_keeps_the_expert_length(demos, sft_length, td_weight):
-    assert fit_length(*demos, td_weight=td_weight, terminal_td="exclude") == pytest.approx(sft_length, abs=0.05)
+@pytest.mark.parametrize("terminal_td", ["exclude", "centred"])
+def test_exclude_and_centred_keep_the_expert_length_at_the_optimum(demos, sft_length, td_weight, terminal_td):
+    assert fit_length(*demos, td_weight=td_weight, terminal_td=terminal_td) == pytest.approx(sft_length, abs=0.05)
 
 
 def test_including_it_lengthens_samples_and_absorbing_weight_only_softens_that(demos, sft_length):
@@ -85,7 +58,7 @@ def test_including_it_lengthens_samples_and_absorbing_weight_only_softens_that(d
     assert sft_length < absorbing <= include + 1e-6
 
 
-@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude"])
+@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude", "centred"])
 def test_chunked_path_applies_the_same_terminal_handling(terminal_td):
     from llm_irl.chunked import chunked_iq_loss
 

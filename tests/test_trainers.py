@@ -55,7 +55,7 @@ def test_value_head_variant_trains_and_saves(tmp_path):
 def test_a_checkpoint_that_calls_the_head_value_head_still_loads(tmp_path):
     """Checkpoints written before the rename hold `value_head.*`; loaded as Trainer loads them (strict=False),
     their weights land in `state_head`, the rest of the model's too."""
-    from llm_irl.trainers.iq import attach_state_head
+    from llm_irl.state_head import attach_state_head
 
     trained, _ = _train(IQTrainer, IQConfig, tiny_lm("llama"), tmp_path, value_param="offset")
     saved = {k.replace("state_head.", "value_head.", 1): v.clone() for k, v in trained.model.state_dict().items()}

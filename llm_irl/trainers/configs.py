@@ -174,8 +174,12 @@ class IQConfig(SamplingConfig, SFTConfig):
     terminal_td: str = field(
         default=IQ_TERMINAL_TD,
         metadata={"help": "How the terminal (EOS) transition enters the χ² term: 'include' (IQ-Learn: V(s')=0 after "
-                          "EOS, which biases toward never stopping), 'absorbing' (its r² weighted by 1 − γ) or "
-                          "'exclude' (the reward of stopping left free; no length bias)."},
+                          "EOS, which biases toward never stopping), 'absorbing' (its r² weighted by 1 − γ), "
+                          "'exclude' (the reward of stopping left free: no length bias at the optimum, but it is "
+                          "reached slowly and the stop action then carries the whole return) or 'centred' (EOS "
+                          "included; the χ² term penalises the rewards' spread around their mean, as if a shared "
+                          "value offset, the absorbing state's included, were learned: no length bias and a stop "
+                          "reward like the others'; needs a per-state level, value_param 'head' or 'offset')."},
     )
     value_param: str = field(
         default="logits",

@@ -24,45 +24,23 @@ from __future__ import annotations
 import os
 
 import torch
-from torch import nn
+from transformers import TrainerCallback
 
 from llm_irl.batching import labelled_row, pad_batch, prompts_of, unpad_rows
 from llm_irl.chunked import chunked_mdp_and_entropy
 from llm_irl.lm_head import lm_head_hidden
-from llm_irl.losses import iq_objective, offset_objective, online_iq_objective, value_head_objective
 from llm_irl.modeling import unwrap_model
+from llm_irl.losses import iq_objective, offset_objective, online_iq_objective, value_head_objective
 from llm_irl.rollout import generate_rollouts
 from llm_irl.seeding import derive_seed
 from llm_irl.soft_q import policy_entropy, token_mdp
 from llm_irl.special_tokens import eos_token_ids
+from llm_irl.state_head import attach_state_head, record_value_param, state_values
 from llm_irl.trainers.base import DemoTrainer
 from llm_irl.trainers.configs import IQConfig
+from llm_irl.trainers.reward_centre import FILE as CENTRE_FILE
+from llm_irl.trainers.reward_centre import RewardCentre
 from llm_irl.trainers.rollout_pool import RolloutPool, file_name
-
-
-STATE_HEAD = "state_head"
-_OLD_NAME = "value_head"  # the head's name in checkpoints written before it held offsets too
-
-
-def attach_state_head(model: nn.Module) -> nn.Module:
-    """Give `model` a zero-initialised `state_head: Linear(hidden, 1)`, one scalar per state (V_ψ(s) for
-    value_param 'head', b(s) for 'offset'), if it has none yet."""
-    if not hasattr(model, STATE_HEAD):
-        hidden = model.get_output_embeddings().weight.shape[1]
-        head = nn.Linear(hidden, 1)
-        nn.init.zeros_(head.weight)
-        nn.init.zeros_(head.bias)
-        setattr(model, STATE_HEAD, head.to(device=model.device, dtype=model.dtype))
-        model.register_load_state_dict_pre_hook(_load_old_name)
-    return model
-
-
-def _load_old_name(module, state_dict, prefix, *args) -> None:
-    """Resuming a checkpoint that calls the head `value_head` loads it into `state_head` (Trainer loads
-    with strict=False, so without this the old weights would be skipped silently)."""
-    old = f"{prefix}{_OLD_NAME}."
-    for key in [k for k in state_dict if k.startswith(old)]:
-        state_dict[f"{prefix}{STATE_HEAD}.{key[len(old):]}"] = state_dict.pop(key)
 
 
 class IQTrainer(DemoTrainer):
@@ -70,12 +48,25 @@ class IQTrainer(DemoTrainer):
 
     config_class = IQConfig
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.args.terminal_td == "centred":
+            self.add_callback(_EndStepCentre(self))
+
     def prepare_model(self, model, args):
         # online IQ: the policy rows owed and drawn ahead (checkpointed), and the demo share of the
-        # current step's action tokens (see _online_loss)
+        # current step's action tokens (see _online_loss); centred χ²: the step's shared centre
         self.rollout_pool = RolloutPool(args.policy_mix, args.rollout_every)
         self._demo_token_share = None
-        return attach_state_head(model) if args.value_param in ("head", "offset") else model
+        self.reward_centre = RewardCentre()
+        if args.value_param not in ("head", "offset"):
+            return model
+        record_value_param(model, args.value_param)  # so load_model gives a saved model its head back
+        return attach_state_head(model)
+
+    def _centre(self) -> float | None:
+        """The centre every micro-batch of this step passes to the χ² term (None: not centred)."""
+        return self.reward_centre.value if self.args.terminal_td == "centred" else None
 
     def policy_alpha(self, args) -> float:
         return args.alpha
@@ -105,11 +96,14 @@ class IQTrainer(DemoTrainer):
         mdp, entropy, hidden = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"],
                                                 inputs["labels"], want_hidden=use_head)
         if use_head:  # one scalar per state: V_ψ(s) ("head") or the offset b(s) ("offset")
-            per_state = getattr(unwrap_model(model), STATE_HEAD)(hidden).squeeze(-1)
+            per_state = state_values(unwrap_model(model), hidden)
             objective = value_head_objective if a.value_param == "head" else offset_objective
-            loss, stats = objective(mdp, per_state, gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td)
+            loss, stats = objective(mdp, per_state, gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td,
+                                    reward_centre=self._centre())
         else:
-            loss, stats = iq_objective(mdp, gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td)
+            loss, stats = iq_objective(mdp, gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td,
+                                       reward_centre=self._centre())
+        stats = self.reward_centre.observe(stats, training=model.training)
         return loss, _add_entropy(stats, entropy)
 
     # ------------------------------------------------------------------ online IQ
@@ -144,7 +138,9 @@ class IQTrainer(DemoTrainer):
         # must weigh by its share of those instead
         loss, stats = online_iq_objective(mdp, is_policy, gamma=a.gamma, td_weight=a.td_weight,
                                           terminal_td=a.terminal_td, policy_terminal_value=a.policy_terminal_value,
-                                          reward_scale=self._reward_term_reweight(mdp, is_policy))
+                                          reward_scale=self._reward_term_reweight(mdp, is_policy),
+                                          reward_centre=self._centre())
+        stats = self.reward_centre.observe(stats, training=model.training)
         policy = is_policy[:, None] & mdp.mask
         if policy.any():
             stats["sample_len"] = policy.sum() / is_policy.sum()
@@ -210,17 +206,39 @@ class IQTrainer(DemoTrainer):
     def _save_checkpoint(self, model, trial):
         # written before Trainer's own files, so a checkpoint marked complete holds it; every process
         # writes its own pool (each samples for its own batches)
+        path = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
         if self.args.policy_mix > 0:
-            path = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
             os.makedirs(path, exist_ok=True)
             self.rollout_pool.save(self._pool_file(path))
+        if self.args.terminal_td == "centred" and self.args.should_save:  # the same on every process
+            os.makedirs(path, exist_ok=True)
+            self.reward_centre.save(os.path.join(path, CENTRE_FILE))
         super()._save_checkpoint(model, trial)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
-        """Resuming restores the rollout pool too, so a run resumed mid-period trains on the rows it drew."""
+        """Resuming restores the rollout pool too, so a run resumed mid-period trains on the rows it drew,
+        and the χ² term's centre, so it centres as the uninterrupted run did."""
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         if self.args.policy_mix > 0:
             self.rollout_pool.load(self._pool_file(resume_from_checkpoint))
+        if self.args.terminal_td == "centred":
+            self.reward_centre.load(os.path.join(resume_from_checkpoint, CENTRE_FILE))
+
+    def sum_over_processes(self, values: list[float]) -> list[float]:
+        if self.accelerator.num_processes == 1:
+            return values
+        totals = torch.tensor(values, dtype=torch.float64, device=self.accelerator.device)
+        return self.accelerator.reduce(totals, reduction="sum").tolist()
+
+
+class _EndStepCentre(TrainerCallback):
+    """Moves the χ² term's centre to the mean of the step that just ended (`RewardCentre.end_step`)."""
+
+    def __init__(self, trainer: IQTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.reward_centre.end_step(self.trainer.sum_over_processes)
 
 
 def _scalar(x) -> float:

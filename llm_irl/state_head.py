@@ -1,0 +1,86 @@
+"""One scalar per state beside the LM head: the value V_ψ(s) (`value_param: head`) or the offset b(s) of
+Q = logits + b(s) (`value_param: offset`).
+
+The IQ trainer attaches it as the submodule `state_head` and records which of the two it is in the
+model's config (`llm_irl_value_param`), so it saves with the weights and `load_model` gives it back:
+the implied reward a model trained this way was regularised on needs it (`llm_irl.rewards`). Models
+trained without one, and adapter-only (PEFT) saves, read their reward from the logits alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from torch import nn
+
+
+STATE_HEAD = "state_head"
+VALUE_PARAM_KEY = "llm_irl_value_param"
+PER_STATE = ("head", "offset")  # the value_param choices that need a state head
+_OLD_NAME = "value_head"  # the head's name in checkpoints written before it held offsets too
+
+
+def attach_state_head(model: nn.Module) -> nn.Module:
+    """Give `model` a zero-initialised `state_head: Linear(hidden, 1)`, one scalar per state (V_ψ(s) for
+    value_param 'head', b(s) for 'offset'), if it has none yet."""
+    if not hasattr(model, STATE_HEAD):
+        hidden = model.get_output_embeddings().weight.shape[1]
+        head = nn.Linear(hidden, 1)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        setattr(model, STATE_HEAD, head.to(device=model.device, dtype=model.dtype))
+        model.register_load_state_dict_pre_hook(_load_old_name)
+    return model
+
+
+def _load_old_name(module, state_dict, prefix, *args) -> None:
+    """Resuming a checkpoint that calls the head `value_head` loads it into `state_head` (Trainer loads
+    with strict=False, so without this the old weights would be skipped silently)."""
+    old = f"{prefix}{_OLD_NAME}."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[f"{prefix}{STATE_HEAD}.{key[len(old):]}"] = state_dict.pop(key)
+
+
+# The functions below take the bare model (`modeling.unwrap_model`), which this module does not import:
+# `modeling.load_model` calls `restore_state_head`.
+
+def record_value_param(model: nn.Module, value_param: str) -> None:
+    """Mark in `model`'s config where its V comes from, so a loader knows to give it its state head."""
+    setattr(model.config, VALUE_PARAM_KEY, value_param)
+
+
+def value_param_of(model: nn.Module) -> str:
+    """'head', 'offset' or 'logits' (any model llm_irl did not train with a state head)."""
+    recorded = getattr(getattr(model, "config", None), VALUE_PARAM_KEY, None) or "logits"
+    return recorded if recorded in PER_STATE and hasattr(model, STATE_HEAD) else "logits"
+
+
+def state_values(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """The state head's scalar at every position of the last hidden state [B, T, H] -> [B, T]."""
+    return getattr(model, STATE_HEAD)(hidden).squeeze(-1)
+
+
+def restore_state_head(model: nn.Module, directory: str) -> None:
+    """Attach the state head a full save in `directory` holds and load its weights (safetensors), when the
+    config says the model was trained with one; nothing otherwise."""
+    from safetensors import safe_open
+
+    if getattr(model.config, VALUE_PARAM_KEY, None) not in PER_STATE:
+        return
+    index = os.path.join(directory, "model.safetensors.index.json")
+    if os.path.isfile(index):  # a sharded save: the head's keys are in one of the shards
+        with open(index, encoding="utf-8") as f:
+            files = {f"{STATE_HEAD}.weight": json.load(f)["weight_map"].get(f"{STATE_HEAD}.weight")}
+        path = os.path.join(directory, files[f"{STATE_HEAD}.weight"]) if files[f"{STATE_HEAD}.weight"] else None
+    else:
+        path = os.path.join(directory, "model.safetensors")
+    if path is None or not os.path.isfile(path):
+        return
+    with safe_open(path, framework="pt") as f:
+        keys = set(f.keys())
+        weights = {k[len(STATE_HEAD) + 1:]: f.get_tensor(k) for k in (f"{STATE_HEAD}.weight", f"{STATE_HEAD}.bias")
+                   if k in keys}
+    if len(weights) == 2:
+        getattr(attach_state_head(model), STATE_HEAD).load_state_dict(weights)

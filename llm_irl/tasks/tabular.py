@@ -1,0 +1,94 @@
+"""A tabular token MDP: the smallest setting where a terminal treatment's effect on length is exact.
+
+A Markov expert over S states (the state is the last token) that stops with probability 0.2 per step,
+its demonstrations as HF-style rows, and a model with free logits Q[s, ·] per state, so whatever length
+it learns is the objective's choice, not a capacity limit. The IQ loss depends on the demonstrations
+only through how often each transition (s, a) occurs, so `tabular_iq_loss` computes it from the
+(S + 1) × (S + 1) count matrix: the same value and gradient as `llm_irl.losses.iq_loss` on the rows
+(tests/test_terminal_convergence.py), at a cost that makes 20,000 optimiser steps take seconds.
+Used by the terminal-bias tests and `python -m benchmarks.terminal_convergence`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+S, EOS = 4, 4  # tokens 0..S-1 are the states, token S is EOS
+STOP = 0.2  # the expert's stopping probability in every state
+CHI2_EOS_WEIGHT = {"include": lambda gamma: 1.0, "absorbing": lambda gamma: 1.0 - gamma,
+                   "exclude": lambda gamma: 0.0, "centred": lambda gamma: 1.0}
+
+
+def expert_rows(n: int = 2000, seed: int = 0, max_len: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, labels) [n, width] of n expert episodes from a uniform start state, EOS-padded, labels −100
+    on the start state and the padding; an episode still going at `max_len` tokens is cut (truncated)."""
+    g = torch.Generator().manual_seed(seed)
+    successors = torch.softmax(torch.randn(S, S, generator=g) * 1.5, -1) * (1 - STOP)
+    policy = torch.cat([successors, torch.full((S, 1), STOP)], -1)
+    rows = []
+    for _ in range(n):
+        row = [int(torch.randint(S, (1,), generator=g))]
+        while row[-1] != EOS and len(row) < max_len:
+            row.append(int(torch.multinomial(policy[row[-1]], 1, generator=g)))
+        rows.append(row)
+    width = max(map(len, rows))
+    input_ids = torch.full((n, width), EOS)
+    labels = torch.full((n, width), -100)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        labels[i, 1: len(row)] = torch.tensor(row[1:])
+    return input_ids, labels
+
+
+def expected_length(q: torch.Tensor) -> float:
+    """Expected number of actions (EOS included) of the policy softmax(q[:S]) from a uniform start state:
+    1ᵀ(I − Pᵀ)⁻¹·start, P the state-to-state part of the transition matrix."""
+    transitions = torch.softmax(q[:S], -1)[:, :S]
+    start = torch.full((S,), 1.0 / S, dtype=q.dtype)
+    return float(torch.linalg.solve(torch.eye(S, dtype=q.dtype) - transitions.T, start).sum())
+
+
+def transition_counts(input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """C[s, a] [S, S + 1]: how often the demonstrations take action a in state s."""
+    counts = torch.zeros(S + 1, S + 1, dtype=torch.float64)
+    acting = labels[:, 1:] != -100
+    states, actions = input_ids[:, :-1][acting], labels[:, 1:][acting]
+    counts.index_put_((states, actions), torch.ones_like(states, dtype=torch.float64), accumulate=True)
+    return counts[:S]
+
+
+def tabular_iq_loss(q: torch.Tensor, counts: torch.Tensor, *, td_weight: float, gamma: float,
+                    terminal_td: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(`iq_loss` from transition counts, the implied rewards r [S, S + 1]): the count-weighted mean of
+    −log π(a|s) + λ·w·(r − c)², r(s, a) = Q[s, a] − γ·V(a), nothing after EOS; w and c as `losses.chi2_term`
+    has them (c the detached weighted mean under `centred`, else 0)."""
+    v = torch.logsumexp(q, -1)
+    log_pi = q[:S] - v[:S, None]
+    v_next = torch.cat([v[:S], v.new_zeros(1)])  # the state after action a is a; nothing after EOS
+    r = q[:S] - gamma * v_next[None, :]
+    w = torch.ones_like(counts)
+    w[:, EOS] = CHI2_EOS_WEIGHT[terminal_td](gamma)
+    centre = ((counts * w * r).sum() / (counts * w).sum()).detach() if terminal_td == "centred" else 0.0
+    n = counts.sum()
+    return (-(counts * log_pi).sum() + td_weight * (counts * w * (r - centre).square()).sum()) / n, r
+
+
+def train_tabular(counts: torch.Tensor, *, td_weight: float, gamma: float, terminal_td: str,
+                  checkpoints: tuple[int, ...], lr: float = 0.05) -> dict[int, dict[str, float]]:
+    """Full-batch Adam from Q = 0; at each checkpoint step the expected length and the mean implied reward of
+    the stop action and of the other actions (demonstration-weighted)."""
+    q = torch.zeros(S + 1, S + 1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.Adam([q], lr=lr)
+    out = {}
+    for step in range(1, max(checkpoints) + 1):
+        opt.zero_grad()
+        loss, r = tabular_iq_loss(q, counts, td_weight=td_weight, gamma=gamma, terminal_td=terminal_td)
+        loss.backward()
+        opt.step()
+        if step in checkpoints:
+            with torch.no_grad():
+                stop = (counts[:, EOS] * r[:, EOS]).sum() / counts[:, EOS].sum()
+                other = (counts[:, :S] * r[:, :S]).sum() / counts[:, :S].sum()
+            out[step] = {"length": expected_length(q.detach()), "reward_stop": float(stop),
+                         "reward_other": float(other)}
+    return out

@@ -1,0 +1,73 @@
+"""Terminal treatments on the tabular MDP of tests/test_terminal_bias.py, read after N optimiser steps, not only
+at the optimum: the learned policy's expected length and the implied reward of stopping.
+
+Full-batch Adam (lr 0.05) on free logits per state. The loss depends on the demonstrations only through the
+count of each transition (s, a), so it is computed from the 5 × 5 count matrix (checked equal to `iq_loss` on
+the rows, value and gradient), which makes 20,000 steps take seconds. Known answers (expert length 5.10):
+`exclude` at λ 0.1, γ 0.99 reads 6.15 / 6.06 / 5.10 after 300 / 3,000 / 20,000 steps, `include` 6.21 throughout;
+at γ 0.9 `exclude` reaches 5.10 within 3,000 steps. `centred` reaches the expert's length within 1,000 steps at
+every λ up to 1 and γ 0.99, and its stop action earns what every other action earns, where `exclude`'s stop
+action ends up carrying the return (tens of nats against about −1).
+`python -m benchmarks.terminal_convergence` prints the whole table (the machinery: `llm_irl.tasks.tabular`).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llm_irl.losses import iq_loss
+from llm_irl.tasks.tabular import EOS, S, expert_rows, tabular_iq_loss, train_tabular, transition_counts
+
+
+def train(counts, **kw):
+    return {step: (m["length"], m["reward_stop"], m["reward_other"]) for step, m in train_tabular(counts, **kw).items()}
+
+
+@pytest.fixture(scope="module")
+def demos():
+    return expert_rows()
+
+
+@pytest.fixture(scope="module")
+def counts(demos):
+    input_ids, labels = demos
+    return transition_counts(input_ids, labels)
+
+
+@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude", "centred"])
+def test_count_form_equals_the_library_loss(demos, counts, terminal_td):
+    input_ids, labels = demos
+    q = torch.randn(S + 1, S + 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    want, _ = iq_loss(q[input_ids], labels, eos_token_id=EOS, gamma=0.95, td_weight=0.3, terminal_td=terminal_td,
+                      log_entropy=False)
+    got, _ = tabular_iq_loss(q, counts, td_weight=0.3, gamma=0.95, terminal_td=terminal_td)
+    assert got.item() == pytest.approx(want.item(), rel=1e-10)
+    torch.testing.assert_close(torch.autograd.grad(got, q)[0], torch.autograd.grad(want, q)[0])
+
+
+def test_exclude_reaches_the_expert_length_only_after_many_steps(counts):
+    run = train(counts, td_weight=0.1, gamma=0.99, terminal_td="exclude", checkpoints=(300, 3000, 20000))
+    assert run[300][0] == pytest.approx(6.15, abs=0.02)
+    assert run[3000][0] == pytest.approx(6.06, abs=0.02)
+    assert run[20000][0] == pytest.approx(5.10, abs=0.02)
+    # by then the stop action carries the return: V climbed to ~ (future entropy) / (1 − γ)
+    assert run[20000][1] > 20 * abs(run[20000][2])
+
+
+def test_include_stays_long(counts):
+    run = train(counts, td_weight=0.1, gamma=0.99, terminal_td="include", checkpoints=(300, 3000))
+    assert run[300][0] == pytest.approx(6.21, abs=0.03) and run[3000][0] == pytest.approx(6.21, abs=0.02)
+
+
+def test_exclude_at_a_smaller_discount_converges_within_3000_steps(counts):
+    assert train(counts, td_weight=0.1, gamma=0.9, terminal_td="exclude", checkpoints=(3000,))[3000][0] == \
+        pytest.approx(5.10, abs=0.02)
+
+
+@pytest.mark.parametrize("td_weight", [0.03, 0.1, 0.3, 1.0])
+def test_centred_reaches_the_expert_length_fast_with_a_stop_reward_like_the_others(counts, td_weight):
+    run = train(counts, td_weight=td_weight, gamma=0.99, terminal_td="centred", checkpoints=(1000,))
+    length, stop, other = run[1000]
+    assert length == pytest.approx(5.10, abs=0.02)
+    assert abs(stop - other) < 0.05  # stopping earns what continuing earns: no return hidden in the stop action
