@@ -339,3 +339,20 @@ def test_self_play_alone_moves_the_policy_toward_the_expert(tmp_path):
     assert len(kls) == 4
     assert all(later < earlier for earlier, later in zip(kls, kls[1:])), kls
     assert kls[-1] < kls[0] - 0.05, kls
+
+
+def test_compare_takes_a_spin_arm_through_the_registry(tmp_path):
+    from llm_irl.compare import make_plan, run_compare
+    from llm_irl.report import write_report
+
+    recipe = {"model_name_or_path": "builtin:tiny", "dataset": "builtin:markov", "eval_dataset": "builtin:markov",
+              "max_length": 16, "max_steps": 3, "per_device_train_batch_size": 8, "save_strategy": "no",
+              "report_to": "none", "seeds": 1, "k": 2, "num_prompts": 4, "temperatures": [0, 1.0],
+              "max_new_tokens": 8, "n_boot": 50, "num_heldout": 10, "other_trainers": False,
+              "output_dir": str(tmp_path), "arms": {"sft": {"trainer": "sft"},
+                                                    "spin": {"trainer": "spin", "sft_steps": 1, "spin_iterations": 2}}}
+    results = run_compare(make_plan(recipe), progress=False, log=lambda line: None)
+    write_report(results, str(tmp_path), title="spin")
+    assert "spin" in open(tmp_path / "report.md").read()
+    state = json.load(open(tmp_path / "runs" / "spin" / "seed0" / "trainer_state.json"))
+    assert any("spin_loss" in log for log in state["log_history"])
