@@ -159,3 +159,18 @@ def test_resume_mid_period_is_bit_exact(accum, tmp_path):
     (checkpoint / "rollout_pool.json").unlink()
     without_pool = resumed("without_pool")
     assert not all(torch.equal(without_pool[name], want[name]) for name in want)
+
+
+@pytest.mark.parametrize("value_param", ["head", "offset"])
+def test_online_iq_with_a_state_head_trains_every_parameter_on_that_heads_mdp(value_param, tmp_path):
+    """Online IQ reads V_ψ (or Q, V shifted by b) over the whole mixture, so the head trains too."""
+    from llm_irl.state_head import attach_state_head
+
+    before = {n: p.detach().clone() for n, p in attach_state_head(tiny_lm("llama")).named_parameters()}
+    trainer = _train(tmp_path, value_param=value_param, terminal_td="centred", td_weight=0.3)
+    after = dict(trainer.model.named_parameters())
+    assert set(before) == set(after)
+    unmoved = [n for n, p in after.items() if torch.equal(p.detach(), before[n])]
+    assert not unmoved, unmoved
+    logged = [h for h in trainer.state.log_history if "reward_policy" in h]
+    assert logged and all("reward_centre" in h for h in logged)

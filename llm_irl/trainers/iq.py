@@ -30,7 +30,7 @@ from llm_irl.batching import labelled_row, pad_batch, prompts_of, unpad_rows
 from llm_irl.chunked import chunked_mdp_and_entropy
 from llm_irl.lm_head import lm_head_hidden
 from llm_irl.modeling import unwrap_model
-from llm_irl.losses import iq_objective, offset_objective, online_iq_objective, value_head_objective
+from llm_irl.losses import iq_objective, offset_mdp, online_iq_objective, value_head_mdp
 from llm_irl.rollout import generate_rollouts
 from llm_irl.seeding import derive_seed
 from llm_irl.soft_q import policy_entropy, token_mdp
@@ -92,19 +92,20 @@ class IQTrainer(DemoTrainer):
         a = self.args
         if a.policy_mix > 0 and model.training:
             return self._online_loss(model, inputs)
-        use_head = a.value_param in ("head", "offset")
         mdp, entropy, hidden = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"],
-                                                inputs["labels"], want_hidden=use_head)
-        if use_head:  # one scalar per state: V_ψ(s) ("head") or the offset b(s) ("offset")
-            per_state = state_values(unwrap_model(model), hidden)
-            objective = value_head_objective if a.value_param == "head" else offset_objective
-            loss, stats = objective(mdp, per_state, gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td,
-                                    reward_centre=self._centre())
-        else:
-            loss, stats = iq_objective(mdp, gamma=a.gamma, td_weight=a.td_weight, terminal_td=a.terminal_td,
-                                       reward_centre=self._centre())
+                                                inputs["labels"], want_hidden=a.value_param != "logits")
+        loss, stats = iq_objective(self._with_state_head(model, mdp, hidden), gamma=a.gamma, td_weight=a.td_weight,
+                                   terminal_td=a.terminal_td, reward_centre=self._centre())
         stats = self.reward_centre.observe(stats, training=model.training)
         return loss, _add_entropy(stats, entropy)
+
+    def _with_state_head(self, model, mdp, hidden):
+        """`mdp` as the objective reads it: as is (V from the logits), with V = V_ψ(s) ("head": the
+        `value_head_objective` form) or with Q and V shifted by b(s) ("offset": `offset_objective`)."""
+        if self.args.value_param == "logits":
+            return mdp
+        per_state = state_values(unwrap_model(model), hidden)
+        return value_head_mdp(mdp, per_state) if self.args.value_param == "head" else offset_mdp(mdp, per_state)
 
     # ------------------------------------------------------------------ online IQ
 
@@ -125,14 +126,14 @@ class IQTrainer(DemoTrainer):
 
     def _online_loss(self, model, inputs):
         a = self.args
-        if a.value_param != "logits":
-            raise ValueError("online IQ (policy_mix > 0) supports value_param='logits' only")
         if "is_policy" not in inputs:  # compute_loss called outside Trainer's loop: mix this batch alone
             self._demo_token_share = None
             device = inputs["input_ids"].device
             inputs = {k: v.to(device) for k, v in self._mix_policy_rows([inputs])[0].items()}
         is_policy = inputs["is_policy"]
-        mdp, entropy, _ = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"])
+        mdp, entropy, hidden = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"],
+                                                want_hidden=a.value_param != "logits")
+        mdp = self._with_state_head(model, mdp, hidden)
         # compute_loss scales this micro-batch's loss by its share of the step's (mixture) action
         # tokens, right for the value and χ² terms; the reward term is a mean over demo tokens and
         # must weigh by its share of those instead
