@@ -253,14 +253,14 @@ def test_sft_phase_then_self_play_with_a_scaled_learning_rate(tmp_path):
     assert trainer.iteration_starts() == [2, 4]
 
 
-@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
-def test_resume_mid_iteration_is_bit_exact(lora, tmp_path):
+@pytest.mark.parametrize("lora,accum", [(False, 1), (True, 1), (False, 2)], ids=["full", "lora", "full-accum2"])
+def test_resume_mid_iteration_is_bit_exact(lora, accum, tmp_path):
     """8 demos at batch 4: an epoch is 2 steps, so iteration 1 (steps 3-5) meets demos it sampled for already.
     Resumed from checkpoint-4, mid-iteration, a run ends on the uninterrupted run's weights; without the
     saved reference and pairs it does not."""
     peft = (lambda: LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")) if lora else (
         lambda: None)
-    kw = dict(rows=8, save_strategy="steps", save_steps=4, logging_steps=10)
+    kw = dict(rows=8 * accum, save_strategy="steps", save_steps=4, logging_steps=10, gradient_accumulation_steps=accum)
     straight = _trainer(tmp_path / "straight", peft_config=peft(), **kw)
     straight.train()
     want = {n: p.detach().clone() for n, p in straight.model.named_parameters()}
@@ -278,6 +278,29 @@ def test_resume_mid_iteration_is_bit_exact(lora, tmp_path):
     os.remove(checkpoint / REFERENCE_FILE)
     os.remove(checkpoint / "spin_samples.safetensors")
     assert not all(torch.equal(p, want[n]) for n, p in resumed("without_state").items())
+
+
+def test_reference_round_trips_through_safetensors_with_tied_weights(tmp_path):
+    from llm_irl.modeling import load_model
+    from llm_irl.trainers.spin_state import FrozenIterate
+
+    model = load_model("builtin:tiny")
+    assert model.config.tie_word_embeddings
+    saved = FrozenIterate(model)
+    saved.save(str(tmp_path / REFERENCE_FILE))
+    other = FrozenIterate(load_model("builtin:tiny", seed=1))
+    assert not torch.equal(other.state_dict()["lm_head.weight"], saved.state_dict()["lm_head.weight"])
+    other.load(str(tmp_path / REFERENCE_FILE))
+    assert all(torch.equal(other.state_dict()[k], v) for k, v in saved.state_dict().items())
+    assert other.model.lm_head.weight is other.model.model.embed_tokens.weight  # still tied
+
+
+def test_evaluation_reports_the_demonstrations_nll(tmp_path):
+    trainer = _trainer(tmp_path, max_steps=2, spin_iterations=1)
+    trainer.eval_dataset = trainer._tokenize(demos(8, seed=1), TOK, trainer.args, "test")
+    trainer.train()
+    metrics = trainer.evaluate()
+    assert metrics["eval_loss"] == pytest.approx(metrics["eval_nll"]) and metrics["eval_nll"] > 0
 
 
 def test_cli_round_trip(tmp_path, capsys):
