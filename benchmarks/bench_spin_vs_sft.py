@@ -90,8 +90,9 @@ def main() -> None:
           f"SPIN's mean sample length {statistics.mean(sample_lens):.1f} tokens")
     for name in arms:
         print(f"  {name:<15} wall {statistics.median(wall[name]):7.2f} s   cpu {statistics.median(cpu[name]):7.2f} s")
-    print(f"  SPIN iteration / SFT epoch: wall {statistics.median(wall['spin_iteration']) / statistics.median(wall['sft_epoch']):.2f}x"
-          f", cpu {statistics.median(cpu['spin_iteration']) / statistics.median(cpu['sft_epoch']):.2f}x")
+    ratio = {kind: statistics.median(t["spin_iteration"]) / statistics.median(t["sft_epoch"])
+             for kind, t in (("wall", wall), ("cpu", cpu))}
+    print(f"  SPIN iteration / SFT epoch: wall {ratio['wall']:.2f}x, cpu {ratio['cpu']:.2f}x")
     for part in ("generate", "reference"):
         share = statistics.median(s[part] / s["total"] for s in spin_split)
         print(f"  SPIN's share in {part}: {share:.0%}")

@@ -65,7 +65,8 @@ def test_loss_matches_brute_force_on_a_tiny_vocabulary():
                             beta=beta)
     brute = {k: torch.stack([_brute_sequence_logp(logits[k][i], labels[k.split("_")[1]][i].tolist())
                              for i in range(2)]) for k in logits}
-    margin = beta * ((brute["policy_chosen"] - brute["ref_chosen"]) - (brute["policy_rejected"] - brute["ref_rejected"]))
+    margin = beta * ((brute["policy_chosen"] - brute["ref_chosen"])
+                     - (brute["policy_rejected"] - brute["ref_rejected"]))
     want = torch.stack([-torch.log(1 / (1 + torch.exp(-m))) for m in margin]).mean()
     assert loss.item() == pytest.approx(want.item(), abs=1e-6)
     want_chosen = beta * (brute["policy_chosen"] - brute["ref_chosen"])
@@ -337,7 +338,8 @@ def _ground_truth(sft_steps: int, spin_steps: int, learning_rate: float, tmp_pat
                   logging_steps=50, seed=0)
     data = builtin_dataset("builtin:markov:512")
     sft = SFTTrainer(model="builtin:tiny", train_dataset=data,
-                     args=SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=sft_steps, learning_rate=3e-3, **common))
+                     args=SFTConfig(output_dir=str(tmp_path / "sft"), max_steps=sft_steps, learning_rate=3e-3,
+                                    **common))
     sft.train()
     kls = [forward_kl(expert, sft.model, sft.processing_class, prompts, completions)]
 

@@ -250,8 +250,8 @@ class SPINTrainer(DemoTrainer):
         logps = sequence_logps(lp, mask)
         ref_chosen, ref_rejected = (inputs[k].to(logps.dtype) for k in ("ref_chosen_logps", "ref_rejected_logps"))
         loss, stats = spin_loss(logps[:n], logps[n:], ref_chosen, ref_rejected, beta=a.beta)
-        stats.update(nll=-lp[:n].detach().sum() / mask[:n].sum().clamp_min(1), sample_len=mask[n:].sum(-1).float().mean(),
-                     spin_iteration=float(self.samples.iteration))
+        stats.update(nll=-lp[:n].detach().sum() / mask[:n].sum().clamp_min(1),
+                     sample_len=mask[n:].sum(-1).float().mean(), spin_iteration=float(self.samples.iteration))
         if entropy is not None:
             stats["entropy"] = entropy
         return loss, stats
