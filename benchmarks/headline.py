@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from benchmarks.verdicts import HEADLINE_AXES, at, frontier_against, stored_frontier
 
 ARM_NAMES = {  # headline arm -> how the table names it
-    "iq": "offline IQ (default)",
-    "iq_td0.3": "offline IQ, λ 0.3",
+    "centred": "offline IQ (default: centred, value head)",
+    "iq": "offline IQ, exclude (the default before)",
+    "iq_td0.3": "offline IQ, exclude, λ 0.3",
     "online_0.1": "online IQ, share 0.1 (paper's)",
     "online_0.5": "online IQ, share 0.5",
     "gail": "GAIL",
@@ -47,6 +48,7 @@ def _study(expert: str, regime: str) -> Setting:
     online = f"sweeps/online_0.5_0.03_excl_{name}"
     pooled = (online, f"{online}_seeds345") if name != "markov_scarce" else (online,)
     return Setting(f"tiny_{name}", f"{expert}, {regime} (2x64)", {
+        "centred": Source("centred_head_0.03", (f"sweeps/centred_{name}",)),
         "iq": Source("iq", (f"study/{name}",)), "iq_td0.3": Source("iq_td0.3", (f"study/{name}",)),
         "online_0.1": Source("online_iq", (f"study/{name}",)), "online_0.5": Source("online_0.5_0.03_excl", pooled),
         "gail": Source("gail", (f"study_gail/{name}",))})

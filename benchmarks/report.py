@@ -18,11 +18,11 @@ import argparse
 import os
 import sys
 
-from benchmarks import headline
+from benchmarks import headline, stop_reward, terminal_convergence
 from benchmarks.figures import figure_path
 from benchmarks.sections import (REPORT, claims, frontier_matrix, length_effect, link, para, provenance,
                                  sft_validity, study_body, study_results, tidy)
-from benchmarks.settings import GAIL_STUDY, GRID_STUDY, GRID_STUDY_BIGGER, ROOT, STUDY, rel
+from benchmarks.settings import GAIL_STUDY, GRID_STUDY, GRID_STUDY_BIGGER, ROOT, STUDY, SWEEPS, rel
 from benchmarks.sweeps_report import model_4x128_sections, pretrained_section, sweep_sections
 from benchmarks.verdicts import FRONTIER_AXES, frontiers, gap_text
 
@@ -119,7 +119,20 @@ def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
            *study_body(STUDY, here)]
     for folder in COMPANIONS:
         out += companion_section(folder, here)
-    out += ["## Sweeps: compare recipes run on their own", "",
+    out += ["## Terminal treatments: the length bias, reaching the optimum, and where the reward sits", "",
+            *para("The tabular token MDP of `llm_irl.tasks.tabular` (free logits per state, exact expected length), "
+                  "trained by full-batch Adam; `python -m benchmarks.terminal_convergence` "
+                  "(benchmarks/sweeps/terminal_tabular/):"),
+            *terminal_convergence.section(), "",
+            *para("Where the implied reward sits on the tiny Llama: the mean reward of the stop action and of the other "
+                  "actions on 200 held-out expert demonstrations, mean over 3 seeds, from the centred sweeps' saved "
+                  "models (`python -m benchmarks.stop_reward benchmarks/sweeps/centred_*`; a state-head model is read "
+                  "with its head). SFT's and `exclude`'s stop action earns several nats while every other action "
+                  "costs one or two; under `centred` it earns what the others earn and carries about its share of "
+                  "the actions' return."),
+            *stop_reward.section([os.path.join(SWEEPS, f"centred_{e}_{r}") for e in ("markov", "grammar")
+                                  for r in ("scarce", "plentiful")]), "",
+            "## Sweeps: compare recipes run on their own", "",
             *para(f"Each `benchmarks/sweeps/NAME.yaml` is run as `llm-irl compare benchmarks/sweeps/NAME.yaml` into "
                   "`benchmarks/sweeps/NAME/` (a header comment in the recipe says how, when it was run in parts)."),
             *sweep_sections(here),

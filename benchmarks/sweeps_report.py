@@ -15,7 +15,14 @@ from benchmarks.verdicts import (FRONTIER_AXES, at, budget_results, figure, fmt,
                                  pooled_frontier_against, stored_frontier, verdict_cell)
 
 # compare recipes of benchmarks/sweeps/ run on their own (`llm-irl compare benchmarks/sweeps/NAME.yaml`)
-SWEEPS = {"terminal_plentiful": "Terminal handling × λ × where V comes from (Markov expert, 2,000 demonstrations, "
+SWEEPS = {"centred_markov_scarce": "IQConfig's default since issue 22, terminal_td centred with a value head, at λ 0.03-0.3, "
+                                   "against SFT and the old default (Markov expert, 150 demonstrations, 3 seeds)",
+          "centred_markov_plentiful": "The same, Markov expert, 5,000 demonstrations (3 seeds)",
+          "centred_grammar_scarce": "The same, grammar expert, 150 demonstrations (3 seeds)",
+          "centred_grammar_plentiful": "The same, grammar expert, 5,000 demonstrations (3 seeds)",
+          "centred_logits_quickstart": "terminal_td centred with V from the logits (one seed, the quickstart's "
+                                       "setting): on a neural LM it does not remove the length bias",
+          "terminal_plentiful": "Terminal handling × λ × where V comes from (Markov expert, 2,000 demonstrations, "
                                 "1 seed): the evidence behind IQConfig's terminal_td default",
           "terminal_scarce": "The same with 150 demonstrations (1 seed)",
           "online_scarce": "Online IQ: policy share × λ (Markov expert, 150 demonstrations, 3 seeds)",

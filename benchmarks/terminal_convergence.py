@@ -62,6 +62,15 @@ def report(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def section() -> list[str]:
+    """BENCHMARKS.md's convergence table, from the stored summary (nothing when it was never run)."""
+    path = os.path.join(HERE, "summary.json")
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return report(json.load(f)).split("\n")[2:]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")

@@ -16,8 +16,11 @@ POLICY_TERMINAL_VALUE = ("include", "exclude")  # the choices of policy_terminal
 IQ_GAMMA = 0.99
 IQ_TD_WEIGHT = 0.03
 IQ_ALPHA = 1.0
-# `include` (IQ-Learn's) biases the learned policy toward never stopping (docs/design.md, the length bias)
-IQ_TERMINAL_TD = "exclude"
+# `include` (IQ-Learn's) biases the learned policy toward never stopping; `exclude` reaches the expert's length only
+# once V has climbed to ~(future entropy)/(1 − γ), and leaves the return in the stop action; `centred` with a value
+# head does neither (docs/design.md, "Terminal transitions"; BENCHMARKS.md, the centred sweeps)
+IQ_TERMINAL_TD = "centred"
+IQ_VALUE_PARAM = "head"
 IQ_POLICY_TERMINAL_VALUE = "exclude"
 
 # ---------------------------------------------------------------- GEM (SFTConfig loss_type gem, llm_irl.gem)

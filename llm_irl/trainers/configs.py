@@ -19,6 +19,7 @@ from llm_irl.defaults import (
     IQ_POLICY_TERMINAL_VALUE,
     IQ_TD_WEIGHT,
     IQ_TERMINAL_TD,
+    IQ_VALUE_PARAM,
     POLICY_TERMINAL_VALUE,
     SFT_LOSS_TYPES,
     TERMINAL_TD,
@@ -182,7 +183,7 @@ class IQConfig(SamplingConfig, SFTConfig):
                           "reward like the others'; needs a per-state level, value_param 'head' or 'offset')."},
     )
     value_param: str = field(
-        default="logits",
+        default=IQ_VALUE_PARAM,
         metadata={"help": "Where V comes from: 'logits' (V = α·logsumexp of the logits, no new parameters), "
                           "'head' (a separate scalar value head V_ψ on the last hidden state) or 'offset' "
                           "(Q = logits + b(s), a learned per-state offset the softmax does not see)."},
