@@ -379,7 +379,8 @@ class GAILTrainer(DemoTrainer):
         state_path = os.path.join(resume_from_checkpoint, STATE_FILE)
         if not os.path.exists(state_path):
             return
-        state = torch.load(state_path, map_location="cpu", weights_only=False)  # the RNG state must stay on CPU
+        # the restricted loader (tensors and plain containers only, no arbitrary objects); the RNG state stays on CPU
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
         self._adversarial = state["adversarial"]
         self.disc_optimizer.load_state_dict(state["disc_optimizer"])
         self.demo_stream.load_state_dict(state["demo_stream"])
