@@ -1,6 +1,6 @@
 """IQ vs SFT training-step time on the same model and data, measured side by side.
 
-run as: .venv/bin/python benchmarks/bench_iq_vs_sft.py [--vocab 32000 --seq 256 --batch 4 --repeats 15]
+run as: .venv/bin/python -m benchmarks.bench_iq_vs_sft [--vocab 32000 --seq 256 --batch 4 --repeats 15]
 
 One step = forward, loss, backward, AdamW step, with each trainer's own loss function and its
 default logging (policy entropy on for both). Arms alternate step by step so machine noise hits
@@ -14,36 +14,16 @@ import statistics
 import time
 
 import torch
-from transformers import AutoModelForCausalLM, LlamaConfig
 
+from benchmarks.speed_setup import add_size_args, model_and_batch
 from llm_irl.losses import iq_loss, sft_loss
-
-
-def make_batch(vocab: int, batch: int, seq: int, prompt: int, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    input_ids = torch.randint(3, vocab, (batch, seq), generator=g)
-    input_ids[:, -1] = 2  # EOS ends every row
-    labels = input_ids.clone()
-    labels[:, :prompt] = -100
-    return input_ids, labels
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--vocab", type=int, default=32000)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--seq", type=int, default=256)
-    p.add_argument("--batch", type=int, default=4)
-    p.add_argument("--repeats", type=int, default=15)
+    add_size_args(p, repeats=15)
     a = p.parse_args()
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=a.vocab, hidden_size=a.hidden, intermediate_size=4 * a.hidden,
-                         num_hidden_layers=a.layers, num_attention_heads=4, num_key_value_heads=4, eos_token_id=2)
-    model = AutoModelForCausalLM.from_config(config)
-    optim = torch.optim.AdamW(model.parameters(), lr=1e-5)
-    input_ids, labels = make_batch(a.vocab, a.batch, a.seq, prompt=a.seq // 4)
+    model, optim, input_ids, labels = model_and_batch(a)
     losses = {
         "sft": lambda logits: sft_loss(logits, labels)[0],
         "iq": lambda logits: iq_loss(logits, labels, eos_token_id=2, gamma=0.99, td_weight=0.1)[0],
