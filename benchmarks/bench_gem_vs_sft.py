@@ -19,7 +19,7 @@ import time
 
 import torch
 
-from benchmarks.speed_setup import add_size_args, model_and_batch
+from benchmarks.bench_setup import add_size_args, model_and_batch
 from llm_irl.chunked import chunked_sft_loss
 from llm_irl.gem import chunked_gem_loss, gem_loss
 from llm_irl.lm_head import lm_head_hidden

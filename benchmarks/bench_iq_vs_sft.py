@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from benchmarks.speed_setup import add_size_args, model_and_batch
+from benchmarks.bench_setup import add_size_args, model_and_batch
 from llm_irl.losses import iq_loss, sft_loss
 
 

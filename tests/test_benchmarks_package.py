@@ -191,4 +191,4 @@ def test_the_verdict_table_reads_summaries_only(monkeypatch):
     monkeypatch.setattr(builtins, "open", guarded)
     rows = headline.rows()
     assert {r["setting"].key for r in rows} >= {"tiny_markov_scarce", "quickstart"}
-    assert "| offline IQ (default) |" in headline.readme_table(rows)
+    assert "| offline IQ (default: centred, value head) |" in headline.readme_table(rows)
