@@ -1,4 +1,6 @@
-"""What the loss-speed scripts share (a `bench_*` module, like them: a random Llama of any size is their tool, not a study model builder): the Llama they time and its batch (`bench_iq_vs_sft`, `bench_gem_vs_sft`).
+"""What the loss-speed scripts share: the random Llama they time and its batch (`bench_iq_vs_sft`, `bench_gem_vs_sft`).
+
+A `bench_*` module like them: a random Llama of any size is their tool, not a study model (`benchmarks.models`).
 
 Not run on its own. The Llama is random (speed does not depend on the weights), built from a config of the
 command line's size; every row of the batch ends with EOS and its first quarter is prompt.
