@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llm_irl.modeling import unwrap_model
+from llm_irl.state_head import state_values
 
 
 class LMHeadInputs(NamedTuple):
@@ -25,6 +26,7 @@ class LMHeadInputs(NamedTuple):
     hidden: torch.Tensor  # [B, T, H]
     weight: torch.Tensor  # [V, H]
     bias: torch.Tensor | None  # [V] or None
+    state_values: torch.Tensor | None = None  # [B, T] when the model has IQ's state head (llm_irl.state_head)
 
 
 # config fields that post-process h·Wᵀ (Gemma 2/3 soft-capping, Cohere and Granite scaling, ...)
@@ -91,4 +93,4 @@ def lm_head_hidden(
         if not torch.allclose(got, want, rtol=0.0, atol=float(tol)):
             _NOT_PLAIN.add(unwrap_model(model))
             return None
-    return LMHeadInputs(hidden, head.weight, head.bias)
+    return LMHeadInputs(hidden, head.weight, head.bias, state_values(unwrap_model(model)))

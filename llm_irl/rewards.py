@@ -64,8 +64,7 @@ def implied_rewards(
     if any(len(c) == 0 for c in completion_ids):
         raise ValueError("every completion needs at least one token (the first action)")
     eos, pad = resolve_eos_pad(model, tokenizer)
-    base = unwrap_model(model)
-    per_state = value_param_of(base)
+    per_state = value_param_of(unwrap_model(model))
     device = next(model.parameters()).device
     rewards: list[list[float]] = []
     entropy_sum, entropy_count = 0.0, 0
@@ -79,7 +78,7 @@ def implied_rewards(
             logits = out.logits
             mdp = token_mdp(logits, batch["labels"], eos_token_id=eos, alpha=alpha)
             if per_state != "logits":
-                values = state_values(base, out.hidden_states[-1])
+                values = state_values(unwrap_model(model))
                 mdp = value_head_mdp(mdp, values) if per_state == "head" else offset_mdp(mdp, values)
             r = mdp.reward(gamma).float().cpu()
             mask = mdp.mask.cpu()

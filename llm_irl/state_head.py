@@ -32,7 +32,20 @@ def attach_state_head(model: nn.Module) -> nn.Module:
         nn.init.zeros_(head.bias)
         setattr(model, STATE_HEAD, head.to(device=model.device, dtype=model.dtype))
         model.register_load_state_dict_pre_hook(_load_old_name)
+        model.register_forward_hook(_emit_state_values)
     return model
+
+
+def _emit_state_values(module, args, output):
+    """A forward that outputs hidden states leaves the head's values on the last of them, [B, T], for
+    `state_values` to take. The head runs inside the model's own forward, so DDP (which wraps that
+    forward) sees its parameters used there like every other; called from outside, DDP marks them ready
+    at the wrong time and fails. (Kept on the module, not in the output: DDP rebuilds the output's type
+    from its declared fields.)"""
+    hidden = getattr(output, "hidden_states", None)
+    if hidden is not None:
+        module._state_values = getattr(module, STATE_HEAD)(hidden[-1]).squeeze(-1)
+    return output
 
 
 def _load_old_name(module, state_dict, prefix, *args) -> None:
@@ -42,9 +55,6 @@ def _load_old_name(module, state_dict, prefix, *args) -> None:
     for key in [k for k in state_dict if k.startswith(old)]:
         state_dict[f"{prefix}{STATE_HEAD}.{key[len(old):]}"] = state_dict.pop(key)
 
-
-# The functions below take the bare model (`modeling.unwrap_model`), which this module does not import:
-# `modeling.load_model` calls `restore_state_head`.
 
 def record_value_param(model: nn.Module, value_param: str) -> None:
     """Mark in `model`'s config where its V comes from, so a loader knows to give it its state head."""
@@ -57,9 +67,11 @@ def value_param_of(model: nn.Module) -> str:
     return recorded if recorded in PER_STATE and hasattr(model, STATE_HEAD) else "logits"
 
 
-def state_values(model: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
-    """The state head's scalar at every position of the last hidden state [B, T, H] -> [B, T]."""
-    return getattr(model, STATE_HEAD)(hidden).squeeze(-1)
+def state_values(model: nn.Module) -> torch.Tensor | None:
+    """The state head's scalar at every position [B, T] of the bare model's last forward with
+    `output_hidden_states=True`, handed over once (None if there is none)."""
+    values, model._state_values = getattr(model, "_state_values", None), None
+    return values
 
 
 def restore_state_head(model: nn.Module, directory: str) -> None:

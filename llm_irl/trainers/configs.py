@@ -229,4 +229,8 @@ class IQConfig(SamplingConfig, SFTConfig):
             raise ValueError(SMOOTHING_IS_SFT_ONLY.format(trainer="IQ", regulariser="td_weight"))
         if self.loss_type == "gem":
             raise ValueError(GEM_IS_SFT_ONLY.format(trainer="IQ"))
+        if self.value_param != "logits" and self.ddp_static_graph is None:
+            # the state head's values reach the loss beside the logits' path; DDP's default reducer then sees
+            # its parameters' gradients arrive twice in one step ("marked ready twice"), a static graph does not
+            self.ddp_static_graph = True
         super().__post_init__()

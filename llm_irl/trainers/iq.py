@@ -71,40 +71,39 @@ class IQTrainer(DemoTrainer):
     def policy_alpha(self, args) -> float:
         return args.alpha
 
-    def forward_mdp(self, model, input_ids, attention_mask, labels, *, want_hidden: bool = False):
-        """(TokenMDP, policy entropy or None, last hidden state or None) of one forward pass.
+    def forward_mdp(self, model, input_ids, attention_mask, labels, *, want_state: bool = False):
+        """(TokenMDP, policy entropy or None, the state head's values [B, T] or None) of one forward pass.
 
         Through the chunked LM-head path when the config asks for it and the model allows it,
-        else from the full logits.
+        else from the full logits. The state head runs inside the model's forward (`llm_irl.state_head`).
         """
         a = self.args
         kw = dict(eos_token_id=eos_token_ids(self.processing_class, self.model), alpha=a.alpha)
         if a.loss_chunk_size is not None and (head := lm_head_hidden(model, input_ids, attention_mask)) is not None:
             mdp, entropy = chunked_mdp_and_entropy(head.hidden, head.weight, labels, lm_head_bias=head.bias,
                                                    chunk_size=a.loss_chunk_size, log_entropy=a.log_entropy, **kw)
-            return mdp, entropy, head.hidden
-        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=want_hidden)
+            return mdp, entropy, head.state_values
+        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=want_state)
         mdp = token_mdp(out.logits, labels, **kw)
         entropy = policy_entropy(out.logits[:, :-1], mdp.mask, a.alpha) if a.log_entropy else None
-        return mdp, entropy, out.hidden_states[-1] if want_hidden else None
+        return mdp, entropy, state_values(unwrap_model(model)) if want_state else None
 
     def demo_loss(self, model, inputs):
         a = self.args
         if a.policy_mix > 0 and model.training:
             return self._online_loss(model, inputs)
-        mdp, entropy, hidden = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"],
-                                                inputs["labels"], want_hidden=a.value_param != "logits")
-        loss, stats = iq_objective(self._with_state_head(model, mdp, hidden), gamma=a.gamma, td_weight=a.td_weight,
+        mdp, entropy, per_state = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"],
+                                                   inputs["labels"], want_state=a.value_param != "logits")
+        loss, stats = iq_objective(self._with_state_head(mdp, per_state), gamma=a.gamma, td_weight=a.td_weight,
                                    terminal_td=a.terminal_td, reward_centre=self._centre())
         stats = self.reward_centre.observe(stats, training=model.training)
         return loss, _add_entropy(stats, entropy)
 
-    def _with_state_head(self, model, mdp, hidden):
+    def _with_state_head(self, mdp, per_state):
         """`mdp` as the objective reads it: as is (V from the logits), with V = V_ψ(s) ("head": the
         `value_head_objective` form) or with Q and V shifted by b(s) ("offset": `offset_objective`)."""
         if self.args.value_param == "logits":
             return mdp
-        per_state = state_values(unwrap_model(model), hidden)
         return value_head_mdp(mdp, per_state) if self.args.value_param == "head" else offset_mdp(mdp, per_state)
 
     # ------------------------------------------------------------------ online IQ
@@ -131,9 +130,9 @@ class IQTrainer(DemoTrainer):
             device = inputs["input_ids"].device
             inputs = {k: v.to(device) for k, v in self._mix_policy_rows([inputs])[0].items()}
         is_policy = inputs["is_policy"]
-        mdp, entropy, hidden = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"],
-                                                want_hidden=a.value_param != "logits")
-        mdp = self._with_state_head(model, mdp, hidden)
+        mdp, entropy, per_state = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"],
+                                                   inputs["labels"], want_state=a.value_param != "logits")
+        mdp = self._with_state_head(mdp, per_state)
         # compute_loss scales this micro-batch's loss by its share of the step's (mixture) action
         # tokens, right for the value and χ² terms; the reward term is a mean over demo tokens and
         # must weigh by its share of those instead

@@ -14,6 +14,7 @@ as the uninterrupted one did.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 
 FILE = "reward_centre.json"
@@ -32,7 +33,8 @@ class RewardCentre:
         """`stats` without the two sums, which a training micro-batch adds to the step's running totals
         (an evaluation batch's are dropped: evaluation reads the centre, it does not move it)."""
         reward_sum, weight_sum = stats.pop(SUM, None), stats.pop(WEIGHT, None)
-        if training and reward_sum is not None:
+        # a non-finite batch (nan_policy skip drops its step) must not poison the next step's centre
+        if training and reward_sum is not None and math.isfinite(float(reward_sum)):
             self._reward_sum += float(reward_sum)
             self._weight_sum += float(weight_sum)
         return stats
