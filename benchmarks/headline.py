@@ -23,6 +23,8 @@ ARM_NAMES = {  # headline arm -> how the table names it
     "online_0.1": "online IQ, share 0.1 (paper's)",
     "online_0.5": "online IQ, share 0.5",
     "gail": "GAIL",
+    "gem": "GEM (SFT's loss replaced, β 0.7)",
+    "spin": "SPIN (150 SFT steps, 3 iterations)",
 }
 
 
@@ -51,7 +53,8 @@ def _study(expert: str, regime: str) -> Setting:
         "centred": Source("centred_head_0.03", (f"sweeps/centred_{name}",)),
         "iq": Source("iq", (f"study/{name}",)), "iq_td0.3": Source("iq_td0.3", (f"study/{name}",)),
         "online_0.1": Source("online_iq", (f"study/{name}",)), "online_0.5": Source("online_0.5_0.03_excl", pooled),
-        "gail": Source("gail", (f"study_gail/{name}",))})
+        "gail": Source("gail", (f"study_gail/{name}",)),
+        "gem": Source("gem", (f"sweeps/imitation_{name}",)), "spin": Source("spin", (f"sweeps/imitation_{name}",))})
 
 
 def _bigger(expert: str, regime: str) -> Setting:
