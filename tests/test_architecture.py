@@ -47,22 +47,23 @@ def _import_nodes(node: ast.AST):
             yield from _import_nodes(child)
 
 
-def _targets(node: ast.Import | ast.ImportFrom, importer: str) -> list[str]:
-    """The modules of ours that one import statement names."""
+def _targets(node: ast.Import | ast.ImportFrom, importer: str, modules: dict | None = None) -> list[str]:
+    """The modules of ours (of `modules`, by default the package's) that one import statement names."""
+    modules = MODULES if modules is None else modules
     if isinstance(node, ast.Import):
-        return [alias.name for alias in node.names if alias.name in MODULES]
+        return [alias.name for alias in node.names if alias.name in modules]
     base = node.module or ""
     if node.level:  # relative: from the importer's package, one level up per extra dot
-        package = importer if MODULES[importer].name == "__init__.py" else importer.rpartition(".")[0]
+        package = importer if modules[importer].name == "__init__.py" else importer.rpartition(".")[0]
         for _ in range(node.level - 1):
             package = package.rpartition(".")[0]
         base = f"{package}.{base}" if base else package
     out = []
     for alias in node.names:
         submodule = f"{base}.{alias.name}"
-        if submodule in MODULES:
+        if submodule in modules:
             out.append(submodule)
-        elif base in MODULES:
+        elif base in modules:
             out.append(base)
     return out
 

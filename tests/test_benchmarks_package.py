@@ -25,6 +25,8 @@ from pathlib import Path
 
 import pytest
 
+from test_architecture import _targets as package_targets
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "benchmarks"
 MAX_LINES = 400
@@ -46,22 +48,8 @@ def _tree(path: Path) -> ast.Module:
 
 
 def _targets(node: ast.Import | ast.ImportFrom, importer: str) -> list[str]:
-    """The modules of the benchmarks package that one import statement names."""
-    if isinstance(node, ast.Import):
-        return [alias.name for alias in node.names if alias.name in MODULES]
-    base = node.module or ""
-    if node.level:  # relative: from the importer's package, one level up per extra dot
-        package = importer if MODULES[importer].name == "__init__.py" else importer.rpartition(".")[0]
-        for _ in range(node.level - 1):
-            package = package.rpartition(".")[0]
-        base = f"{package}.{base}" if base else package
-    out = []
-    for alias in node.names:
-        if f"{base}.{alias.name}" in MODULES:
-            out.append(f"{base}.{alias.name}")
-        elif base in MODULES:
-            out.append(base)
-    return out
+    """The modules of the benchmarks package that one import statement names (the library test's reading)."""
+    return package_targets(node, importer, MODULES)
 
 
 def import_graph(modules: dict[str, Path] = MODULES) -> dict[str, set[str]]:
