@@ -38,10 +38,9 @@ def attach_state_head(model: nn.Module) -> nn.Module:
 
 def _emit_state_values(module, args, output):
     """A forward that outputs hidden states leaves the head's values on the last of them, [B, T], for
-    `state_values` to take. The head runs inside the model's own forward, so DDP (which wraps that
-    forward) sees its parameters used there like every other; called from outside, DDP marks them ready
-    at the wrong time and fails. (Kept on the module, not in the output: DDP rebuilds the output's type
-    from its declared fields.)"""
+    `state_values` to take: the head runs inside the model's own forward, where DDP expects parameters
+    to be used (DDP also needs a static graph for it, which IQConfig turns on). Kept on the module, not in
+    the output: DDP rebuilds the output's type from its declared fields."""
     hidden = getattr(output, "hidden_states", None)
     if hidden is not None:
         module._state_values = getattr(module, STATE_HEAD)(hidden[-1]).squeeze(-1)

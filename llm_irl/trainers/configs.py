@@ -230,7 +230,7 @@ class IQConfig(SamplingConfig, SFTConfig):
         if self.loss_type == "gem":
             raise ValueError(GEM_IS_SFT_ONLY.format(trainer="IQ"))
         if self.value_param != "logits" and self.ddp_static_graph is None:
-            # the state head's values reach the loss beside the logits' path; DDP's default reducer then sees
-            # its parameters' gradients arrive twice in one step ("marked ready twice"), a static graph does not
+            # measured: without it DDP stops at the first step with the head's parameters "marked ready twice";
+            # with it 2 processes train as 1 (tests/test_distributed.py). The graph is the same every step.
             self.ddp_static_graph = True
         super().__post_init__()
