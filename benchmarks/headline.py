@@ -60,6 +60,7 @@ def _study(expert: str, regime: str) -> Setting:
 def _bigger(expert: str, regime: str) -> Setting:
     name = f"{expert}_{regime}"
     return Setting(f"4x128_{name}", f"{expert}, {regime} (4x128)", {
+        "centred": Source("iq", (f"model_4x128/centred_{name}",)),
         "iq": Source("iq", (f"model_4x128/bigger_{name}",)), "iq_td0.3": Source("excl_0.3", (f"study_grid_4x128/{name}",)),
         "online_0.5": Source("online_0.5_0.03_excl", (f"model_4x128/bigger_{name}",))})
 

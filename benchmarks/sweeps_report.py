@@ -44,7 +44,12 @@ SWEEPS = {"centred_markov_scarce": "IQConfig's default since issue 22, terminal_
                                            "offline IQ (Markov expert, 150 demonstrations, 3 seeds)",
           "sft_regularised_grammar_scarce": "The same on the grammar expert (150 demonstrations, 3 seeds)"}
 # compare recipes of benchmarks/model_4x128/ (a 4-layer, 128-wide Llama built by benchmarks.models)
-MODEL_4X128 = {
+MODEL_4X128 = {"centred_markov_scarce": "4x128: IQ's default since issue 22 (centred, value head) against SFT, Markov "
+                                   "scarce (3 seeds)",
+               "centred_markov_plentiful": "4x128: the same, Markov plentiful (3 seeds)",
+               "centred_grammar_scarce": "4x128: the same, grammar scarce (3 seeds)",
+               "centred_grammar_plentiful": "4x128: the same, grammar plentiful (3 seeds)",
+               
     "probe": "4x128: SFT on the arithmetic expert (5,000 demonstrations, 1 seed)",
     "probe_50k_6000": "4x128: SFT on the arithmetic expert, 50,000 demonstrations and 6,000 steps (1 seed)",
     "arithmetic_plentiful": "4x128: the arithmetic expert, SFT against offline IQ (50,000 demonstrations, 6,000 steps)",
