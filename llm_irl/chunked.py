@@ -50,6 +50,28 @@ def _chunk_logits(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     return upcast(F.linear(h, weight, bias))
 
 
+def add_head_grads(grads: tuple, dz: torch.Tensor, scale: torch.Tensor, h: torch.Tensor, weight: torch.Tensor,
+                   rows: slice) -> None:
+    """Add one chunk's share of the LM head's gradients, for ∂L/∂z = diag(scale)·dz.
+
+    `grads` is (grad_h, grad_w, grad_b), each None when not needed, summed in at least fp32; `dz` [chunk, V]
+    in the model's dtype, `scale` [chunk, 1], `h` [chunk, H] the chunk's hidden rows. The diagonal scaling
+    goes on the small [chunk, H] operands rather than on dz, so dz is only read, by the matmuls.
+    """
+    grad_h, grad_w, grad_b = grads
+    if grad_h is None and grad_w is None and grad_b is None:
+        return
+    acc = next(g for g in grads if g is not None).dtype
+    if grad_h is not None:
+        grad_h[rows] = scale * (dz @ weight).to(acc)
+    if grad_w is not None and dz.dtype == acc:
+        grad_w.addmm_(dz.T, scale * h)
+    elif grad_w is not None:
+        grad_w += (dz.T @ (scale * h).to(h.dtype)).to(acc)
+    if grad_b is not None:
+        grad_b += (scale.squeeze(-1).to(h.dtype) @ dz).to(acc)
+
+
 class _ChunkedSoftQ(torch.autograd.Function):
     """(V, Q, entropy) of selected hidden rows [N, H] under the head (W [V, H], b), chunk by chunk.
 
@@ -119,14 +141,7 @@ class _ChunkedSoftQ(torch.autograd.Function):
                 if alpha != 1.0:
                     z.div_(alpha)
                 pi = z.sub_((v[s:e] / alpha)[:, None]).exp_().to(hidden.dtype)
-                if need_h:
-                    grad_h[s:e] = gv * (pi @ weight).to(acc)
-                if need_w and pi.dtype == acc:
-                    grad_w.addmm_(pi.T, gv * h)
-                elif need_w:
-                    grad_w += (pi.T @ (gv * h).to(hidden.dtype)).to(acc)
-                if need_b:
-                    grad_b += (g_v[s:e].to(hidden.dtype) @ pi).to(acc)
+                add_head_grads((grad_h, grad_w, grad_b), pi, gv, h, weight, slice(s, e))
         # the one-hot part, for all acting rows at once: a gather and a scatter of W's rows
         if g_q is not None:
             rows = (targets >= 0).nonzero().squeeze(1)

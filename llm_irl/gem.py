@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import torch
 
-from llm_irl.chunked import _chunk_logits, default_chunk_size
+from llm_irl.chunked import _chunk_logits, add_head_grads, default_chunk_size
 from llm_irl.defaults import GEM_BETA, GEM_H, GEM_H_CHOICES
 from llm_irl.soft_q import IGNORE_INDEX, upcast
 
@@ -176,14 +176,7 @@ class _ChunkedGEM(torch.autograd.Function):
             z = _chunk_logits(h, weight, bias)
             # G = ∂loss_t/∂z; g_t scales the small [chunk, H] operands, not the [chunk, V] G
             G = _gem_rows(z, targets[s:e], ctx.beta, ctx.h, want_loss=False, want_grad=True)[3].to(hidden.dtype)
-            if need_h:
-                grad_h[s:e] = g * (G @ weight).to(acc)
-            if need_w and G.dtype == acc:
-                grad_w.addmm_(G.T, g * h)
-            elif need_w:
-                grad_w += (G.T @ (g * h).to(hidden.dtype)).to(acc)
-            if need_b:
-                grad_b += (g.squeeze(-1).to(hidden.dtype) @ G).to(acc)
+            add_head_grads((grad_h, grad_w, grad_b), G, g, h, weight, slice(s, e))
         return (
             grad_h.to(hidden.dtype) if need_h else None,
             grad_w.to(weight.dtype) if need_w else None,
