@@ -16,14 +16,7 @@ STATS = ["loss", "disc_heldout_loss", "disc_heldout_bal_acc", "disc_heldout_acc_
          "disc_heldout_reward_gap", "disc_train_bal_acc", "reward", "kl", "entropy", "sample_len", "nll", "pg_loss"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Models this small gain nothing from intra-op threads, and on a busy machine the threads'
-    # synchronisation makes token-by-token sampling several times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _args(tmp_path, **overrides):

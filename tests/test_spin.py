@@ -24,14 +24,7 @@ TOK = tokenizer()
 LOG2 = math.log(2.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # as in test_gail.py: models this small gain nothing from intra-op threads, and on a busy machine the
-    # threads' synchronisation makes token-by-token sampling several times slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 # ---------------------------------------------------------------- the pure loss
