@@ -52,7 +52,7 @@ def report(summary: dict) -> str:
              f"N full-batch Adam steps (lr {summary['lr']}), expert {summary['expert_length']:.2f}; then the mean "
              f"implied reward of the stop action and of the other actions after {int(last):,} steps.", "",
              "| terminal_td | γ | λ | " + " | ".join(f"{int(s):,} steps" for s in steps)
-             + f" | r(stop) | r(other) |",
+             + " | r(stop) | r(other) |",
              "|---|---|---|" + "---|" * (len(steps) + 2)]
     for row in summary["rows"]:
         end = row["by_step"][last]

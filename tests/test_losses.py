@@ -52,7 +52,7 @@ def brute_force_iq(logits, labels, gamma, td_weight, alpha, terminal_td="include
     B, T, V = logits.shape
     def v_of(b, t):
         return alpha * math.log(sum(math.exp(float(logits[b, t, a]) / alpha) for a in range(V)))
-    terms, nlls, tds = [], [], []
+    nlls, tds = [], []
     for b in range(B):
         for t in range(T - 1):
             a = int(labels[b, t + 1])

@@ -4,7 +4,6 @@ gives its reward back after saving and loading."""
 
 from __future__ import annotations
 
-import os
 
 import pytest
 import torch
