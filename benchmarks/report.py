@@ -156,7 +156,7 @@ def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
             *stop_reward.section([os.path.join(SWEEPS, f"centred_{e}_{r}") for e in ("markov", "grammar")
                                   for r in ("scarce", "plentiful")]), "",
             "## Sweeps: compare recipes run on their own", "",
-            *para(f"Each `benchmarks/sweeps/NAME.yaml` is run as `llm-irl compare benchmarks/sweeps/NAME.yaml` into "
+            *para("Each `benchmarks/sweeps/NAME.yaml` is run as `llm-irl compare benchmarks/sweeps/NAME.yaml` into "
                   "`benchmarks/sweeps/NAME/` (a header comment in the recipe says how, when it was run in parts)."),
             *sweep_sections(here),
             "## A 4-layer, 128-wide Llama", "",
