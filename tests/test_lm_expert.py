@@ -68,6 +68,12 @@ def test_samples_are_seeded_and_redrawn_until_they_end():
     a = expert.demonstrations(6, seed=5)
     assert a == expert.demonstrations(6, seed=5) and len(a) == 6
     assert a != expert.demonstrations(6, seed=6)
+    # a repeated draw from one generator state is served again, and the generator ends where it did
+    one, two = np.random.default_rng(9), np.random.default_rng(9)
+    first = expert.sample_many(["topic2 x"] * 3, one)
+    expert._sample = None  # not called again
+    second = expert.sample_many(["topic2 x"] * 3, two)
+    assert first == second and one.integers(1000) == two.integers(1000)
 
 
 def test_a_sample_that_never_ends_is_kept_cut_with_a_warning(caplog):

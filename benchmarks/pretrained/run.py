@@ -154,11 +154,11 @@ def merge_lanes(paths: list[str]) -> dict:
     return merged
 
 
-def write_yaml(obj: dict, path: str) -> None:
+def write_yaml(obj: dict, path: str, by: str = "benchmarks/pretrained/run.py") -> None:
     import yaml
 
     with open(path, "w") as f:
-        f.write("# written by benchmarks/pretrained/run.py; run as: llm-irl compare " + os.path.relpath(path, ROOT) + "\n")
+        f.write(f"# written by {by}; run as: llm-irl compare " + os.path.relpath(path, ROOT) + "\n")
         yaml.safe_dump(obj, f, sort_keys=False)
 
 
@@ -172,6 +172,22 @@ def lane_is_done(lane_dir: str, lane_recipe: dict) -> bool:
         return False
     with open(path) as f:
         return yaml.safe_load(f) == lane_recipe
+
+
+def run_lanes(lanes: dict, todo: list, start: float) -> None:
+    """`llm-irl compare` on each lane's recipe.yaml in `todo` ((arm, seed) keys of `lanes`), JOBS at a time,
+    one torch thread each, logging to the lane's log.txt."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cli = os.path.join(os.path.dirname(sys.executable), "llm-irl")
+
+    def run_lane(key) -> None:
+        with open(os.path.join(lanes[key], "log.txt"), "w") as log:
+            subprocess.run([cli, "compare", os.path.join(lanes[key], "recipe.yaml")], check=True, env=env, cwd=ROOT,
+                           stdout=log, stderr=subprocess.STDOUT)
+        print(f"{key[0]} seed {key[1]} done at {(time.time() - start) / 60:.1f} min", flush=True)
+
+    with ThreadPoolExecutor(max_workers=JOBS) as pool:
+        list(pool.map(run_lane, todo))
 
 
 # ---------------------------------------------------------------- embedding figures and the reading
@@ -301,17 +317,7 @@ def main() -> None:
             continue
         write_yaml(recipe(mode, lane_dir, train_file, (arm,), [seed]), os.path.join(lane_dir, "recipe.yaml"))
         todo.append((arm, seed))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cli = os.path.join(os.path.dirname(sys.executable), "llm-irl")
-
-    def run_lane(key) -> None:
-        with open(os.path.join(lanes[key], "log.txt"), "w") as log:
-            subprocess.run([cli, "compare", os.path.join(lanes[key], "recipe.yaml")], check=True, env=env, cwd=ROOT,
-                           stdout=log, stderr=subprocess.STDOUT)
-        print(f"{key[0]} seed {key[1]} done at {(time.time() - start) / 60:.1f} min", flush=True)
-
-    with ThreadPoolExecutor(max_workers=JOBS) as pool:
-        list(pool.map(run_lane, todo))
+    run_lanes(lanes, todo, start)
     compare_s = time.time() - start
     results = merge_lanes([os.path.join(d, "results.json") for d in lanes.values()])
     # compute time of every lane, reused ones included (JOBS ran side by side, so wall time is about half)

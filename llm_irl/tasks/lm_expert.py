@@ -25,6 +25,7 @@ compared on one prompt; `last_redraw_share` says how much of a call it touched.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 
@@ -61,6 +62,9 @@ class LanguageModelExpert(SyntheticExpert):
         self.batch_size = batch_size
         self.max_redraws = max_redraws
         self.last_redraw_share = 0.0
+        # (rng state, prompts) -> (texts, rng state after, redraw share): evaluation draws the expert's reference
+        # samples twice from one seed (its own figures, and the lengths samples are standardised to)
+        self._drawn: dict[tuple, tuple] = {}
 
     @property
     def vocab(self) -> list[str]:
@@ -108,7 +112,18 @@ class LanguageModelExpert(SyntheticExpert):
     # ------------------------------------------------------------ batched
 
     def sample_many(self, prompts: Sequence, rng: np.random.Generator) -> list[str]:
-        """One completion per prompt, batched; drawn again where it did not end within `max_new_tokens`."""
+        """One completion per prompt, batched; drawn again where it did not end within `max_new_tokens`.
+        A call repeated from the same generator state returns the first call's draws (and leaves the
+        generator where the first left it) without sampling again."""
+        key = (json.dumps(rng.bit_generator.state, sort_keys=True), json.dumps(list(prompts), sort_keys=True))
+        if key not in self._drawn:
+            texts = self._sample(prompts, rng)
+            self._drawn[key] = (texts, rng.bit_generator.state, self.last_redraw_share)
+        texts, state, self.last_redraw_share = self._drawn[key]
+        rng.bit_generator.state = state
+        return list(texts)
+
+    def _sample(self, prompts: Sequence, rng: np.random.Generator) -> list[str]:
         from llm_irl.prompts import prompt_ids
         from llm_irl.rollout import completion_text, generate_rollouts
 
