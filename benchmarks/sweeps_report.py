@@ -250,11 +250,11 @@ def lm_expert_section(here: str) -> list[str]:
         for arm in results["summary"]:
             gaps = frontier_against(results, arm, results) if arm != "sft" else {}
             cells = [verdict_cell(gaps.get(axis)) if arm != "sft" else "(baseline)" for axis, _ in HEADLINE_AXES]
-            shape = [fmt(figure(results, arm, m, "1")) for m in ("mean_length", "terminated", "expert_loglik",
-                                                                 "forward_kl_at_t", "reverse_kl")]
+            shape = [fmt(figure(results, arm, m, "1")) for m in ("mean_length", "terminated", "loop_share",
+                                                                 "expert_loglik", "forward_kl_at_t", "reverse_kl")]
             rows.append(f"| {regime} | {arm} | " + " | ".join(cells + shape) + " |")
-        expert = [fmt(expert_figure(results, m)) for m in ("mean_length", "terminated", "expert_loglik")]
+        expert = [fmt(expert_figure(results, m)) for m in ("mean_length", "terminated", "loop_share", "expert_loglik")]
         rows.append(f"| {regime} | expert's own samples | – | – | " + " | ".join(expert) + " | 0 | 0 |")
     header = ["regime", "arm", *(words for _, words in HEADLINE_AXES), "length (T 1)", "ended (T 1)",
-              "expert log-lik (T 1)", "forward KL (T 1)", "reverse KL (T 1)"]
+              "loops (T 1)", "expert log-lik (T 1)", "forward KL (T 1)", "reverse KL (T 1)"]
     return [*table(header, rows)]

@@ -29,7 +29,8 @@ import sys
 import time
 
 from benchmarks.lm_expert.prepare import DATA, INSTRUCTION, MODEL, TEMPERATURE
-from benchmarks.pretrained.run import ROOT, lane_is_done, lora_settings, merge_lanes, run_lanes, write_yaml
+from benchmarks.pretrained.run import (ROOT, evaluation_and_lanes, lane_is_done, lora_training, merge_lanes, run_lanes,
+                                      write_yaml)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BY = "benchmarks/lm_expert/run.py"
@@ -64,25 +65,8 @@ def recipe(regime: str, out_dir: str, arms, seeds) -> dict:
         "expert_instruction": INSTRUCTION,
         "expert_temperature": TEMPERATURE,
         "max_length": 160,
-        "max_steps": steps,
-        "per_device_train_batch_size": s["batch"],
-        "learning_rate": 2e-4,
-        "lr_scheduler_type": "cosine",
-        "warmup_steps": max(1, steps // 20),
-        "logging_steps": max(1, steps // 12),
-        "save_strategy": "no",
-        "report_to": "none",
-        **lora_settings(),
-        "temperatures": s["temperatures"],
-        "k": s["k"],
-        "num_prompts": s["num_prompts"],
-        "max_new_tokens": s["max_new_tokens"],
-        "num_heldout": s["num_heldout"],
-        "sample_batch_size": 64,
-        "seeds": list(seeds),
-        "output_dir": rel(out_dir),
-        "other_trainers": False,
-        "arms": {a: ARMS[a] for a in arms},
+        **lora_training(steps, s["batch"], max(1, steps // 20), max(1, steps // 12)),
+        **evaluation_and_lanes(s, out_dir, {a: ARMS[a] for a in arms}, seeds),
     }
 
 

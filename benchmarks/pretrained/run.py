@@ -85,6 +85,21 @@ ARMS = {
 JOBS = 2  # processes at once, one torch thread each: on 2 shared cores, 2 threads per process ran 3-7x slower
 
 
+def lora_training(steps: int, batch: int, warmup: int, logging: int) -> dict:
+    """The training keys every arm shares: LoRA on the last layers, cosine schedule, no checkpoints."""
+    return {"max_steps": steps, "per_device_train_batch_size": batch, "learning_rate": 2e-4,
+            "lr_scheduler_type": "cosine", "warmup_steps": warmup, "logging_steps": logging, "save_strategy": "no",
+            "report_to": "none", **lora_settings()}
+
+
+def evaluation_and_lanes(s: dict, out_dir: str, arms: dict, seeds) -> dict:
+    """The evaluation keys (from a settings dict `s`), the seeds, the output folder and the arms."""
+    return {"temperatures": s["temperatures"], "k": s["k"], "num_prompts": s["num_prompts"],
+            "max_new_tokens": s["max_new_tokens"], "num_heldout": s["num_heldout"], "sample_batch_size": 64,
+            "seeds": list(seeds), "output_dir": os.path.relpath(out_dir, ROOT), "other_trainers": False,
+            "arms": arms}
+
+
 def recipe(mode: str, out_dir: str, train_file: str, arms: tuple[str, ...], seeds: list[int]) -> dict:
     """The compare recipe of `arms` over `seeds` (`llm-irl compare` runs them one after another)."""
     s = SETTINGS[mode]
@@ -94,25 +109,8 @@ def recipe(mode: str, out_dir: str, train_file: str, arms: tuple[str, ...], seed
         "dataset": rel(train_file),
         "eval_dataset": rel(os.path.join(DATA, "heldout_pc.jsonl")),
         "max_length": 128,  # prepare.py keeps rows within 128 tokens: nothing is cut
-        "max_steps": s["steps"],
-        "per_device_train_batch_size": s["batch"],
-        "learning_rate": 2e-4,
-        "lr_scheduler_type": "cosine",
-        "warmup_steps": s["steps"] // 20,
-        "logging_steps": max(1, s["steps"] // 15),
-        "save_strategy": "no",
-        "report_to": "none",
-        **lora_settings(),
-        "temperatures": s["temperatures"],
-        "k": s["k"],
-        "num_prompts": s["num_prompts"],
-        "max_new_tokens": s["max_new_tokens"],
-        "num_heldout": s["num_heldout"],
-        "sample_batch_size": 64,
-        "seeds": seeds,
-        "output_dir": rel(out_dir),
-        "other_trainers": False,
-        "arms": {a: ARMS[a] for a in arms},
+        **lora_training(s["steps"], s["batch"], s["steps"] // 20, max(1, s["steps"] // 15)),
+        **evaluation_and_lanes(s, out_dir, {a: ARMS[a] for a in arms}, seeds),
     }
 
 
