@@ -154,8 +154,10 @@ def policy_metrics(groups: list[list[Sample]], model, tokenizer, task: EvalTask,
         ended = [s for s in flat if s.terminated]
         if ended:
             try:  # one token per expert word, as for forward KL
-                rkl = reverse_kl(task.expert, [s.prompt for s in ended], [s.sample for s in ended],
-                                 [s.logprobs for s in ended])
+                # the actions taken, where the expert reads them: decode -> encode does not always round-trip
+                taken = task.expert.reads_token_ids(tokenizer)
+                rkl = reverse_kl(task.expert, [s.prompt for s in ended],
+                                 [s.completion_ids if taken else s.sample for s in ended], [s.logprobs for s in ended])
                 out["reverse_kl"] = estimate(rkl, n=len(ended))
             except ValueError as e:
                 logger.warning("reverse KL skipped: %s", e)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from llm_irl.batching import pad_batch
@@ -14,13 +16,17 @@ from llm_irl.special_tokens import eos_token_ids
 from llm_irl.truncation import fit_to_length
 
 
-def scored_row(tokenizer, prompt: Prompt, completion: str, max_length: int | None = None) -> dict:
+def scored_row(tokenizer, prompt: Prompt, completion: str | Sequence[int], max_length: int | None = None) -> dict:
     """A (prompt, completion) pair as training labels it: a string prompt with the tokenizer's special tokens,
-    a conversation rendered up to the assistant's reply (`llm_irl.prompts`); the completion tokenised on
-    its own, then EOS; cut at the completion's end past `max_length`."""
-    if isinstance(prompt, str):
+    a conversation rendered up to the assistant's reply (`llm_irl.prompts`); a string completion tokenised on
+    its own, then EOS, or token ids taken as the actions they are (EOS included where it was taken); cut at the
+    completion's end past `max_length`."""
+    if isinstance(prompt, str) and isinstance(completion, str):
         return encode_prompt_completion(tokenizer, prompt, completion, max_length=max_length)
-    actions = tokenizer(completion, add_special_tokens=False)["input_ids"] + [eos_token_ids(tokenizer)[0]]
+    if isinstance(completion, str):
+        actions = tokenizer(completion, add_special_tokens=False)["input_ids"] + [eos_token_ids(tokenizer)[0]]
+    else:
+        actions = [int(a) for a in completion]
     row = labelled_row(prompt_ids(tokenizer, prompt), actions)
     return fit_to_length(row, max_length=max_length, prompt_truncation="error", where="scored pair")[0]
 

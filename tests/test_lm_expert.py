@@ -45,6 +45,10 @@ def test_score_is_the_models_own_likelihood_at_its_temperature(arch, temperature
         assert math.isclose(s.logprob, want, rel_tol=1e-4, abs_tol=1e-4)
         assert s.num_tokens == len(c.split()) + 1 == expert.completion_length(c)
     assert math.isclose(expert.score(prompts[1], completions[1]).logprob, scores[1].logprob, rel_tol=1e-5)
+    # token ids are scored as the actions they are (EOS included by the caller)
+    ids = [expert.completion_ids(c) for c in completions]
+    assert expert.reads_token_ids(tok)
+    assert [s.logprob for s in expert.score_many(prompts, ids)] == pytest.approx([s.logprob for s in scores], rel=1e-5)
 
 
 def test_the_instruction_is_in_the_experts_context_only():
@@ -103,6 +107,7 @@ def test_evaluate_reads_a_language_model_expert_exactly(tmp_path):
     """The student *is* the expert (same weights, no instruction, T = 1): forward and reverse KL are zero
     and the expert's log-likelihood of the samples is their own log-probability."""
     from llm_irl.evaluate import eval_config, evaluate_model, load_task
+    from llm_irl.generation import generate_samples
 
     model, tok = tiny_lm("llama", seed=4), tokenizer()
     model.save_pretrained(tmp_path / "expert")
@@ -115,7 +120,10 @@ def test_evaluate_reads_a_language_model_expert_exactly(tmp_path):
                           "k": 3, "temperatures": [1.0], "max_new_tokens": 30, "n_boot": 50})
     task = load_task(config)
     assert task.references is None and len(task.heldout) == 12  # the expert's own rows judge, not ROUGE
-    result = evaluate_model(model, tok, task, config, progress=False)
+    samples = generate_samples(model, tok, task.prompts, k=3, temperatures=[1.0], max_new_tokens=30, progress=False)
+    for s in samples:  # a text that does not tokenise back to the actions: the reverse KL reads the actions
+        s.sample += f" {WORDS[0]}"
+    result = evaluate_model(model, tok, task, config, samples=samples, progress=False)
     at_1 = result["temperatures"]["1"]
     assert abs(result["metrics"]["forward_kl"]["value"]) < 1e-5
     assert abs(at_1["reverse_kl"]["value"]) < 1e-5

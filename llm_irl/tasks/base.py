@@ -58,6 +58,11 @@ class SyntheticExpert(ABC):
                              f"{len(completions)} completions")
         return [self.score(p, c) for p, c in zip(prompts, completions)]
 
+    def reads_token_ids(self, tokenizer) -> bool:
+        """True when `score_many` can take a model's token ids as they are (the expert shares the model's
+        tokenizer), so a sample is judged on the actions taken, not on its text tokenised again."""
+        return False
+
     def completion_length(self, completion: str) -> int:
         """Actions in a completion: its words plus the EOS action."""
         return len(completion.split()) + 1

@@ -89,6 +89,9 @@ class LanguageModelExpert(SyntheticExpert):
     def completion_length(self, completion: str) -> int:
         return len(self.completion_ids(completion))
 
+    def reads_token_ids(self, tokenizer) -> bool:
+        return tokenizer is self.tokenizer or tokenizer.get_vocab() == self.tokenizer.get_vocab()
+
     # ------------------------------------------------------------ the contract
 
     def sample_prompts(self, n: int, rng: np.random.Generator) -> list:
@@ -149,8 +152,9 @@ class LanguageModelExpert(SyntheticExpert):
         self.last_redraw_share = redrawn / max(len(prompts), 1)
         return texts  # type: ignore[return-value]
 
-    def score_many(self, prompts: Sequence, completions: Sequence[str]) -> list[ExpertScore]:
-        """Exact log p_E(completion, EOS | context) per pair, from batched teacher-forced passes."""
+    def score_many(self, prompts: Sequence, completions: Sequence) -> list[ExpertScore]:
+        """Exact log p_E(completion, EOS | context) per pair, from batched teacher-forced passes. A completion
+        is a string, or the token ids a model took (EOS included where it stopped; see `reads_token_ids`)."""
         from llm_irl.scoring import completion_logprobs_at
 
         scored = completion_logprobs_at(self.model, self.tokenizer, [self.context(p) for p in prompts],
