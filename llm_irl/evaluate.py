@@ -148,19 +148,8 @@ def policy_metrics(groups: list[list[Sample]], model, tokenizer, task: EvalTask,
     out = {"policy_entropy": estimate(r.mean_entropy, n=sum(len(s.completion_ids) for s in flat))}
     # T = 1 and no nucleus: the samples come from π itself, and their log-probs are log π
     on_policy = flat[0].temperature == 1.0 and flat[0].top_p == 1.0
-    if task.expert is not None and on_policy:
-        # reverse KL needs the expert's EOS charge, so only samples that ended with EOS count;
-        # `terminated` says what fraction that is
-        ended = [s for s in flat if s.terminated]
-        if ended:
-            try:  # one token per expert word, as for forward KL
-                # the actions taken, where the expert reads them: decode -> encode does not always round-trip
-                taken = task.expert.reads_token_ids(tokenizer)
-                rkl = reverse_kl(task.expert, [s.prompt for s in ended],
-                                 [s.completion_ids if taken else s.sample for s in ended], [s.logprobs for s in ended])
-                out["reverse_kl"] = estimate(rkl, n=len(ended))
-            except ValueError as e:
-                logger.warning("reverse KL skipped: %s", e)
+    if task.expert is not None and on_policy and (rkl := reverse_kl_figure(flat, task, tokenizer)) is not None:
+        out["reverse_kl"] = rkl
     if (quality := task.sample_quality()) is not None:
         _, fn = quality
         q = np.array(fn([s.prompt_index for s in flat], [s.sample for s in flat]))
@@ -177,6 +166,24 @@ def policy_metrics(groups: list[list[Sample]], model, tokenizer, task: EvalTask,
             per_prompt = q[best] - q.reshape(-1, k).mean(axis=1)
             out["best_of_k_gain"] = _over_prompts(per_prompt, config)
     return out
+
+
+def reverse_kl_figure(samples: Sequence[Sample], task: EvalTask, tokenizer) -> dict | None:
+    """Reverse KL(π ‖ p_E) per token from samples drawn at T = 1, top_p 1 (their log-probs are log π), or None
+    when no sample ended or the expert cannot score them action by action (logged). Only samples that ended
+    with EOS count: the expert charges the stop action (`terminated` says what share that is)."""
+    ended = [s for s in samples if s.terminated]
+    if not ended:
+        return None
+    # the actions taken, where the expert reads them: decode -> encode does not always round-trip
+    taken = task.expert.reads_token_ids(tokenizer)
+    try:  # else one token per expert word, as for forward KL
+        rkl = reverse_kl(task.expert, [s.prompt for s in ended], [s.completion_ids if taken else s.sample for s in ended],
+                         [s.logprobs for s in ended])
+    except ValueError as e:
+        logger.warning("reverse KL skipped: %s", e)
+        return None
+    return estimate(rkl, n=len(ended))
 
 
 def heldout_metrics(model, tokenizer, task: EvalTask, temperatures: Sequence[float] = ()) -> tuple[dict, dict]:
