@@ -14,10 +14,11 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+from transformers import AutoConfig, AutoTokenizer, GenerationConfig, PreTrainedModel
 
 from llm_irl.builtin import is_builtin, load_builtin_model
 from llm_irl.files import missing_local_path
+from llm_irl.seq2seq import auto_model_class
 from llm_irl.special_tokens import ensure_pad_token
 from llm_irl.state_head import restore_state_head
 
@@ -26,6 +27,8 @@ def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = 
                attn_implementation: str | None = None):
     """Model from a name, a local directory, `builtin:tiny`, or an already built model (returned as is).
 
+    A causal LM or an encoder–decoder (T5, BART, ...), as the checkpoint's config says; any other
+    architecture is a one-line error.
     Weights load from safetensors only; remote code runs only when asked for. `attn_implementation`
     (eager, sdpa, ...) goes to `from_pretrained` when given.
     """
@@ -35,8 +38,10 @@ def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = 
         return load_builtin_model(name_or_model, seed=seed)[0]
     _check_local(name_or_model)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model = AutoModelForCausalLM.from_pretrained(
-        name_or_model, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **extra
+    # the checkpoint's config says which head class: a causal LM, or an encoder–decoder (T5, BART, ...)
+    config = AutoConfig.from_pretrained(name_or_model, trust_remote_code=trust_remote_code)
+    model = auto_model_class(config, name_or_model).from_pretrained(
+        name_or_model, config=config, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **extra
     )
     if os.path.isfile(os.path.join(name_or_model, ADAPTER_CONFIG)):  # the base's config: α is beside the adapter
         restore_policy_temperature(model, name_or_model)

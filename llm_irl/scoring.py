@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from llm_irl.batching import pad_batch
+from llm_irl.batching import model_inputs, pad_batch
 from llm_irl.data import encode_prompt_completion
 from llm_irl.modeling import eval_mode, policy_temperature
+from llm_irl.seq2seq import decoder_prefix
 from llm_irl.soft_q import action_mask, token_logprobs
 
 
@@ -36,8 +37,9 @@ def completion_logprobs_at(
         raise ValueError(f"temperatures must be > 0 to score under them (greedy has no likelihood), got {temperatures}")
     alpha = policy_temperature(model)
     device = next(model.parameters()).device
+    prefix = decoder_prefix(model)
     rows = [
-        encode_prompt_completion(tokenizer, p, c, max_length=max_length)
+        encode_prompt_completion(tokenizer, p, c, max_length=max_length, decoder_prefix=prefix)
         for p, c in zip(prompts, completions, strict=True)
     ]
     out: dict[float, list[tuple[float, int]]] = {t: [] for t in temperatures}
@@ -45,7 +47,7 @@ def completion_logprobs_at(
         for start in range(0, len(rows), batch_size):
             batch = pad_batch(rows[start : start + batch_size], tokenizer.pad_token_id)
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = model(**model_inputs(batch)).logits
             counts = action_mask(batch["labels"]).sum(-1)
             for t in temperatures:
                 scaled = logits if alpha * t == 1.0 else logits / (alpha * t)

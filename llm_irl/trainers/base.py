@@ -19,6 +19,7 @@ from llm_irl.batching import DemoCollator
 from llm_irl.data import load_demonstrations
 from llm_irl.errors import NonFiniteLossError
 from llm_irl.modeling import is_peft, load_model, load_tokenizer, record_policy_temperature, save_policy_temperature
+from llm_irl.seq2seq import decoder_prefix
 from llm_irl.reliability import GracefulStop, last_complete_checkpoint, mark_complete
 from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.special_tokens import ensure_pad_token
@@ -63,6 +64,7 @@ class DemoTrainer(Trainer):
         record_policy_temperature(model, self.policy_alpha(args))
         if peft_config is not None:
             model = wrap_peft(model, peft_config)
+        self.decoder_prefix = decoder_prefix(model)  # None for a causal LM; an encoder–decoder's rows need it
         # a source given by name reads its "train" split for training and its "test" split for evaluation
         train_dataset = self._tokenize(train_dataset, processing_class, args, "train")
         if isinstance(eval_dataset, dict):
@@ -93,14 +95,14 @@ class DemoTrainer(Trainer):
 
     # ------------------------------------------------------------------ Trainer overrides
 
-    @staticmethod
-    def _tokenize(dataset, tokenizer, args, split: str):
+    def _tokenize(self, dataset, tokenizer, args, split: str):
         if dataset is None:
             return None
         if hasattr(dataset, "column_names") and "input_ids" in dataset.column_names:
             return dataset  # already tokenised by the user
         return load_demonstrations(dataset, tokenizer, max_length=args.max_length, split=split,
-                                   max_prompt_length=args.max_prompt_length, prompt_truncation=args.prompt_truncation)
+                                   max_prompt_length=args.max_prompt_length, prompt_truncation=args.prompt_truncation,
+                                   decoder_prefix=self.decoder_prefix)
 
     def _save(self, output_dir=None, state_dict=None):
         """Standard `save_pretrained` output, with the arguments as JSON instead of a pickle; adapters-only
