@@ -19,7 +19,7 @@ from llm_irl.batching import DemoCollator
 from llm_irl.data import load_demonstrations
 from llm_irl.errors import NonFiniteLossError
 from llm_irl.modeling import is_peft, load_model, load_tokenizer, record_policy_temperature, save_policy_temperature
-from llm_irl.seq2seq import decoder_prefix
+from llm_irl.seq2seq import decoder_prefix, is_seq2seq
 from llm_irl.reliability import GracefulStop, last_complete_checkpoint, mark_complete
 from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.special_tokens import ensure_pad_token
@@ -30,6 +30,9 @@ def wrap_peft(model, peft_config):
     from peft import get_peft_model
 
     extra = [name for name in ("state_head",) if hasattr(model, name)]
+    if is_seq2seq(model) and peft_config.task_type in (None, "CAUSAL_LM"):
+        # PEFT's seq2seq wrapper passes the decoder's inputs through and generates as the encoder–decoder does
+        peft_config.task_type = "SEQ_2_SEQ_LM"
     if extra:
         peft_config.modules_to_save = sorted(set(peft_config.modules_to_save or []) | set(extra))
     return get_peft_model(model, peft_config)

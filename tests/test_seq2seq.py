@@ -1,0 +1,177 @@
+"""Encoder–decoders (T5, BART, Marian) on the decoder's token MDP: rows, losses against a state-by-state brute
+force, the chunked path, every parameter group training, rollouts, saving, resuming and LoRA."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from test_losses import EOS_WEIGHT, chi2_mean
+from tiny_models import SEQ2SEQ_CONFIGS, demos, tiny_seq2seq, tokenizer
+
+from llm_irl import IQConfig, IQTrainer, SFTConfig, SFTTrainer
+from llm_irl.batching import model_inputs, pad_batch
+from llm_irl.data import encode_rows, read_rows
+from llm_irl.errors import DataError
+from llm_irl.seq2seq import decoder_prefix
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+TOK = tokenizer()
+EOS, PAD, BOS = TOK.eos_token_id, TOK.pad_token_id, TOK.bos_token_id
+ARCHS = sorted(SEQ2SEQ_CONFIGS)
+
+
+def _rows(model, rows, **kw):
+    return encode_rows(read_rows(rows), TOK, max_length=kw.pop("max_length", 32), decoder_prefix=decoder_prefix(model),
+                       **kw)
+
+
+# ------------------------------------------------------------------ rows
+
+
+def test_prompt_goes_to_the_encoder_and_completion_to_the_decoder_labels():
+    row = {"prompt": "topic5 loba", "completion": "kapi karu kata"}
+    prompt, completion = TOK("topic5 loba")["input_ids"], TOK("kapi karu kata")["input_ids"]
+    t5 = _rows(tiny_seq2seq("t5"), [row])[0]
+    assert t5 == {"input_ids": prompt, "decoder_input_ids": [PAD, *completion, EOS],
+                  "labels": [-100, *completion, EOS]}
+    # BART's decoder starts with EOS then a forced BOS: both are context, the state generate starts from
+    bart = _rows(tiny_seq2seq("bart"), [row])[0]
+    assert bart["decoder_input_ids"] == [EOS, BOS, *completion, EOS]
+    assert bart["labels"] == [-100, -100, *completion, EOS]
+
+
+def test_truncation_bounds_encoder_and_decoder_tokens_together_and_cuts_the_eos():
+    row = {"prompt": "topic5 loba", "completion": "kapi karu kata"}
+    cut = _rows(tiny_seq2seq("t5"), [row], max_length=4)[0]
+    assert len(cut["input_ids"]) + len(cut["labels"]) - 1 == 4  # the decoder's start token is no row token
+    assert EOS not in cut["labels"]  # truncated, not terminal
+
+
+def test_rows_an_encoder_decoder_cannot_use_are_refused_with_their_place():
+    model = tiny_seq2seq("t5")
+    with pytest.raises(DataError, match="row 0: the row has no prompt for the encoder"):
+        _rows(model, [{"text": "kapi karu"}])
+    chat = [{"messages": [{"role": "user", "content": "topic5"}, {"role": "assistant", "content": "kapi"}]}]
+    with pytest.raises(DataError, match="row 0: .*no chat template"):
+        _rows(model, chat)
+
+
+# ------------------------------------------------------------------ losses against a state-by-state brute force
+
+
+# prompts of 2 to 6 words, so the encoder's padding is masked or not (the Markov expert's prompts are all 2 words)
+VARIED = [{"prompt": d["prompt"] + " kapi" * i, "completion": d["completion"]} for i, d in enumerate(demos(5))]
+
+
+def _trainer(arch, tmp_path, cls=IQTrainer, config=IQConfig, n=16, rows=None, **kw):
+    args = config(**{"output_dir": str(tmp_path), "max_steps": 4, "per_device_train_batch_size": 8,
+                     "learning_rate": 1e-2, "logging_steps": 1, "save_strategy": "no", "max_length": 24,
+                     "disable_tqdm": True, "report_to": [], **kw})
+    return cls(model=tiny_seq2seq(arch), args=args, train_dataset=rows or demos(n),
+               processing_class=tokenizer())
+
+
+def _state_logits(model, prompt, decoder_ids):
+    """Q(s, ·) of one state, (encoder input, decoder prefix), from a forward pass on that state alone."""
+    out = model(input_ids=torch.tensor([prompt]), decoder_input_ids=torch.tensor([decoder_ids]))
+    return out.logits[0, -1].double()
+
+
+def brute_force_iq(model, demos_, gamma, td_weight, terminal_td, centre):
+    """The IQ objective one action at a time, from the demonstrations' text: the encoder reads the prompt, the
+    decoder starts as generate starts it (start token, then a forced BOS) and each action is the next completion
+    token, EOS last; each state's logits from its own forward pass, V by an explicit sum."""
+    gen = model.generation_config
+    start = [gen.decoder_start_token_id] + ([gen.forced_bos_token_id] if gen.forced_bos_token_id is not None else [])
+
+    def v_of(logits):
+        return math.log(sum(math.exp(float(x)) for x in logits))
+
+    nlls, tds = [], []
+    for demo in demos_:
+        prompt = TOK(demo["prompt"])["input_ids"]
+        actions = TOK(demo["completion"])["input_ids"] + [EOS]
+        for t, a in enumerate(actions):
+            q_s = _state_logits(model, prompt, start + actions[:t])
+            v = v_of(q_s)
+            v_next = 0.0 if a == EOS else v_of(_state_logits(model, prompt, start + actions[: t + 1]))
+            nlls.append(v - float(q_s[a]))
+            tds.append((EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0, float(q_s[a]) - gamma * v_next))
+    return sum(nlls) / len(nlls) + td_weight * chi2_mean(tds, terminal_td, centre)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("chunk", [None, 7])
+@pytest.mark.parametrize("terminal_td", ["include", "centred"])
+def test_iq_loss_on_the_decoder_mdp_equals_brute_force(arch, chunk, terminal_td, tmp_path):
+    """The padded batch's loss, full logits or chunked, equals the definition evaluated state by state."""
+    trainer = _trainer(arch, tmp_path, rows=VARIED, loss_chunk_size=chunk, terminal_td=terminal_td, gamma=0.9,
+                       td_weight=0.5, value_param="logits")
+    model = trainer.model.eval()
+    trainer.reward_centre.value = -3.0  # centred: the χ² term's centre, the previous step's mean reward
+    with torch.no_grad():
+        got = trainer.compute_loss(model, pad_batch([trainer.train_dataset[i] for i in range(5)], PAD))
+        want = brute_force_iq(model, VARIED, 0.9, 0.5, terminal_td, -3.0)
+    assert float(got) == pytest.approx(want, rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["t5", "bart"])
+@pytest.mark.parametrize("kind,extra", [("sft", {}), ("gem", {"loss_type": "gem"}), ("iq", {"value_param": "head"}),
+                                        ("iq", {"value_param": "offset"})])
+def test_chunked_equals_full_logits_in_loss_and_gradients(arch, kind, extra, tmp_path):
+    cls, config = (IQTrainer, IQConfig) if kind == "iq" else (SFTTrainer, SFTConfig)
+    results = []
+    for chunk in (None, 5):
+        trainer = _trainer(arch, tmp_path, cls, config, loss_chunk_size=chunk, **extra)
+        model = trainer.model.eval()
+        batch = pad_batch([trainer.train_dataset[i] for i in range(6)], PAD)
+        if kind == "iq":  # a non-zero state head, so its path through the loss is exercised
+            torch.nn.init.normal_(model.state_head.weight, std=0.1)
+        loss = trainer.compute_loss(model, batch)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (full, full_grads), (chunked, chunked_grads) = results
+    assert torch.allclose(full, chunked, atol=1e-5)
+    assert full_grads.keys() == chunked_grads.keys()
+    for name, grad in full_grads.items():
+        assert torch.allclose(grad, chunked_grads[name], atol=1e-5), name
+
+
+def test_chunked_path_takes_the_decoder_head_without_full_logits(tmp_path):
+    """The chunked path really is taken (not a silent fall-back): the head's input is the decoder's, cut to one position."""
+    from llm_irl.lm_head import lm_head_hidden
+
+    for arch in ARCHS:
+        model = tiny_seq2seq(arch).eval()
+        batch = pad_batch(_rows(model, demos(3)), PAD)
+        head = lm_head_hidden(model, **model_inputs(batch))
+        assert head is not None, arch
+        assert head.hidden.shape[:2] == batch["decoder_input_ids"].shape
+        logits = model(**model_inputs(batch)).logits
+        assert torch.allclose(torch.nn.functional.linear(head.hidden, head.weight, head.bias), logits, atol=1e-5)
+
+
+# ------------------------------------------------------------------ training
+
+
+def _groups(model):
+    """Parameter names by group: the encoder, the decoder, and the output layer (tied or not)."""
+    names = [n for n, p in model.named_parameters() if p.requires_grad]
+    return {"encoder": [n for n in names if ".encoder." in n or n.startswith("encoder.")],
+            "decoder": [n for n in names if ".decoder." in n or n.startswith("decoder.")],
+            "head": [n for n in names if "shared" in n or "lm_head" in n or "embed_tokens" in n]}
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("kind", ["sft", "iq"])
+def test_every_parameter_group_moves(arch, kind, tmp_path):
+    cls, config = (IQTrainer, IQConfig) if kind == "iq" else (SFTTrainer, SFTConfig)
+    trainer = _trainer(arch, tmp_path, cls, config, n=32)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    for group, names in _groups(trainer.model).items():
+        assert names and set(names) <= moved, (group, sorted(set(names) - moved))
+    assert {n for n, p in trainer.model.named_parameters() if p.requires_grad} <= moved
