@@ -9,6 +9,7 @@ completion or pad a batch is in `llm_irl.special_tokens`.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from contextlib import contextmanager
 
@@ -39,15 +40,24 @@ def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = 
     _check_local(name_or_model)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
     # the checkpoint's config says which head class: a causal LM, or an encoder–decoder (T5, BART, ...)
-    config = AutoConfig.from_pretrained(name_or_model, trust_remote_code=trust_remote_code)
+    config = AutoConfig.from_pretrained(_config_source(name_or_model), trust_remote_code=trust_remote_code)
     model = auto_model_class(config, name_or_model).from_pretrained(
-        name_or_model, config=config, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **extra
+        name_or_model, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **extra
     )
     if os.path.isfile(os.path.join(name_or_model, ADAPTER_CONFIG)):  # the base's config: α is beside the adapter
         restore_policy_temperature(model, name_or_model)
     elif os.path.isdir(name_or_model):  # IQ's value head or offsets: from_pretrained leaves them out
         restore_state_head(model, name_or_model)
     return model
+
+
+def _config_source(name: str) -> str:
+    """Where a model's config is: the directory or hub name itself, or for a directory of adapters their base's."""
+    adapter = os.path.join(name, ADAPTER_CONFIG)
+    if os.path.isfile(adapter):
+        with open(adapter, encoding="utf-8") as f:
+            return json.load(f).get("base_model_name_or_path") or name
+    return name
 
 
 def load_tokenizer(name_or_model, *, trust_remote_code: bool = False):

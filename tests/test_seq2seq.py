@@ -175,3 +175,82 @@ def test_every_parameter_group_moves(arch, kind, tmp_path):
     for group, names in _groups(trainer.model).items():
         assert names and set(names) <= moved, (group, sorted(set(names) - moved))
     assert {n for n, p in trainer.model.named_parameters() if p.requires_grad} <= moved
+
+
+# ------------------------------------------------------------------ sampling and online IQ
+
+
+@pytest.mark.parametrize("arch", ["t5", "bart"])
+def test_rollout_logprobs_are_the_teacher_forced_sampling_distribution(arch):
+    """Prompts of several lengths go to the encoder (right-padded), the decoder generates from its prefix, and
+    each sampled token's log-prob is that of softmax(logits/T) in a teacher-forced pass over the training batch."""
+    from llm_irl.rollout import generate_rollouts
+
+    model = tiny_seq2seq(arch)
+    prompts = [TOK(row["prompt"])["input_ids"] for row in VARIED]
+    r = generate_rollouts(model, TOK, prompts, max_new_tokens=6, num_samples=2, temperature=1.3, seed=0)
+    assert r.prompt_ids[::2] == prompts and r.decoder_prefix == decoder_prefix(model)
+    assert all(len(c) <= 6 and (c[-1] == EOS) == ended for c, ended in zip(r.completion_ids, r.terminated))
+    batch = r.to_batch(PAD)
+    with torch.no_grad():
+        logits = model.eval()(**model_inputs(batch)).logits[:, :-1] / 1.3
+    taken = batch["labels"][:, 1:]
+    want = torch.log_softmax(logits, -1).gather(-1, taken.clamp_min(0)[..., None]).squeeze(-1) * (taken != -100)
+    assert torch.allclose(batch["old_logprobs"][:, 1:], want, atol=1e-4)
+
+
+@pytest.mark.parametrize("arch", ["t5", "bart"])
+def test_online_iq_trains_on_its_own_samples(arch, tmp_path):
+    trainer = _trainer(arch, tmp_path, n=32, policy_mix=0.5, max_new_tokens=6)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert all(not torch.equal(p.detach(), before[n]) for n, p in trainer.model.named_parameters())
+    assert any("sample_len" in h for h in trainer.state.log_history)
+
+
+# ------------------------------------------------------------------ saving, resuming, LoRA
+
+
+def test_save_load_and_resume_an_iq_t5_with_a_value_head(tmp_path):
+    """`load_model` picks the seq2seq class from the saved config and gives the value head back; a run resumed
+    from its checkpoint ends where the uninterrupted one does."""
+    from llm_irl.modeling import load_model
+
+    kw = dict(value_param="head", save_strategy="steps", save_steps=2, seed=3)
+    whole = _trainer("t5", tmp_path / "whole", n=32, **kw)
+    whole.train()
+    whole.save_model()
+    loaded = load_model(str(tmp_path / "whole"))
+    assert type(loaded).__name__ == "T5ForConditionalGeneration" and hasattr(loaded, "state_head")
+    want = dict(whole.model.named_parameters())
+    assert all(torch.equal(p, want[n]) for n, p in loaded.named_parameters())
+
+    resumed = _trainer("t5", tmp_path / "resumed", n=32, **kw)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "whole" / "checkpoint-2"))
+    assert all(torch.allclose(p, want[n], atol=1e-6) for n, p in resumed.model.named_parameters())
+
+
+@pytest.mark.parametrize("arch,targets", [("t5", {"q", "v"}), ("bart", {"q_proj", "v_proj"})])
+def test_lora_adapts_peft_default_modules_and_reloads(arch, targets, tmp_path):
+    from peft import LoraConfig
+
+    from llm_irl.modeling import load_model
+
+    args = SFTConfig(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=8, learning_rate=1e-2,
+                     save_strategy="no", max_length=24, disable_tqdm=True, report_to=[])
+    model = tiny_seq2seq(arch)
+    model.save_pretrained(tmp_path / "base")  # the adapters' base, as from_pretrained finds it
+    trainer = SFTTrainer(model=load_model(str(tmp_path / "base")), args=args, train_dataset=demos(32),
+                         processing_class=TOK, peft_config=LoraConfig(r=4, lora_alpha=8))
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    moved = {n for n, p in trainer.model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert type(trainer.model).__name__ == "PeftModelForSeq2SeqLM"  # PEFT's encoder–decoder wrapper, not the causal one
+    assert moved and all("lora_" in n for n in moved)
+    assert {n.split(".lora_")[0].rsplit(".", 1)[-1] for n in moved} == targets
+    trainer.save_model()
+    reloaded = load_model(str(tmp_path))
+    batch = pad_batch(_rows(model, VARIED), PAD)
+    with torch.no_grad():
+        assert torch.allclose(trainer.model.eval()(**model_inputs(batch)).logits,
+                              reloaded.eval()(**model_inputs(batch)).logits, atol=1e-5)
