@@ -4,6 +4,7 @@ force, the chunked path, every parameter group training, rollouts, saving, resum
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 import torch
@@ -254,3 +255,94 @@ def test_lora_adapts_peft_default_modules_and_reloads(arch, targets, tmp_path):
     with torch.no_grad():
         assert torch.allclose(trainer.model.eval()(**model_inputs(batch)).logits,
                               reloaded.eval()(**model_inputs(batch)).logits, atol=1e-5)
+
+
+# ------------------------------------------------------------------ the CLI, generation, evaluation, rewards
+
+
+def _model_dir(arch, path):
+    tiny_seq2seq(arch).save_pretrained(path)
+    TOK.save_pretrained(path)
+    return str(path)
+
+
+def _recipe(path, **keys):
+    import yaml
+
+    path.write_text(yaml.safe_dump({"dataset": "builtin:markov:64", "max_steps": 3, "per_device_train_batch_size": 8,
+                                    "max_length": 24, "save_strategy": "no", "report_to": "none", **keys}))
+    return str(path)
+
+
+@pytest.mark.parametrize("arch,trainer", [("t5", "iq"), ("bart", "sft")])
+def test_cli_train_then_generate_evaluate_and_rewards(arch, trainer, tmp_path, capsys):
+    """`llm-irl train` on a checkpoint directory, then generate and evaluate the saved model, and its implied rewards."""
+    import json
+
+    from llm_irl import cli
+    from llm_irl.modeling import load_model
+    from llm_irl.rewards import implied_rewards
+    from llm_irl.losses import value_head_mdp
+    from llm_irl.soft_q import token_mdp
+    from llm_irl.state_head import state_values
+
+    out = tmp_path / "out"
+    recipe = _recipe(tmp_path / "r.yaml", trainer=trainer, model_name_or_path=_model_dir(arch, tmp_path / "base"),
+                     output_dir=str(out))
+    assert cli.main(["train", recipe]) == 0
+    assert "AutoModelForSeq2SeqLM.from_pretrained" in (out / "README.md").read_text()
+    capsys.readouterr()
+    assert cli.main(["generate", str(out), "--prompt", "topic1 kalo", "--num_samples", "2", "--max_new_tokens", "5"]) == 0
+    assert [json.loads(line)["prompt"] for line in capsys.readouterr().out.splitlines()] == ["topic1 kalo"] * 2
+    assert cli.main(["evaluate", str(out), "--eval_dataset", "builtin:markov", "--num_prompts", "3", "--k", "2",
+                     "--temperatures", "1.0", "--max_new_tokens", "6", "--num_heldout", "10", "--n_boot", "50",
+                     "--output", str(tmp_path / "eval.json")]) == 0
+    figures = json.loads((tmp_path / "eval.json").read_text())
+    assert figures["metrics"] and figures["temperatures"]
+
+    # the implied reward of a completion is the trained objective's: r = Q(s, a) − γ·V(s') on the decoder
+    model = load_model(str(out)).eval()
+    prompt, completion = TOK("topic1 kalo")["input_ids"], TOK("kapi karu")["input_ids"] + [EOS]
+    got = implied_rewards(model, TOK, [prompt], [completion], gamma=0.9).rewards[0]
+    batch = pad_batch(_rows(model, [{"prompt": "topic1 kalo", "completion": "kapi karu"}]), PAD)
+    with torch.no_grad():
+        out = model(**model_inputs(batch), output_hidden_states=True)
+        mdp = token_mdp(out.logits, batch["labels"], eos_token_id=EOS)
+        if trainer == "iq":  # IQ's default V is a value head on the decoder's states: r = α·log π + V_ψ(s) − γ·V_ψ(s')
+            mdp = value_head_mdp(mdp, state_values(model))
+    assert got == pytest.approx(mdp.reward(0.9)[mdp.mask].tolist(), abs=1e-5)
+
+
+def test_console_script_trains_and_compare_reports_on_a_t5(tmp_path):
+    """The installed `llm-irl` (its own process) trains a T5 directory; `llm-irl compare` runs SFT against IQ on it."""
+    import subprocess
+    import sys
+
+    from llm_irl import cli
+
+    base = _model_dir("t5", tmp_path / "base")
+    recipe = _recipe(tmp_path / "r.yaml", trainer="iq", model_name_or_path=base, output_dir=str(tmp_path / "out"))
+    cli_path = os.path.join(os.path.dirname(sys.executable), "llm-irl")
+    proc = subprocess.run([cli_path, "train", recipe], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    compare = _recipe(tmp_path / "c.yaml", model_name_or_path=base, eval_dataset="builtin:markov", seeds=1, k=2,
+                      num_prompts=3, temperatures=[1.0], max_new_tokens=6, num_heldout=10, n_boot=50,
+                      other_trainers=False, output_dir=str(tmp_path / "cmp"),
+                      arms={"sft": {"trainer": "sft"}, "iq": {"trainer": "iq"}})
+    assert cli.main(["compare", compare]) == 0
+    assert (tmp_path / "cmp" / "report.md").exists()
+
+
+def test_an_architecture_neither_causal_nor_seq2seq_is_one_line(tmp_path, capsys):
+    from transformers import DistilBertConfig, DistilBertModel
+
+    from llm_irl import cli
+
+    path = tmp_path / "distilbert"  # an encoder only: transformers has no causal or seq2seq LM head for it
+    DistilBertModel(DistilBertConfig(vocab_size=len(TOK), dim=32, n_layers=1, n_heads=4,
+                                     hidden_dim=64)).save_pretrained(path)
+    TOK.save_pretrained(path)
+    capsys.readouterr()  # save_pretrained's progress bar
+    assert cli.main(["generate", str(path), "--prompt", "topic1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'distilbert' model is neither a causal LM nor an encoder–decoder" in err[0]
