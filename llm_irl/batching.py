@@ -90,6 +90,17 @@ def unpad_rows(batch: dict[str, torch.Tensor]) -> list[dict[str, list[int]]]:
             for i, l, m in zip(batch["input_ids"], batch["labels"], batch["attention_mask"])]
 
 
+def labelled_ids_key(batch: dict) -> str:
+    """The key of the ids the labels align with (and mask, with "attention_mask" in place of "input_ids"): an
+    encoder–decoder's decoder ids, else `input_ids`."""
+    return "decoder_input_ids" if "decoder_input_ids" in batch else "input_ids"
+
+
+def labelled_mask(batch: dict) -> torch.Tensor:
+    """The attention mask of the labels-aligned ids (an encoder–decoder's decoder mask, else `attention_mask`)."""
+    return batch["decoder_attention_mask" if "decoder_input_ids" in batch else "attention_mask"]
+
+
 def model_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """What a model's forward takes from a batch: ids and attention mask, and an encoder–decoder's decoder ids and mask."""
     return {k: batch[k] for k in ("input_ids", "attention_mask", *DECODER_KEYS) if k in batch}
