@@ -113,12 +113,15 @@ def eval_mode(model: nn.Module):
 
 
 def disable_dropout(model: nn.Module) -> None:
-    """Dropout off for good (as TRL does for PPO): nn.Dropout modules and attention-dropout rates."""
+    """Dropout off for good (as TRL does for PPO): nn.Dropout modules and the rates modules read at each
+    forward (attention dropout; T5's and BART's attention and layers keep theirs as `dropout` and
+    `activation_dropout` floats)."""
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
-        if isinstance(getattr(m, "attention_dropout", None), float):
-            m.attention_dropout = 0.0
+        for rate in ("attention_dropout", "dropout", "activation_dropout"):
+            if isinstance(getattr(m, rate, None), float):
+                setattr(m, rate, 0.0)
 
 
 POLICY_TEMPERATURE_KEY = "llm_irl_alpha"  # in the model's config.json (an adapter's generation_config.json)

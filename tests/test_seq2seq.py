@@ -391,3 +391,30 @@ def test_gail_trains_every_policy_parameter_and_its_discriminator_scores_pairs(a
 def test_a_score_head_discriminator_on_an_encoder_decoder_is_refused_by_name(tmp_path):
     with pytest.raises(ValueError, match="disc_param=classifier needs a causal backbone"):
         _gail("t5", tmp_path, disc_param="classifier")
+
+
+# ------------------------------------------------------------------ SPIN
+
+
+@pytest.mark.parametrize("arch,chunk", [("t5", None), ("bart", 5)])
+def test_spin_self_plays_on_the_decoder(arch, chunk, tmp_path):
+    """Each iteration starts at its reference (loss log 2); the rejected side is π_t's completion of the demo's own
+    prompt, read by the encoder; demos that share a prompt keep their own pair; every parameter trains."""
+    from llm_irl import SPINConfig, SPINTrainer
+    from llm_irl.trainers.spin import _key
+
+    same_prompt = [{"prompt": "topic1 kalo", "completion": c} for c in ("kapi", "karu kata", "miru")]
+    args = SPINConfig(output_dir=str(tmp_path), max_steps=6, spin_iterations=2, per_device_train_batch_size=4,
+                      learning_rate=1e-2, max_new_tokens=6, max_length=24, logging_steps=1, save_strategy="no",
+                      disable_tqdm=True, report_to=[], seed=3, loss_chunk_size=chunk)
+    trainer = SPINTrainer(model=tiny_seq2seq(arch), args=args, train_dataset=same_prompt + demos(13),
+                          processing_class=TOK)
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    assert all(not torch.equal(p.detach(), before[n]) for n, p in trainer.model.named_parameters())
+    logs = [log for log in trainer.state.log_history if "spin_loss" in log]
+    assert logs[0]["spin_loss"] == pytest.approx(math.log(2.0), abs=1e-5)
+    rows = [trainer.train_dataset[i] for i in range(3)]
+    assert len({tuple(_key(r)) for r in rows}) == 3  # one prompt, three demonstrations, three pairs
+    sampled = [r for r in trainer.train_dataset if _key(r) in trainer.samples]  # this iteration's demos
+    assert len(sampled) == len(trainer.samples) > 0 and all(trainer.samples[_key(r)].completion for r in sampled)
