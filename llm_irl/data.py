@@ -13,7 +13,8 @@ of dicts, or `builtin:markov`. Row formats, as in TRL:
 Nothing is dropped silently: a malformed row raises `DataError` naming its file and line, and
 fitting rows into `max_length` is counted and reported (`llm_irl.truncation`: a cut completion loses
 its EOS, so it is truncated, not terminal; a prompt that is too long is cut, dropped or refused).
-Batching the encoded rows is `llm_irl.batching`.
+Batching the encoded rows is `llm_irl.batching`. For an encoder–decoder each encoded row is then
+cut at its first action into the encoder's prompt and the decoder's labelled ids (`llm_irl.seq2seq`).
 """
 
 from __future__ import annotations
