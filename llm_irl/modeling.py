@@ -18,8 +18,8 @@ from torch import nn
 from transformers import AutoConfig, AutoTokenizer, GenerationConfig, PreTrainedModel
 
 from llm_irl.builtin import is_builtin, load_builtin_model
+from llm_irl.errors import ConfigError
 from llm_irl.files import missing_local_path
-from llm_irl.seq2seq import auto_model_class
 from llm_irl.special_tokens import ensure_pad_token
 from llm_irl.state_head import restore_state_head
 
@@ -49,6 +49,24 @@ def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = 
     elif os.path.isdir(name_or_model):  # IQ's value head or offsets: from_pretrained leaves them out
         restore_state_head(model, name_or_model)
     return model
+
+
+def auto_model_class(config, name: str):
+    """`AutoModelForSeq2SeqLM` for an encoder–decoder config, `AutoModelForCausalLM` for a causal one (remote
+    code included, by its `auto_map`); a one-line error for any other architecture (an encoder-only one, say)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+    )
+
+    model_type, remote = getattr(config, "model_type", None), getattr(config, "auto_map", None) or {}
+    if model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES or "AutoModelForSeq2SeqLM" in remote:
+        return AutoModelForSeq2SeqLM
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or "AutoModelForCausalLM" in remote:
+        return AutoModelForCausalLM
+    raise ConfigError(f"{name}: a {model_type!r} model is neither a causal LM nor an encoder–decoder (seq2seq) LM, "
+                      f"so it cannot generate completions to train")
 
 
 def _config_source(name: str) -> str:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llm_irl.errors import DataError
+from llm_irl.modeling import unwrap_model
 from llm_irl.soft_q import IGNORE_INDEX
 
 DECODER_KEYS = ("decoder_input_ids", "decoder_attention_mask")
@@ -29,30 +30,11 @@ DECODER_KEYS = ("decoder_input_ids", "decoder_attention_mask")
 
 def is_seq2seq(model: nn.Module) -> bool:
     """Whether `model` (under any DDP/PEFT wrapper) is an encoder–decoder."""
-    from llm_irl.modeling import unwrap_model
-
     return bool(getattr(getattr(unwrap_model(model), "config", None), "is_encoder_decoder", False))
-
-
-def auto_model_class(config, name: str):
-    """`AutoModelForSeq2SeqLM` for an encoder–decoder config, `AutoModelForCausalLM` for a causal one; a
-    one-line error for any other architecture (an encoder-only BERT, a vision model, ...)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES
-
-    model_type = getattr(config, "model_type", None)
-    if getattr(config, "is_encoder_decoder", False) and model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES:
-        return AutoModelForSeq2SeqLM
-    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or getattr(config, "auto_map", {}).get("AutoModelForCausalLM"):
-        return AutoModelForCausalLM
-    raise DataError(f"{name}: a {model_type!r} model is neither a causal LM nor an encoder–decoder (seq2seq) LM, "
-                    f"so it cannot generate completions to train")
 
 
 def decoder_prefix(model: nn.Module) -> list[int] | None:
     """The ids `generate` starts `model`'s decoder with (start token, then any forced BOS); None for a causal LM."""
-    from llm_irl.modeling import unwrap_model
-
     if not is_seq2seq(model):
         return None
     inner = unwrap_model(model)
@@ -99,8 +81,6 @@ def head_inputs(model: nn.Module, batch: dict, head: nn.Linear):
     `final_logits_bias`, added after the layer, joins the bias. The last position's logits check that
     hidden·Wᵀ + b is what the model outputs; None (and the caller takes the full logits) when not.
     """
-    from llm_irl.modeling import unwrap_model
-
     inner = unwrap_model(model)
     kept = {}
 

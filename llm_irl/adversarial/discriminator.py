@@ -43,7 +43,8 @@ from llm_irl.defaults import (
     ADV_REWARD_KIND,
 )
 from llm_irl.batching import labelled_ids_key, model_inputs
-from llm_irl.seq2seq import auto_model_class, is_seq2seq
+from llm_irl.modeling import auto_model_class
+from llm_irl.seq2seq import is_seq2seq
 from llm_irl.soft_q import action_mask, token_logprobs
 
 SPEC_FILE = "discriminator.json"

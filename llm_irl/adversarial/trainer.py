@@ -63,8 +63,7 @@ __all__ = ["GAILConfig", "GAILTrainer"]
 def _trim(batch: dict) -> dict:
     """Drop the padding columns that every row of a (sub)batch shares (an encoder–decoder's encoder inputs and
     its labels-aligned decoder columns each to their own width)."""
-    width = int(labelled_mask(batch).sum(-1).max())
-    encoder = int(batch["attention_mask"].sum(-1).max())
+    width, encoder = int(labelled_mask(batch).sum(-1).max()), int(batch["attention_mask"].sum(-1).max())
     widths = {k: encoder for k in ("input_ids", "attention_mask")} if "decoder_input_ids" in batch else {}
     return {k: v[:, :widths.get(k, width)] if torch.is_tensor(v) and v.dim() == 2 else v for k, v in batch.items()}
 
@@ -293,8 +292,8 @@ class GAILTrainer(DemoTrainer):
             order = torch.randperm(n, generator=g) if a.policy_update == "ppo" else torch.arange(n)
             for idx in order.tensor_split(a.ppo_minibatches if a.policy_update == "ppo" else 1):
                 idx = idx.to(samples["input_ids"].device)
-                queue.append({**_trim({k: samples[k].index_select(0, idx) for k in SAMPLE_KEYS if k in samples}),
-                              "stats": stats})
+                rows = {k: samples[k].index_select(0, idx) for k in SAMPLE_KEYS if k in samples}
+                queue.append({**_trim(rows), "stats": stats})
         return queue
 
     def _policy_forward(self, model, demos: dict, samples: dict) -> tuple[torch.Tensor, torch.Tensor]:
