@@ -15,7 +15,14 @@ from contextlib import contextmanager
 
 import torch
 from torch import nn
-from transformers import AutoConfig, AutoTokenizer, GenerationConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedModel,
+)
 
 from llm_irl.builtin import is_builtin, load_builtin_model
 from llm_irl.errors import ConfigError
@@ -54,7 +61,6 @@ def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = 
 def auto_model_class(config, name: str):
     """`AutoModelForSeq2SeqLM` for an encoder–decoder config, `AutoModelForCausalLM` for a causal one (remote
     code included, by its `auto_map`); a one-line error for any other architecture (an encoder-only one, say)."""
-    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
     from transformers.models.auto.modeling_auto import (
         MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
         MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,

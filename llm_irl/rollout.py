@@ -119,9 +119,9 @@ def _sample_batch(
     eos: list[int],
     pad_id: int,
     gen_kwargs: dict[str, Any],
-    prefix: list[int] | None = None,
 ) -> tuple[list[list[int]], list[list[float]], list[bool]]:
     device = next(model.parameters()).device
+    prefix = decoder_prefix(model)  # None for a causal LM
     # a causal LM continues its prompts, so they end together (left padding); an encoder reads them
     # whole, right-padded as in training (left padding would shift absolute positions, BART's)
     side = "left" if prefix is None else "right"
@@ -214,13 +214,12 @@ def generate_rollouts(
         gen_kwargs.pop("temperature"), gen_kwargs.pop("top_p")
 
     expanded = [list(p) for p in prompts for _ in range(num_samples)]
-    prefix = decoder_prefix(model)
-    result = Rollouts(decoder_prefix=prefix)
+    result = Rollouts(decoder_prefix=decoder_prefix(model))
     device = next(model.parameters()).device
     with eval_mode(model), torch.no_grad(), seeded(seed, device):
         for start in range(0, len(expanded), batch_size):
             chunk = expanded[start: start + batch_size]
-            completions, logprobs, terminated = _sample_batch(model, chunk, eos, pad_id, gen_kwargs, prefix)
+            completions, logprobs, terminated = _sample_batch(model, chunk, eos, pad_id, gen_kwargs)
             result.prompt_ids += chunk
             result.completion_ids += completions
             result.logprobs += logprobs
