@@ -23,7 +23,7 @@ from benchmarks.figures import figure_path
 from benchmarks.sections import (REPORT, claims, frontier_matrix, length_effect, link, para, provenance,
                                  sft_validity, study_body, study_results, tidy)
 from benchmarks.settings import GAIL_STUDY, GRID_STUDY, GRID_STUDY_BIGGER, ROOT, STUDY, SWEEPS, rel
-from benchmarks.sweeps_report import model_4x128_sections, pretrained_section, sweep_sections
+from benchmarks.sweeps_report import lm_expert_section, model_4x128_sections, pretrained_section, sweep_sections
 from benchmarks.verdicts import FRONTIER_AXES, frontiers, gap_text
 
 BENCHMARKS_MD = os.path.join(ROOT, "BENCHMARKS.md")
@@ -85,10 +85,13 @@ def plot_grid(here: str, columns: int = 3) -> list[str]:
             *("| " + " | ".join(r + [" "] * (columns - len(r))) + " |" for r in rows), ""]
 
 
-def reading() -> list[str]:
-    """The plain reading under the table: prose kept in benchmarks/reading.md (its figures are the table's and
-    the named sections'), so the page's one hand-written part lives in one file a reviewer can check."""
-    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "reading.md"), encoding="utf-8") as f:
+def prose(relative: str) -> list[str]:
+    """Hand-written prose kept in a markdown file under benchmarks/ (its figures are the tables' and the named
+    sections'), so each hand-written part of the page lives in one file a reviewer can check; [] when absent."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), relative)
+    if not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as f:
         return f.read().rstrip("\n").split("\n") + [""]
 
 
@@ -124,7 +127,20 @@ def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
                  "diversity through the temperatures, mean over the seeds of each arm's first stored folder, bars "
                  "the 95% interval; the star is the expert's own samples."),
            *plot_grid(here),
-           *reading(),
+           *prose("reading.md"),
+           "## Real language, known expert: SmolLM2 imitating its instructed self", "",
+           *para("The expert is SmolLM2-135M-Instruct with an instruction in its context (\"You are a cheerful pirate. "
+                 "Answer every message in one short sentence of pirate speak.\") sampled at T 0.7 on real human "
+                 "first turns; the student is the same model without the instruction, trained with LoRA on the last 8 "
+                 "layers on the expert's replies (context distillation). The expert's likelihood is the model's own "
+                 "(`llm_irl.tasks.lm_expert`), so quality (its log-likelihood of the student's samples, nats/token), "
+                 "coverage (forward KL on its held-out replies) and precision (reverse KL) are exact. Runs: "
+                 "`python -m benchmarks.lm_expert.prepare`, then `python -m benchmarks.lm_expert.run` (`llm-irl "
+                 "compare` lanes with `expert_model`; 3 seeds, one sampling draw per model, intervals over seeds), "
+                 "then `python -m benchmarks.summary benchmarks/lm_expert/results/REGIME`. The frontier cells read as "
+                 "in the table at the top; the other columns at T = 1, mean [95% interval] over seeds."),
+           *lm_expert_section(here),
+           *prose("lm_expert/reading.md"),
            "## The main study: SFT, offline IQ and online IQ on the 2x64 Llama", "",
            *para("Runs: `python -m benchmarks.study --experts markov,grammar` (the arithmetic expert is left out "
                  "here: every arm, SFT included, had validity 0 on this model in the study's first runs, not "

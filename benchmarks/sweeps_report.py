@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 
 from benchmarks.sections import frontier_lines, link, para, setting_table
-from benchmarks.settings import BENCH, BUDGET, PRETRAINED, rel
-from benchmarks.verdicts import (FRONTIER_AXES, at, budget_results, figure, fmt, frontier_against,
-                                 pooled_frontier_against, stored_frontier, verdict_cell)
+from benchmarks.settings import BENCH, BUDGET, LM_EXPERT, PRETRAINED, rel
+from benchmarks.verdicts import (FRONTIER_AXES, HEADLINE_AXES, at, budget_results, expert_figure, figure, fmt,
+                                 frontier_against, pooled_frontier_against, stored_frontier, verdict_cell)
 
 # compare recipes of benchmarks/sweeps/ run on their own (`llm-irl compare benchmarks/sweeps/NAME.yaml`)
 SWEEPS = {"centred_markov_scarce": "IQConfig's default since issue 22, terminal_td centred with a value head, at λ 0.03-0.3, "
@@ -242,3 +242,27 @@ def pretrained_section(here: str) -> list[str]:
             "Figures at T = 1 (held-out NLL on the reference replies):", "",
             *table(["arm", *(c[2] for c in columns)], rows), "Frontier verdicts (the run's own, stored in its summary):", "",
             *verdicts, ""]
+
+
+LM_EXPERT_REGIMES = ("scarce", "plentiful")
+
+
+def lm_expert_section(here: str) -> list[str]:
+    """A real LM as the expert: arm x regime -> the two headline frontier verdicts against SFT, then length,
+    end-of-turn share and the exact KLs at T = 1 beside the expert's own."""
+    found = {r: res for r in LM_EXPERT_REGIMES if (res := at(f"lm_expert/results/{r}")) is not None}
+    if not found:
+        return []
+    rows = []
+    for regime, results in found.items():
+        for arm in results["summary"]:
+            gaps = frontier_against(results, arm, results) if arm != "sft" else {}
+            cells = [verdict_cell(gaps.get(axis)) if arm != "sft" else "(baseline)" for axis, _ in HEADLINE_AXES]
+            shape = [fmt(figure(results, arm, m, "1")) for m in ("mean_length", "terminated", "loop_share",
+                                                                 "expert_loglik", "forward_kl_at_t", "reverse_kl")]
+            rows.append(f"| {regime} | {arm} | " + " | ".join(cells + shape) + " |")
+        expert = [fmt(expert_figure(results, m)) for m in ("mean_length", "terminated", "loop_share", "expert_loglik")]
+        rows.append(f"| {regime} | expert's own samples | – | – | " + " | ".join(expert) + " | 0 | 0 |")
+    header = ["regime", "arm", *(words for _, words in HEADLINE_AXES), "length (T 1)", "ended (T 1)",
+              "loops (T 1)", "expert log-lik (T 1)", "forward KL (T 1)", "reverse KL (T 1)"]
+    return [*table(header, rows)]

@@ -229,7 +229,7 @@ def cmd_evaluate(argv: list[str]) -> int:
     reuse = flags.pop("from_samples", None)
     trust = parse_bool(flags.pop("trust_remote_code", False))
     config = eval_config(flags, source="command line")
-    task = load_task(config)
+    task = load_task(config, trust_remote_code=trust)
     samples = load_jsonl(reuse) if reuse else None
     if samples is not None and len(samples) != len(task.prompts) * config.k * len(config.temperatures):
         raise UsageError(f"--from_samples {reuse}: {len(samples)} samples, but the settings ask for "

@@ -159,7 +159,7 @@ def run_compare(plan: ComparePlan, *, progress: bool = True, log=print) -> dict:
     # read once: every arm trains on exactly these rows and is judged on exactly these prompts
     train_rows = read_rows(plan.common["dataset"], plan.common.get("dataset_split", "train"),
                            plan.common.get("dataset_config"))
-    task = load_task(plan.eval)
+    task = load_task(plan.eval, trust_remote_code=bool(plan.common.get("trust_remote_code", False)))
     # the expert's own samples, under the same metrics (lengths and EAD-2 in the model's tokens)
     expert = evaluate_expert(task, plan.eval, load_tokenizer(plan.common["model_name_or_path"]))
     runs: dict[str, dict[str, dict]] = {arm: {} for arm in plan.arms}

@@ -3,9 +3,9 @@ and whatever the set offers to judge samples by.
 
 The set is named, never guessed: `eval_dataset` has no default, so a user's model is not scored
 against the embedded Markov expert by accident. Only what applies is measured: the expert's
-log-likelihood and validity only when the prompts come from a known synthetic expert (a
-`builtin:` dataset), BLEU/ROUGE when the rows carry reference completions, exact match when
-asked for (or when the expert's answers are checkable). Rows are prompt/completion strings,
+log-likelihood, validity and the KLs only when an expert is known (the synthetic expert of a
+`builtin:` dataset, or a language model named by `expert_model`: `llm_irl.tasks.lm_expert`),
+BLEU/ROUGE when the rows carry reference completions, exact match when asked for (or when the expert's answers are checkable). Rows are prompt/completion strings,
 `messages` conversations or TRL's conversational prompt/completion (`llm_irl.prompts`). Embedding
 figures only when `embedding_model` names an encoder (`llm_irl.metrics.embedding`).
 """
@@ -13,7 +13,7 @@ figures only when `embedding_model` names an encoder (`llm_irl.metrics.embedding
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 
 from llm_irl.defaults import IQ_GAMMA
@@ -68,7 +68,22 @@ class EvalConfig:
                                         "samples; needs the embed extra (pip install 'llm_irl[embed]'). Default: "
                                         "none, not computed."})
 
+    expert_model: str | None = field(
+        default=None, metadata={"help": "A causal LM (local folder or hub id) as the expert whose exact likelihood "
+                                        "judges the samples (expert log-likelihood, forward and reverse KL), as "
+                                        "builtin: sets' synthetic experts do; the held-out rows should be its own "
+                                        "samples. Default: none."})
+    expert_instruction: str | None = field(
+        default=None, metadata={"help": "An instruction in the expert's context only (its system turn, or a "
+                                        "prefix line of a string prompt): context distillation."})
+    expert_temperature: float = field(
+        default=1.0, metadata={"help": "The expert's temperature T: p_E = softmax(logits/T)."})
+
     def __post_init__(self):
+        if self.expert_temperature <= 0:
+            raise ValueError(f"expert_temperature must be > 0, got {self.expert_temperature}")
+        if self.expert_instruction and not self.expert_model:
+            raise ValueError("expert_instruction needs expert_model (the model that reads it)")
         if self.num_prompts < 1 or self.k < 1:
             raise ValueError(f"num_prompts and k must be >= 1, got {self.num_prompts} and {self.k}")
         if not self.temperatures or any(t < 0 for t in self.temperatures):
@@ -98,7 +113,7 @@ class EvalTask:
     prompts: list[Prompt]  # strings, or conversations up to the assistant's turn
     references: list[str] | None  # one per prompt, for BLEU/ROUGE
     answers: list[str] | None  # one per prompt, for exact match against the rows
-    heldout: list[tuple[str, str]]  # (prompt, completion) demonstrations for held-out NLL
+    heldout: list[tuple[Prompt, str]]  # (prompt, completion) demonstrations for held-out NLL and forward KL
     expert: SyntheticExpert | None
     exact_match: str  # none | text | number
 
@@ -111,14 +126,19 @@ class EvalTask:
             return lambda i, text: (a := extract(text)) is not None and a == extract(self.answers[i])
         return None
 
-    def sample_quality(self) -> tuple[str, Callable[[int, str], float]] | None:
-        """(name, quality(prompt_index, sample)) per sample, to correlate rewards with."""
+    def sample_quality(self) -> tuple[str, Callable[[Sequence[int], Sequence[str]], list[float]]] | None:
+        """(name, quality(prompt_indices, samples) -> one figure per sample), to correlate rewards with;
+        batched, so an expert that is a language model scores every sample in a few passes."""
         if self.expert is not None:
-            return "expert_loglik", lambda i, text: self.expert.score(self.prompts[i], text).logprob_per_token
+            def expert_loglik(indices, texts):
+                scores = self.expert.score_many([self.prompts[i] for i in indices], list(texts))
+                return [s.logprob_per_token for s in scores]
+            return "expert_loglik", expert_loglik
         if (check := self.checker()) is not None:
-            return "exact_match", lambda i, text: float(check(i, text))
+            return "exact_match", lambda indices, texts: [float(check(i, t)) for i, t in zip(indices, texts)]
         if self.references is not None:
-            return "rouge1", lambda i, text: sentence_rouge1(text, self.references[i])
+            return "rouge1", lambda indices, texts: [sentence_rouge1(t, self.references[i])
+                                                     for i, t in zip(indices, texts)]
         return None
 
 
@@ -129,7 +149,23 @@ def known_expert(source: str) -> SyntheticExpert | None:
     return expert_of(source)
 
 
-def load_task(config: EvalConfig) -> EvalTask:
+def task_expert(config: EvalConfig, prompts: list[Prompt], trust_remote_code: bool = False) -> SyntheticExpert | None:
+    """The expert that judges samples: `expert_model` (a language model) or the builtin set's own."""
+    builtin = known_expert(config.eval_dataset)
+    if not config.expert_model:
+        return builtin
+    if builtin is not None:
+        raise ConfigError(f"{config.eval_dataset} has its own expert: leave expert_model out, or evaluate on "
+                          "the language model's own samples")
+    from llm_irl.tasks.lm_expert import LanguageModelExpert
+
+    return LanguageModelExpert(config.expert_model, instruction=config.expert_instruction,
+                               temperature=config.expert_temperature, prompts=prompts,
+                               max_new_tokens=config.max_new_tokens, batch_size=config.sample_batch_size,
+                               trust_remote_code=trust_remote_code)
+
+
+def load_task(config: EvalConfig, trust_remote_code: bool = False) -> EvalTask:
     """The evaluation set `config` names. Raises `ConfigError` when it names none."""
     from llm_irl.data import read_rows
 
@@ -142,7 +178,7 @@ def load_task(config: EvalConfig) -> EvalTask:
         logger.warning("%s has %d prompts, fewer than num_prompts=%d", config.eval_dataset, len(chosen),
                        config.num_prompts)
     has_completions = all(reference is not None for _, reference in chosen)
-    expert = known_expert(config.eval_dataset)
+    expert = task_expert(config, [prompt for prompt, _ in chosen], trust_remote_code)
     if config.embedding_model:  # fail now, not after sampling (or training every arm); cached for later
         require_encoder(config.embedding_model)
     use_refs = config.references if config.references is not None else (has_completions and expert is None)
@@ -150,10 +186,9 @@ def load_task(config: EvalConfig) -> EvalTask:
         raise DataError(f"{config.eval_dataset}: references or exact_match need a completion (or a last assistant "
                         "turn) in every row")
     completions = [reference for _, reference in chosen] if has_completions else None
-    # held-out NLL scores string prompt/completion pairs as training tokenises them
-    # (`llm_irl.scoring.mean_nll`); conversations are left out of it for now
-    heldout = [(r.fields["prompt"], r.fields["completion"]) for r in rows[: config.num_heldout]
-               if isinstance(r.fields, dict) and isinstance(r.fields.get("prompt"), str)
-               and isinstance(r.fields.get("completion"), str)]
+    # held-out NLL (and forward KL) score each row with a reference as training tokenises it
+    # (`llm_irl.scoring.scored_row`): a string prompt or a conversation up to its last assistant turn
+    heldout = [(prompt, reference) for prompt, reference in map(prompt_and_reference, rows[: config.num_heldout])
+               if reference is not None]
     return EvalTask(prompts=[prompt for prompt, _ in chosen], references=completions if use_refs else None,
                     answers=completions, heldout=heldout, expert=expert, exact_match=config.exact_match)

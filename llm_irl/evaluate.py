@@ -76,7 +76,8 @@ def expert_lengths(task: EvalTask, config: EvalConfig) -> list[int]:
     """Lengths (words + EOS) of the expert's own k samples per prompt, drawn with one fixed seed so every
     run and arm is standardised to the same reference."""
     rng = np.random.default_rng(REFERENCE_SEED)
-    return [len(task.expert.sample_completion(p, rng).split()) + 1 for p in task.prompts for _ in range(config.k)]
+    texts = task.expert.sample_many([p for p in task.prompts for _ in range(config.k)], rng)
+    return [task.expert.completion_length(t) for t in texts]
 
 
 def text_metrics(groups: list[list[str]], task: EvalTask, config: EvalConfig, vocab_size: int,
@@ -88,7 +89,8 @@ def text_metrics(groups: list[list[str]], task: EvalTask, config: EvalConfig, vo
     flat = [t for g in groups for t in g]
     if task.expert is not None:
         # one expert pass: each figure below reads these scores
-        scored = [[task.expert.score(task.prompts[i], t) for t in g] for i, g in enumerate(groups)]
+        in_order = iter(task.expert.score_many([task.prompts[i] for i, g in enumerate(groups) for _ in g], flat))
+        scored = [[next(in_order) for _ in g] for g in groups]
         out["expert_loglik"] = _over_prompts(  # token-weighted within a prompt, as mean_logprob_per_token
             [sum(s.logprob for s in g) / max(sum(s.num_tokens for s in g), 1) for g in scored], config)
         out["validity"] = _over_prompts([sum(s.valid for s in g) / len(g) for g in scored], config)
@@ -159,7 +161,7 @@ def policy_metrics(groups: list[list[Sample]], model, tokenizer, task: EvalTask,
                 logger.warning("reverse KL skipped: %s", e)
     if (quality := task.sample_quality()) is not None:
         _, fn = quality
-        q = np.array([fn(s.prompt_index, s.sample) for s in flat])
+        q = np.array(fn([s.prompt_index for s in flat], [s.sample for s in flat]))
         rho = spearman(r.returns, q)
         if not math.isnan(rho):
             out["reward_quality_spearman"] = estimate(rho, n=len(flat))
@@ -240,7 +242,8 @@ def evaluate_expert(task: EvalTask, config: EvalConfig, tokenizer) -> dict | Non
     if task.expert is None:
         return None
     rng = np.random.default_rng(config.sample_seed)
-    groups = [[task.expert.sample_completion(p, rng) for _ in range(config.k)] for p in task.prompts]
+    texts = task.expert.sample_many([p for p in task.prompts for _ in range(config.k)], rng)
+    groups = [texts[i * config.k:(i + 1) * config.k] for i in range(len(task.prompts))]
     eos = eos_token_ids(tokenizer)[0]
     shapes = [[(tokenizer(t, add_special_tokens=False)["input_ids"] + [eos], True) for t in g] for g in groups]
     reference = expert_lengths(task, config)

@@ -4,19 +4,38 @@ from __future__ import annotations
 
 import torch
 
-from llm_irl.batching import model_inputs, pad_batch
+from llm_irl.batching import labelled_row, model_inputs, pad_batch
 from llm_irl.data import encode_prompt_completion
 from llm_irl.modeling import eval_mode, policy_temperature
-from llm_irl.seq2seq import decoder_prefix
+from llm_irl.prompts import Prompt, prompt_ids
+from llm_irl.seq2seq import decoder_prefix, split_row
 from llm_irl.soft_q import action_mask, token_logprobs
+from llm_irl.special_tokens import eos_token_ids
+from llm_irl.truncation import fit_to_length
+
+
+def scored_row(tokenizer, prompt: Prompt, completion: str, max_length: int | None = None,
+               prefix: list[int] | None = None) -> dict:
+    """A (prompt, completion) pair as training labels it: a string prompt with the tokenizer's special tokens,
+    a conversation rendered up to the assistant's reply (`llm_irl.prompts`); the completion tokenised on
+    its own, then EOS; cut at the completion's end past `max_length`. With an encoder–decoder's decoder
+    `prefix` (`seq2seq.decoder_prefix`), split into its encoder and decoder rows."""
+    if isinstance(prompt, str):
+        return encode_prompt_completion(tokenizer, prompt, completion, max_length=max_length, decoder_prefix=prefix)
+    actions = tokenizer(completion, add_special_tokens=False)["input_ids"] + [eos_token_ids(tokenizer)[0]]
+    row = labelled_row(prompt_ids(tokenizer, prompt), actions)
+    row = fit_to_length(row, max_length=max_length, prompt_truncation="error", where="scored pair")[0]
+    return row if prefix is None else split_row(row, prefix, "scored pair")
 
 
 def completion_logprobs(
-    model, tokenizer, prompts: list[str], completions: list[str], *, batch_size: int = 64, max_length: int = 512
+    model, tokenizer, prompts: list[Prompt], completions: list[str], *, batch_size: int = 64,
+    max_length: int | None = 512,
 ) -> list[tuple[float, int]]:
     """(sum of log π over completion tokens incl. EOS, number of those tokens) per pair.
 
-    The completion is tokenised exactly as in training (EOS appended), so this is the
+    Prompts are strings or conversations (`scored_row`). The completion is tokenised exactly as in
+    training (EOS appended), so this is the
     model-side counterpart of an expert's `score`. π = softmax(logits/α), α the temperature the
     model was trained as (`modeling.policy_temperature`).
     """
@@ -26,8 +45,8 @@ def completion_logprobs(
 
 @torch.no_grad()
 def completion_logprobs_at(
-    model, tokenizer, prompts: list[str], completions: list[str], temperatures, *, batch_size: int = 64,
-    max_length: int = 512,
+    model, tokenizer, prompts: list[Prompt], completions: list[str], temperatures, *, batch_size: int = 64,
+    max_length: int | None = 512,
 ) -> dict[float, list[tuple[float, int]]]:
     """`completion_logprobs` under the sampling distribution of each temperature T, softmax(logits/(α·T)),
     from one forward pass: {T: [(sum of log-probs, token count) per pair]}. Scoring the expert's
@@ -38,10 +57,7 @@ def completion_logprobs_at(
     alpha = policy_temperature(model)
     device = next(model.parameters()).device
     prefix = decoder_prefix(model)
-    rows = [
-        encode_prompt_completion(tokenizer, p, c, max_length=max_length, decoder_prefix=prefix)
-        for p, c in zip(prompts, completions, strict=True)
-    ]
+    rows = [scored_row(tokenizer, p, c, max_length, prefix) for p, c in zip(prompts, completions, strict=True)]
     out: dict[float, list[tuple[float, int]]] = {t: [] for t in temperatures}
     with eval_mode(model):
         for start in range(0, len(rows), batch_size):
@@ -56,7 +72,7 @@ def completion_logprobs_at(
     return out
 
 
-def mean_nll(model, tokenizer, prompts: list[str], completions: list[str], **kw) -> float:
+def mean_nll(model, tokenizer, prompts: list[Prompt], completions: list[str], **kw) -> float:
     """Token-mean negative log-likelihood of the completions (nats per token)."""
     scores = completion_logprobs(model, tokenizer, prompts, completions, **kw)
     return -sum(s for s, _ in scores) / max(sum(n for _, n in scores), 1)

@@ -85,6 +85,21 @@ ARMS = {
 JOBS = 2  # processes at once, one torch thread each: on 2 shared cores, 2 threads per process ran 3-7x slower
 
 
+def lora_training(steps: int, batch: int, warmup: int, logging: int) -> dict:
+    """The training keys every arm shares: LoRA on the last layers, cosine schedule, no checkpoints."""
+    return {"max_steps": steps, "per_device_train_batch_size": batch, "learning_rate": 2e-4,
+            "lr_scheduler_type": "cosine", "warmup_steps": warmup, "logging_steps": logging, "save_strategy": "no",
+            "report_to": "none", **lora_settings()}
+
+
+def evaluation_and_lanes(s: dict, out_dir: str, arms: dict, seeds) -> dict:
+    """The evaluation keys (from a settings dict `s`), the seeds, the output folder and the arms."""
+    return {"temperatures": s["temperatures"], "k": s["k"], "num_prompts": s["num_prompts"],
+            "max_new_tokens": s["max_new_tokens"], "num_heldout": s["num_heldout"], "sample_batch_size": 64,
+            "seeds": list(seeds), "output_dir": os.path.relpath(out_dir, ROOT), "other_trainers": False,
+            "arms": arms}
+
+
 def recipe(mode: str, out_dir: str, train_file: str, arms: tuple[str, ...], seeds: list[int]) -> dict:
     """The compare recipe of `arms` over `seeds` (`llm-irl compare` runs them one after another)."""
     s = SETTINGS[mode]
@@ -94,25 +109,8 @@ def recipe(mode: str, out_dir: str, train_file: str, arms: tuple[str, ...], seed
         "dataset": rel(train_file),
         "eval_dataset": rel(os.path.join(DATA, "heldout_pc.jsonl")),
         "max_length": 128,  # prepare.py keeps rows within 128 tokens: nothing is cut
-        "max_steps": s["steps"],
-        "per_device_train_batch_size": s["batch"],
-        "learning_rate": 2e-4,
-        "lr_scheduler_type": "cosine",
-        "warmup_steps": s["steps"] // 20,
-        "logging_steps": max(1, s["steps"] // 15),
-        "save_strategy": "no",
-        "report_to": "none",
-        **lora_settings(),
-        "temperatures": s["temperatures"],
-        "k": s["k"],
-        "num_prompts": s["num_prompts"],
-        "max_new_tokens": s["max_new_tokens"],
-        "num_heldout": s["num_heldout"],
-        "sample_batch_size": 64,
-        "seeds": seeds,
-        "output_dir": rel(out_dir),
-        "other_trainers": False,
-        "arms": {a: ARMS[a] for a in arms},
+        **lora_training(s["steps"], s["batch"], s["steps"] // 20, max(1, s["steps"] // 15)),
+        **evaluation_and_lanes(s, out_dir, {a: ARMS[a] for a in arms}, seeds),
     }
 
 
@@ -154,11 +152,11 @@ def merge_lanes(paths: list[str]) -> dict:
     return merged
 
 
-def write_yaml(obj: dict, path: str) -> None:
+def write_yaml(obj: dict, path: str, by: str = "benchmarks/pretrained/run.py") -> None:
     import yaml
 
     with open(path, "w") as f:
-        f.write("# written by benchmarks/pretrained/run.py; run as: llm-irl compare " + os.path.relpath(path, ROOT) + "\n")
+        f.write(f"# written by {by}; run as: llm-irl compare " + os.path.relpath(path, ROOT) + "\n")
         yaml.safe_dump(obj, f, sort_keys=False)
 
 
@@ -172,6 +170,22 @@ def lane_is_done(lane_dir: str, lane_recipe: dict) -> bool:
         return False
     with open(path) as f:
         return yaml.safe_load(f) == lane_recipe
+
+
+def run_lanes(lanes: dict, todo: list, start: float) -> None:
+    """`llm-irl compare` on each lane's recipe.yaml in `todo` ((arm, seed) keys of `lanes`), JOBS at a time,
+    one torch thread each, logging to the lane's log.txt."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    cli = os.path.join(os.path.dirname(sys.executable), "llm-irl")
+
+    def run_lane(key) -> None:
+        with open(os.path.join(lanes[key], "log.txt"), "w") as log:
+            subprocess.run([cli, "compare", os.path.join(lanes[key], "recipe.yaml")], check=True, env=env, cwd=ROOT,
+                           stdout=log, stderr=subprocess.STDOUT)
+        print(f"{key[0]} seed {key[1]} done at {(time.time() - start) / 60:.1f} min", flush=True)
+
+    with ThreadPoolExecutor(max_workers=JOBS) as pool:
+        list(pool.map(run_lane, todo))
 
 
 # ---------------------------------------------------------------- embedding figures and the reading
@@ -301,17 +315,7 @@ def main() -> None:
             continue
         write_yaml(recipe(mode, lane_dir, train_file, (arm,), [seed]), os.path.join(lane_dir, "recipe.yaml"))
         todo.append((arm, seed))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    cli = os.path.join(os.path.dirname(sys.executable), "llm-irl")
-
-    def run_lane(key) -> None:
-        with open(os.path.join(lanes[key], "log.txt"), "w") as log:
-            subprocess.run([cli, "compare", os.path.join(lanes[key], "recipe.yaml")], check=True, env=env, cwd=ROOT,
-                           stdout=log, stderr=subprocess.STDOUT)
-        print(f"{key[0]} seed {key[1]} done at {(time.time() - start) / 60:.1f} min", flush=True)
-
-    with ThreadPoolExecutor(max_workers=JOBS) as pool:
-        list(pool.map(run_lane, todo))
+    run_lanes(lanes, todo, start)
     compare_s = time.time() - start
     results = merge_lanes([os.path.join(d, "results.json") for d in lanes.values()])
     # compute time of every lane, reused ones included (JOBS ran side by side, so wall time is about half)

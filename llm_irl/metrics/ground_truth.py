@@ -59,9 +59,7 @@ def reverse_kl_from_logprobs(
 
 
 def _expert_scores(expert: SyntheticExpert, prompts: Sequence[str], texts: Sequence[str]) -> list[ExpertScore]:
-    if len(prompts) != len(texts):
-        raise ValueError(f"need one completion per prompt, got {len(prompts)} prompts and {len(texts)} completions")
-    return [expert.score(p, c) for p, c in zip(prompts, texts)]
+    return expert.score_many(list(prompts), list(texts))
 
 
 def forward_kl(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,21 @@ class SyntheticExpert(ABC):
     def score(self, prompt: str, completion: str) -> ExpertScore:
         """Exact log p_E(completion followed by EOS | prompt)."""
 
+    def sample_many(self, prompts: Sequence, rng: np.random.Generator) -> list[str]:
+        """One completion per prompt; experts that batch (a language model) override it."""
+        return [self.sample_completion(p, rng) for p in prompts]
+
+    def score_many(self, prompts: Sequence, completions: Sequence[str]) -> list[ExpertScore]:
+        """`score` of each pair; experts that batch (a language model) override it."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"need one completion per prompt, got {len(prompts)} prompts and "
+                             f"{len(completions)} completions")
+        return [self.score(p, c) for p, c in zip(prompts, completions)]
+
+    def completion_length(self, completion: str) -> int:
+        """Actions in a completion: its words plus the EOS action."""
+        return len(completion.split()) + 1
+
     def demonstrations(self, n: int, seed: int) -> list[dict[str, str]]:
         """`n` prompt/completion rows, reproducible from `seed`."""
         rng = np.random.default_rng(seed)
@@ -54,13 +70,13 @@ class SyntheticExpert(ABC):
 
     def mean_logprob_per_token(self, prompts: list[str], completions: list[str]) -> float:
         """Token-weighted mean expert log-likelihood of samples (higher = closer to the expert)."""
-        scores = [self.score(p, c) for p, c in zip(prompts, completions, strict=True)]
+        scores = self.score_many(prompts, completions)
         total = sum(s.logprob for s in scores)
         return total / max(sum(s.num_tokens for s in scores), 1)
 
     def validity_rate(self, prompts: list[str], completions: list[str]) -> float:
         """Fraction of samples the unsmoothed expert could have produced."""
-        scores = [self.score(p, c) for p, c in zip(prompts, completions, strict=True)]
+        scores = self.score_many(prompts, completions)
         return sum(s.valid for s in scores) / max(len(scores), 1)
 
 

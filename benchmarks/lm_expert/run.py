@@ -1,0 +1,114 @@
+"""Which imitation method wins when a weaker student imitates a real language model? (BENCHMARKS.md "Real
+language, known expert").
+
+run as:
+    .venv/bin/python -m benchmarks.lm_expert.prepare                  # once: the expert's demonstrations
+    .venv/bin/python -m benchmarks.lm_expert.run --quick              # a few minutes: checks the pipeline
+    nohup .venv/bin/python -m benchmarks.lm_expert.run > benchmarks/lm_expert/run.log 2>&1 &
+
+Every arm fine-tunes the student (SmolLM2-135M-Instruct without the expert's instruction, LoRA on the
+last layers: weaker than the expert, which is the whole model with the instruction in context) on the
+expert's replies, then is sampled on held-out prompts and judged by the expert itself, all through
+`llm-irl compare` with `expert_model`, `expert_instruction` and `expert_temperature`:
+- quality: the expert's log-likelihood of the samples (per token; read beside length and loops);
+- coverage: forward KL on the expert's held-out replies, at each sampled temperature;
+- precision: reverse KL at T = 1;
+- diversity within a prompt's samples (Self-BLEU, distinct-2) and across prompts.
+Regime `scarce`: 128 demonstrations, 3 epochs (SFT overfits here if anywhere). Lanes (one arm, one
+seed) run two at a time with one torch thread each, reused when finished under the same recipe;
+writes results/scarce/{recipe.yaml, report.md, results.json} (`python -m benchmarks.summary` keeps
+the summary.json BENCHMARKS.md reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from benchmarks.lm_expert.prepare import DATA, INSTRUCTION, MODEL, TEMPERATURE
+from benchmarks.pretrained.run import (ROOT, evaluation_and_lanes, lane_is_done, lora_training, merge_lanes, run_lanes,
+                                      write_yaml)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BY = "benchmarks/lm_expert/run.py"
+
+REGIMES = {
+    "scarce": {"demos": 128, "epochs": 3, "batch": 8, "seeds": [0, 1, 2], "num_prompts": 16, "k": 4,
+               "temperatures": [0, 0.7, 1.0, 1.3], "max_new_tokens": 40, "num_heldout": 48},
+    "quick": {"demos": 128, "epochs": 1, "batch": 8, "seeds": [0], "num_prompts": 4, "k": 2,
+              "temperatures": [0, 1.0], "max_new_tokens": 16, "num_heldout": 8, "steps": 3},
+}
+ARMS = {
+    "sft": {"trainer": "sft"},
+    "iq": {"trainer": "iq"},  # the library's defaults
+    "gem": {"trainer": "sft", "loss_type": "gem"},
+    "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40},  # the paper's mix-in
+    "iq_td0.3": {"trainer": "iq", "td_weight": 0.3},
+    "gail": {"trainer": "gail"},
+    "spin": {"trainer": "spin"},
+}
+DEFAULT_ARMS = ("sft", "iq", "gem", "online_iq")
+
+
+def recipe(regime: str, out_dir: str, arms, seeds) -> dict:
+    s = REGIMES[regime]
+    steps = s.get("steps", s["epochs"] * s["demos"] // s["batch"])
+    rel = lambda path: os.path.relpath(path, ROOT)  # compare runs from the repository root
+    return {
+        "model_name_or_path": rel(MODEL),
+        "dataset": rel(os.path.join(DATA, f"train_{s['demos']}.jsonl")),
+        "eval_dataset": rel(os.path.join(DATA, "heldout.jsonl")),
+        "expert_model": rel(MODEL),
+        "expert_instruction": INSTRUCTION,
+        "expert_temperature": TEMPERATURE,
+        "max_length": 160,
+        **lora_training(steps, s["batch"], max(1, steps // 20), max(1, steps // 12)),
+        **evaluation_and_lanes(s, out_dir, {a: ARMS[a] for a in arms}, seeds),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true", help="a few minutes: checks the pipeline, not the claim")
+    p.add_argument("--arms", default=",".join(DEFAULT_ARMS), help="comma-separated, from " + ",".join(ARMS))
+    p.add_argument("--seeds", default=None, help="comma-separated, replaces the regime's")
+    a = p.parse_args()
+    regime = "quick" if a.quick else "scarce"
+    if not os.path.isfile(os.path.join(DATA, "manifest.json")):
+        sys.exit(f"{DATA}: no demonstrations; run: .venv/bin/python -m benchmarks.lm_expert.prepare")
+    arms = tuple(a.arms.split(","))
+    if unknown := [x for x in arms if x not in ARMS]:
+        sys.exit(f"unknown arms {unknown}; known: {', '.join(ARMS)}")
+    seeds = [int(x) for x in a.seeds.split(",")] if a.seeds else REGIMES[regime]["seeds"]
+    out_dir = os.path.join(HERE, "results", regime) if regime != "quick" else os.path.join(HERE, "runs", "quick")
+    lanes_dir = os.path.join(HERE, "runs", regime, "lanes")
+    os.makedirs(out_dir, exist_ok=True)
+    write_yaml(recipe(regime, out_dir, arms, seeds), os.path.join(out_dir, "recipe.yaml"), by=BY)
+    start = time.time()
+    lanes = {(arm, seed): os.path.join(lanes_dir, f"{arm}_seed{seed}") for seed in seeds for arm in arms}
+    todo = []
+    for (arm, seed), lane_dir in lanes.items():
+        os.makedirs(lane_dir, exist_ok=True)
+        lane_recipe = recipe(regime, lane_dir, (arm,), [seed])
+        if lane_is_done(lane_dir, lane_recipe):
+            print(f"{arm} seed {seed}: reusing {os.path.relpath(lane_dir, ROOT)}", flush=True)
+            continue
+        write_yaml(lane_recipe, os.path.join(lane_dir, "recipe.yaml"), by=BY)
+        todo.append((arm, seed))
+    run_lanes(lanes, todo, start)
+    results = merge_lanes([os.path.join(d, "results.json") for d in lanes.values()])
+    lane_s = {f"{arm}_seed{seed}": json.load(open(os.path.join(d, "results.json")))["runtime_s"]
+              for (arm, seed), d in lanes.items()}
+    results["runtime_s"] = sum(lane_s.values()) / 2
+    results["timing"] = {"lanes_s": {k: round(v) for k, v in lane_s.items()}, "this_call_s": round(time.time() - start)}
+    from llm_irl.report import write_report
+
+    write_report(results, out_dir, title=f"lm_expert {regime}")
+    print(f"wrote {out_dir}: recipe.yaml, report.md, results.json ({time.time() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
