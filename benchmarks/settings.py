@@ -78,6 +78,6 @@ def parse_size(size: str) -> tuple[int, int]:
     return layers, hidden
 
 
-def built_model_dir(expert: str, layers: int, hidden: int) -> str:
-    """Where benchmarks.models writes a LAYERSxHIDDEN Llama over the expert's words."""
-    return os.path.join(BUILT_MODELS, f"{expert}_{layers}x{hidden}")
+def built_model_dir(expert: str, layers: int, hidden: int, arch: str = "llama") -> str:
+    """Where benchmarks.models writes a LAYERSxHIDDEN Llama (or another arch, e.g. t5) over the expert's words."""
+    return os.path.join(BUILT_MODELS, f"{expert}_{'' if arch == 'llama' else arch + '_'}{layers}x{hidden}")

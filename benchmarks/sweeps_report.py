@@ -42,7 +42,15 @@ SWEEPS = {"centred_markov_scarce": "IQConfig's default since issue 22, terminal_
                                         "decay against offline IQ, the quickstart's setting at 600 steps, seeds 0-5",
           "sft_regularised_markov_scarce": "The same question on scarce data: SFT with label smoothing against "
                                            "offline IQ (Markov expert, 150 demonstrations, 3 seeds)",
-          "sft_regularised_grammar_scarce": "The same on the grammar expert (150 demonstrations, 3 seeds)"}
+          "sft_regularised_grammar_scarce": "The same on the grammar expert (150 demonstrations, 3 seeds)",
+          # issue 25: the encoder–decoder path against the causal one, the same recipe on either model
+          "seq2seq_markov/t5": "Encoder–decoder: SFT against IQ on a T5 (1+1 layers, width 64, 86k parameters), "
+                               "the quickstart's Markov setting (2,000 demonstrations, 300 steps, 3 seeds)",
+          "seq2seq_markov/llama": "The same recipe on builtin:tiny (a 2-layer Llama, 77k parameters)",
+          "seq2seq_markov/t5_900": "The T5 at three times the budget (900 steps, 3 seeds)",
+          "seq2seq_markov/llama_900": "builtin:tiny at 900 steps (3 seeds)",
+          "seq2seq_markov/t5_scarce": "The T5 on 150 demonstrations (300 steps, 3 seeds)",
+          "seq2seq_markov/llama_scarce": "builtin:tiny on 150 demonstrations (300 steps, 3 seeds)"}
 # compare recipes of benchmarks/model_4x128/ (a 4-layer, 128-wide Llama built by benchmarks.models)
 MODEL_4X128 = {"centred_markov_scarce": "4x128: IQ's default since issue 22 (centred, value head) against SFT, Markov "
                                    "scarce (3 seeds)",

@@ -13,7 +13,8 @@ of dicts, or `builtin:markov`. Row formats, as in TRL:
 Nothing is dropped silently: a malformed row raises `DataError` naming its file and line, and
 fitting rows into `max_length` is counted and reported (`llm_irl.truncation`: a cut completion loses
 its EOS, so it is truncated, not terminal; a prompt that is too long is cut, dropped or refused).
-Batching the encoded rows is `llm_irl.batching`.
+Batching the encoded rows is `llm_irl.batching`. For an encoder–decoder each encoded row is then
+cut at its first action into the encoder's prompt and the decoder's labelled ids (`llm_irl.seq2seq`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 
 from llm_irl.errors import DataError
 from llm_irl.files import missing_local_path
+from llm_irl.seq2seq import check_chat_template, split_row
 from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.special_tokens import eos_token_ids, ids_with_special_tokens
 from llm_irl.truncation import CUT, DROPPED, PROMPT_CUT, fit_to_length
@@ -195,13 +197,16 @@ def _fitted(encoded: dict, max_length: int | None, where: str) -> dict:
     return fit_to_length(encoded, max_length=max_length, prompt_truncation="error", where=where)[0]
 
 
-def encode_prompt_completion(tokenizer, prompt: str, completion: str, *, max_length: int | None = None, where: str = "row"):
+def encode_prompt_completion(tokenizer, prompt: str, completion: str, *, max_length: int | None = None, where: str = "row",
+                             decoder_prefix: list[int] | None = None):
     """Prompt ids (with the tokenizer's special tokens) + completion ids + EOS, labels on the latter.
 
     The completion is tokenised on its own and appended, so the action boundary is exact; give
-    the completion its leading space where the tokenizer expects one (e.g. " Paris").
+    the completion its leading space where the tokenizer expects one (e.g. " Paris"). With a
+    `decoder_prefix` (an encoder–decoder's, `seq2seq.decoder_prefix`) the row is split for it.
     """
-    return _fitted(_prompt_completion_ids(tokenizer, prompt, completion), max_length, where)
+    fitted = _fitted(_prompt_completion_ids(tokenizer, prompt, completion), max_length, where)
+    return fitted if decoder_prefix is None else split_row(fitted, decoder_prefix, where)
 
 
 def _prompt_completion_ids(tokenizer, prompt: str, completion: str) -> dict:
@@ -295,10 +300,17 @@ def _full_encoding(row: Row, tokenizer) -> dict:
 
 
 def _fit_row(row: Row, tokenizer, *, max_length: int | None, max_prompt_length: int | None,
-             prompt_truncation: str) -> tuple[dict | None, str]:
-    """One row's ids and labels fitted into max_length, and what fitting did (`llm_irl.truncation`)."""
-    return fit_to_length(_full_encoding(row, tokenizer), max_length=max_length, max_prompt_length=max_prompt_length,
-                         prompt_truncation=prompt_truncation, bos_id=tokenizer.bos_token_id, where=row.where)
+             prompt_truncation: str, decoder_prefix: list[int] | None = None) -> tuple[dict | None, str]:
+    """One row's ids and labels fitted into max_length, and what fitting did (`llm_irl.truncation`);
+    with a `decoder_prefix`, then split into an encoder–decoder's row (`llm_irl.seq2seq`)."""
+    if decoder_prefix is not None and row_format(row) == "messages":
+        check_chat_template(tokenizer, row.where)
+    fitted, status = fit_to_length(_full_encoding(row, tokenizer), max_length=max_length,
+                                   max_prompt_length=max_prompt_length, prompt_truncation=prompt_truncation,
+                                   bos_id=tokenizer.bos_token_id, where=row.where)
+    if fitted is not None and decoder_prefix is not None:
+        fitted = split_row(fitted, decoder_prefix, row.where)
+    return fitted, status
 
 
 def validate_rows(rows: list[Row]) -> str:
@@ -311,15 +323,16 @@ def validate_rows(rows: list[Row]) -> str:
 
 
 def encode_rows(rows: Iterable[Row], tokenizer, *, max_length: int | None, max_prompt_length: int | None = None,
-                prompt_truncation: str = "keep_end") -> list[dict]:
+                prompt_truncation: str = "keep_end", decoder_prefix: list[int] | None = None) -> list[dict]:
     """Tokenise rows that share one format and fit them into max_length (`llm_irl.truncation`); every
-    cut or dropped row is counted in one warning, and a source with no row left is an error."""
+    cut or dropped row is counted in one warning, and a source with no row left is an error. With a
+    `decoder_prefix` the rows are an encoder–decoder's (`llm_irl.seq2seq`)."""
     rows = list(rows)
     validate_rows(rows)
     out, counts = [], {CUT: 0, PROMPT_CUT: 0, DROPPED: 0}
     for row in rows:
         fitted, status = _fit_row(row, tokenizer, max_length=max_length, max_prompt_length=max_prompt_length,
-                                  prompt_truncation=prompt_truncation)
+                                  prompt_truncation=prompt_truncation, decoder_prefix=decoder_prefix)
         counts[status] = counts.get(status, 0) + 1
         if fitted is not None:
             out.append(fitted)
@@ -339,10 +352,13 @@ def encode_rows(rows: Iterable[Row], tokenizer, *, max_length: int | None, max_p
 
 
 def load_demonstrations(source, tokenizer, *, max_length: int | None, split: str = "train", config_name=None,
-                        max_prompt_length: int | None = None, prompt_truncation: str = "keep_end"):
-    """Read, validate and tokenise a demonstration source into a `datasets.Dataset`."""
+                        max_prompt_length: int | None = None, prompt_truncation: str = "keep_end",
+                        decoder_prefix: list[int] | None = None):
+    """Read, validate and tokenise a demonstration source into a `datasets.Dataset` (an encoder–decoder's
+    rows with a `decoder_prefix`, `llm_irl.seq2seq`)."""
     import datasets
 
     encoded = encode_rows(read_rows(source, split, config_name), tokenizer, max_length=max_length,
-                          max_prompt_length=max_prompt_length, prompt_truncation=prompt_truncation)
+                          max_prompt_length=max_prompt_length, prompt_truncation=prompt_truncation,
+                          decoder_prefix=decoder_prefix)
     return datasets.Dataset.from_list(encoded)

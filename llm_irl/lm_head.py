@@ -1,4 +1,4 @@
-"""A causal LM's output layer and the hidden states it consumes, so a loss can skip the [B, T, V] logits.
+"""A causal LM's (or an encoder–decoder's) output layer and the hidden states it consumes, so a loss can skip the [B, T, V] logits.
 
 `lm_head_hidden(model, ...)` runs the model (wrappers and all) and returns (hidden, W, b) with
 logits = hidden·Wᵀ + b, or None when the model's logits are not exactly that (soft-capping,
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from llm_irl.modeling import unwrap_model
+from llm_irl.seq2seq import head_inputs
 from llm_irl.state_head import state_values
 
 
@@ -57,13 +58,14 @@ def plain_lm_head(model: nn.Module) -> nn.Linear | None:
     # FSDP2 shards W as a DTensor (ZeRO-3 empties it outside forward, which the shape check catches)
     if type(head.weight).__name__ == "DTensor":
         return None
-    if "logits_to_keep" not in inspect.signature(inner.forward).parameters:
+    # encoder–decoders have no logits_to_keep: `llm_irl.seq2seq.head_inputs` cuts the head's input instead
+    if not getattr(config, "is_encoder_decoder", False) and "logits_to_keep" not in inspect.signature(inner.forward).parameters:
         return None
     return head
 
 
 def lm_head_hidden(
-    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **decoder_inputs
 ) -> LMHeadInputs | None:
     """(hidden [B, T, H], W, b) of a causal LM's forward pass, without its [B, T, V] logits.
 
@@ -73,10 +75,20 @@ def lm_head_hidden(
     position's logits double as a check: if `hidden[:, -1]·Wᵀ + b` does not reproduce them the
     model is remembered as unsupported and None is returned, and the caller runs its
     full-logits path (one wasted forward, once per model).
+
+    An encoder–decoder takes its `decoder_input_ids` (and mask) too; hidden is then the decoder's
+    (`llm_irl.seq2seq.head_inputs`), aligned with them.
     """
     head = plain_lm_head(model)
     if head is None:
         return None
+    if decoder_inputs:
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, **decoder_inputs}
+        found = head_inputs(model, batch, head)
+        if found is None:
+            _NOT_PLAIN.add(unwrap_model(model))
+            return None
+        return LMHeadInputs(found[0], head.weight, found[1], state_values(unwrap_model(model)))
     out = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1, output_hidden_states=True,
                 use_cache=False)
     hidden = out.hidden_states[-1] if out.hidden_states else None

@@ -6,6 +6,7 @@ logged values.
 
 from __future__ import annotations
 
+import json
 import os
 
 from llm_irl.builtin import is_builtin
@@ -53,6 +54,18 @@ def _last_logs(log_history: list[dict]) -> list[str]:
     return out
 
 
+def _auto_class_name(output_dir: str) -> str:
+    """The transformers class that loads the saved model: an encoder–decoder's (its config, or its adapters' task
+    type, says so) or a causal LM's."""
+    for name, says_seq2seq in (("config.json", lambda c: c.get("is_encoder_decoder")),
+                               ("adapter_config.json", lambda c: c.get("task_type") == "SEQ_2_SEQ_LM")):
+        path = os.path.join(output_dir, name)
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                return "AutoModelForSeq2SeqLM" if says_seq2seq(json.load(f)) else "AutoModelForCausalLM"
+    return "AutoModelForCausalLM"
+
+
 def model_card(output_dir: str, script, config, log_history: list[dict], command: str) -> str:
     """The card's Markdown for a model trained from `script` (ScriptArguments) and `config` into `output_dir`."""
     import torch
@@ -79,16 +92,17 @@ def model_card(output_dir: str, script, config, log_history: list[dict], command
         import peft
 
         versions.append(f"- peft: {peft.__version__}")
+    auto_class = _auto_class_name(output_dir)
     lines = [
         *_front_matter(script, library), "",
         f"# {os.path.basename(os.path.normpath(output_dir))}", "",
         f"Fine-tuned from {source} on {data} with llm_irl's `{script.trainer}` trainer: {doc}", "",
         "## Use it", "",
         "```python",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
+        f"from transformers import {auto_class}, AutoTokenizer",
         "",
         f"tokenizer = AutoTokenizer.from_pretrained({output_dir!r})",
-        f"model = AutoModelForCausalLM.from_pretrained({output_dir!r})" + ("  # needs peft installed"
+        f"model = {auto_class}.from_pretrained({output_dir!r})" + ("  # needs peft installed"
                                                                             if script.use_peft else ""),
         *([f"# adapters keep the base model's config: give the model the policy temperature it was trained at",
            "from llm_irl.modeling import restore_policy_temperature",

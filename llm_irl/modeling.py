@@ -9,14 +9,23 @@ completion or pad a batch is in `llm_irl.special_tokens`.
 from __future__ import annotations
 
 import copy
+import json
 import os
 from contextlib import contextmanager
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedModel,
+)
 
 from llm_irl.builtin import is_builtin, load_builtin_model
+from llm_irl.errors import ConfigError
 from llm_irl.files import missing_local_path
 from llm_irl.special_tokens import ensure_pad_token
 from llm_irl.state_head import restore_state_head
@@ -26,6 +35,8 @@ def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = 
                attn_implementation: str | None = None):
     """Model from a name, a local directory, `builtin:tiny`, or an already built model (returned as is).
 
+    A causal LM or an encoder–decoder (T5, BART, ...), as the checkpoint's config says; any other
+    architecture is a one-line error.
     Weights load from safetensors only; remote code runs only when asked for. `attn_implementation`
     (eager, sdpa, ...) goes to `from_pretrained` when given.
     """
@@ -35,7 +46,9 @@ def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = 
         return load_builtin_model(name_or_model, seed=seed)[0]
     _check_local(name_or_model)
     extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    model = AutoModelForCausalLM.from_pretrained(
+    # the checkpoint's config says which head class: a causal LM, or an encoder–decoder (T5, BART, ...)
+    config = AutoConfig.from_pretrained(_config_source(name_or_model), trust_remote_code=trust_remote_code)
+    model = auto_model_class(config, name_or_model).from_pretrained(
         name_or_model, dtype=dtype, trust_remote_code=trust_remote_code, use_safetensors=True, **extra
     )
     if os.path.isfile(os.path.join(name_or_model, ADAPTER_CONFIG)):  # the base's config: α is beside the adapter
@@ -43,6 +56,32 @@ def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = 
     elif os.path.isdir(name_or_model):  # IQ's value head or offsets: from_pretrained leaves them out
         restore_state_head(model, name_or_model)
     return model
+
+
+def auto_model_class(config, name: str):
+    """`AutoModelForSeq2SeqLM` for an encoder–decoder config, `AutoModelForCausalLM` for a causal one (remote
+    code included, by its `auto_map`); a one-line error for any other architecture (an encoder-only one, say)."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES,
+    )
+
+    model_type, remote = getattr(config, "model_type", None), getattr(config, "auto_map", None) or {}
+    if model_type in MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES or "AutoModelForSeq2SeqLM" in remote:
+        return AutoModelForSeq2SeqLM
+    if model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or "AutoModelForCausalLM" in remote:
+        return AutoModelForCausalLM
+    raise ConfigError(f"{name}: a {model_type!r} model is neither a causal LM nor an encoder–decoder (seq2seq) LM, "
+                      f"so it cannot generate completions to train")
+
+
+def _config_source(name: str) -> str:
+    """Where a model's config is: the directory or hub name itself, or for a directory of adapters their base's."""
+    adapter = os.path.join(name, ADAPTER_CONFIG)
+    if os.path.isfile(adapter):
+        with open(adapter, encoding="utf-8") as f:
+            return json.load(f).get("base_model_name_or_path") or name
+    return name
 
 
 def load_tokenizer(name_or_model, *, trust_remote_code: bool = False):
@@ -98,12 +137,15 @@ def eval_mode(model: nn.Module):
 
 
 def disable_dropout(model: nn.Module) -> None:
-    """Dropout off for good (as TRL does for PPO): nn.Dropout modules and attention-dropout rates."""
+    """Dropout off for good (as TRL does for PPO): nn.Dropout modules and the rates modules read at each
+    forward (attention dropout; T5's and BART's attention and layers keep theirs as `dropout` and
+    `activation_dropout` floats)."""
     for m in model.modules():
         if isinstance(m, nn.Dropout):
             m.p = 0.0
-        if isinstance(getattr(m, "attention_dropout", None), float):
-            m.attention_dropout = 0.0
+        for rate in ("attention_dropout", "dropout", "activation_dropout"):
+            if isinstance(getattr(m, rate, None), float):
+                setattr(m, rate, 0.0)
 
 
 POLICY_TEMPERATURE_KEY = "llm_irl_alpha"  # in the model's config.json (an adapter's generation_config.json)

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from llm_irl.batching import labelled_row, pad_batch
+from llm_irl.batching import labelled_row, model_inputs, pad_batch
 from llm_irl.losses import offset_mdp, value_head_mdp
 from llm_irl.modeling import eval_mode, policy_temperature, unwrap_model
+from llm_irl.seq2seq import decoder_prefix
 from llm_irl.soft_q import policy_entropy, token_mdp
 from llm_irl.special_tokens import resolve_eos_pad
 from llm_irl.state_head import state_values, value_param_of
@@ -66,15 +67,15 @@ def implied_rewards(
     eos, pad = resolve_eos_pad(model, tokenizer)
     per_state = value_param_of(unwrap_model(model))
     device = next(model.parameters()).device
+    prefix = decoder_prefix(model)  # None for a causal LM
     rewards: list[list[float]] = []
     entropy_sum, entropy_count = 0.0, 0
     with eval_mode(model):
         for start in range(0, len(prompt_ids), batch_size):
-            rows = [labelled_row(p, c)  # the prompt is the initial state, not actions
+            rows = [labelled_row(p, c, prefix)  # the prompt is the initial state, not actions
                     for p, c in zip(prompt_ids[start: start + batch_size], completion_ids[start: start + batch_size])]
             batch = {k: v.to(device) for k, v in pad_batch(rows, pad).items()}
-            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                        output_hidden_states=per_state != "logits")
+            out = model(**model_inputs(batch), output_hidden_states=per_state != "logits")
             logits = out.logits
             mdp = token_mdp(logits, batch["labels"], eos_token_id=eos, alpha=alpha)
             if per_state != "logits":

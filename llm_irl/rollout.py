@@ -34,6 +34,7 @@ import torch
 from llm_irl.batching import labelled_row, pad, pad_batch
 from llm_irl.modeling import eval_mode, policy_temperature, unwrap_model
 from llm_irl.seeding import seeded
+from llm_irl.seq2seq import decoder_prefix
 from llm_irl.special_tokens import resolve_eos_pad
 
 __all__ = ["Rollouts", "completion_text", "generate_rollouts"]
@@ -43,7 +44,7 @@ __all__ = ["Rollouts", "completion_text", "generate_rollouts"]
 PURE_SAMPLING: dict[str, Any] = {
     "do_sample": True, "top_k": 0, "min_p": None, "top_h": None, "typical_p": 1.0, "epsilon_cutoff": 0.0,
     "eta_cutoff": 0.0, "repetition_penalty": 1.0, "no_repeat_ngram_size": 0, "num_beams": 1,
-    "num_return_sequences": 1, "use_cache": True,
+    "num_return_sequences": 1, "use_cache": True, "forced_eos_token_id": None,
 }
 
 
@@ -58,12 +59,15 @@ class Rollouts:
             from (tempered by α·temperature, nucleus-cut; ``log π`` at temperature 1, top_p 1).
             Same length as ``completion_ids``.
         terminated: True when the completion ended with EOS, False when cut at ``max_new_tokens``.
+        decoder_prefix: an encoder–decoder's decoder prefix (``seq2seq.decoder_prefix``), None for a
+            causal LM: prompts were then the encoder's input and completions the decoder's actions.
     """
 
     prompt_ids: list[list[int]] = field(default_factory=list)
     completion_ids: list[list[int]] = field(default_factory=list)
     logprobs: list[list[float]] = field(default_factory=list)
     terminated: list[bool] = field(default_factory=list)
+    decoder_prefix: list[int] | None = None
 
     def __len__(self) -> int:
         return len(self.completion_ids)
@@ -83,9 +87,12 @@ class Rollouts:
         """
         if len(self) == 0:
             raise ValueError("Rollouts is empty: nothing to batch.")
-        batch = pad_batch([labelled_row(p, c) for p, c in zip(self.prompt_ids, self.completion_ids)], pad_token_id)
-        batch["old_logprobs"] = pad([[0.0] * len(p) + list(lp) for p, lp in zip(self.prompt_ids, self.logprobs)],
-                                    0.0, dtype=torch.float32)
+        prefix = self.decoder_prefix
+        batch = pad_batch([labelled_row(p, c, prefix) for p, c in zip(self.prompt_ids, self.completion_ids)],
+                          pad_token_id)
+        # aligned with the labels: after the prompt (causal) or the decoder prefix (encoder–decoder)
+        batch["old_logprobs"] = pad([[0.0] * len(p if prefix is None else prefix) + list(lp)
+                                     for p, lp in zip(self.prompt_ids, self.logprobs)], 0.0, dtype=torch.float32)
         batch["terminated"] = torch.tensor(self.terminated, dtype=torch.bool)
         return batch
 
@@ -114,16 +121,24 @@ def _sample_batch(
     gen_kwargs: dict[str, Any],
 ) -> tuple[list[list[int]], list[list[float]], list[bool]]:
     device = next(model.parameters()).device
-    input_ids = pad(prompts, pad_id, "left").to(device)
-    attention_mask = pad([[1] * len(p) for p in prompts], 0, "left").to(device)
+    prefix = decoder_prefix(model)  # None for a causal LM
+    # a causal LM continues its prompts, so they end together (left padding); an encoder reads them
+    # whole, right-padded as in training (left padding would shift absolute positions, BART's)
+    side = "left" if prefix is None else "right"
+    input_ids = pad(prompts, pad_id, side).to(device)
+    attention_mask = pad([[1] * len(p) for p in prompts], 0, side).to(device)
+    decoder = {} if prefix is None else {"decoder_input_ids": torch.tensor([prefix] * len(prompts), device=device)}
     out = model.generate(
         input_ids=input_ids,
         attention_mask=attention_mask,
         output_scores=True,
         return_dict_in_generate=True,
+        **decoder,
         **gen_kwargs,
     )
-    gen = out.sequences[:, input_ids.shape[1]:]  # [B, T_gen]; finished rows are padded by generate
+    # [B, T_gen]; finished rows are padded by generate. The sequences continue the prompt (causal) or
+    # the decoder prefix (encoder–decoder)
+    gen = out.sequences[:, input_ids.shape[1] if prefix is None else len(prefix):]
     # The scores are the logits after every processor and warper (temperature, top_p: −inf outside
     # the nucleus), i.e. the distribution each token was drawn from. One step at a time, so we never
     # hold a second [B, T, V] tensor next to the one generate already returned.
@@ -158,7 +173,7 @@ def generate_rollouts(
     """Sample ``num_samples`` completions per prompt from ``model`` with ``model.generate``.
 
     Args:
-        model: a HF causal LM, possibly wrapped by accelerate/DDP (``.module`` is unwrapped) or a
+        model: a HF causal LM or encoder–decoder (prompts go to its encoder), possibly wrapped by accelerate/DDP (``.module`` is unwrapped) or a
             peft ``PeftModel``. Put in eval mode for sampling (no dropout), then restored.
         tokenizer: anything with ``eos_token_id`` (int or list) and ``pad_token_id`` (may be None),
             or None to use ``model.generation_config``; see ``special_tokens.resolve_eos_pad``.
@@ -199,7 +214,7 @@ def generate_rollouts(
         gen_kwargs.pop("temperature"), gen_kwargs.pop("top_p")
 
     expanded = [list(p) for p in prompts for _ in range(num_samples)]
-    result = Rollouts()
+    result = Rollouts(decoder_prefix=decoder_prefix(model))
     device = next(model.parameters()).device
     with eval_mode(model), torch.no_grad(), seeded(seed, device):
         for start in range(0, len(expanded), batch_size):

@@ -6,29 +6,32 @@ from collections.abc import Sequence
 
 import torch
 
-from llm_irl.batching import pad_batch
-from llm_irl.batching import labelled_row
+from llm_irl.batching import labelled_row, model_inputs, pad_batch
 from llm_irl.data import encode_prompt_completion
 from llm_irl.modeling import eval_mode, policy_temperature
 from llm_irl.prompts import Prompt, prompt_ids
+from llm_irl.seq2seq import decoder_prefix, split_row
 from llm_irl.soft_q import action_mask, token_logprobs
 from llm_irl.special_tokens import eos_token_ids
 from llm_irl.truncation import fit_to_length
 
 
-def scored_row(tokenizer, prompt: Prompt, completion: str | Sequence[int], max_length: int | None = None) -> dict:
+def scored_row(tokenizer, prompt: Prompt, completion: str | Sequence[int], max_length: int | None = None,
+               prefix: list[int] | None = None) -> dict:
     """A (prompt, completion) pair as training labels it: a string prompt with the tokenizer's special tokens,
     a conversation rendered up to the assistant's reply (`llm_irl.prompts`); a string completion tokenised on
     its own, then EOS, or token ids taken as the actions they are (EOS included where it was taken); cut at the
-    completion's end past `max_length`."""
+    completion's end past `max_length`. With an encoder–decoder's decoder `prefix` (`seq2seq.decoder_prefix`),
+    split into its encoder and decoder rows."""
     if isinstance(prompt, str) and isinstance(completion, str):
-        return encode_prompt_completion(tokenizer, prompt, completion, max_length=max_length)
+        return encode_prompt_completion(tokenizer, prompt, completion, max_length=max_length, decoder_prefix=prefix)
     if isinstance(completion, str):
         actions = tokenizer(completion, add_special_tokens=False)["input_ids"] + [eos_token_ids(tokenizer)[0]]
     else:
         actions = [int(a) for a in completion]
     row = labelled_row(prompt_ids(tokenizer, prompt), actions)
-    return fit_to_length(row, max_length=max_length, prompt_truncation="error", where="scored pair")[0]
+    row = fit_to_length(row, max_length=max_length, prompt_truncation="error", where="scored pair")[0]
+    return row if prefix is None else split_row(row, prefix, "scored pair")
 
 
 def completion_logprobs(
@@ -38,8 +41,7 @@ def completion_logprobs(
     """(sum of log π over completion tokens incl. EOS, number of those tokens) per pair.
 
     Prompts are strings or conversations (`scored_row`). The completion is tokenised exactly as in
-    training (EOS appended), so this is the
-    model-side counterpart of an expert's `score`. π = softmax(logits/α), α the temperature the
+    training (EOS appended), so this is the model-side counterpart of an expert's `score`. π = softmax(logits/α), α the temperature the
     model was trained as (`modeling.policy_temperature`).
     """
     return completion_logprobs_at(model, tokenizer, prompts, completions, (1.0,), batch_size=batch_size,
@@ -59,13 +61,14 @@ def completion_logprobs_at(
         raise ValueError(f"temperatures must be > 0 to score under them (greedy has no likelihood), got {temperatures}")
     alpha = policy_temperature(model)
     device = next(model.parameters()).device
-    rows = [scored_row(tokenizer, p, c, max_length) for p, c in zip(prompts, completions, strict=True)]
+    prefix = decoder_prefix(model)
+    rows = [scored_row(tokenizer, p, c, max_length, prefix) for p, c in zip(prompts, completions, strict=True)]
     out: dict[float, list[tuple[float, int]]] = {t: [] for t in temperatures}
     with eval_mode(model):
         for start in range(0, len(rows), batch_size):
             batch = pad_batch(rows[start : start + batch_size], tokenizer.pad_token_id)
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = model(**model_inputs(batch)).logits
             counts = action_mask(batch["labels"]).sum(-1)
             for t in temperatures:
                 scaled = logits if alpha * t == 1.0 else logits / (alpha * t)

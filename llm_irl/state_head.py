@@ -41,7 +41,8 @@ def _emit_state_values(module, args, output):
     `state_values` to take: the head runs inside the model's own forward, where DDP expects parameters
     to be used (DDP also needs a static graph for it, which IQConfig turns on). Kept on the module, not in
     the output: DDP rebuilds the output's type from its declared fields."""
-    hidden = getattr(output, "hidden_states", None)
+    # an encoder–decoder's states are its decoder's (the encoder's are the prompt, not the MDP's states)
+    hidden = getattr(output, "decoder_hidden_states", None) or getattr(output, "hidden_states", None)
     if hidden is not None:
         module._state_values = getattr(module, STATE_HEAD)(hidden[-1]).squeeze(-1)
     return output

@@ -39,3 +39,29 @@ def tiny_lm(arch: str = "llama", vocab_size: int | None = None, seed: int = 0):
 
 def demos(n: int = 64, seed: int = 0) -> list[dict]:
     return default_expert().demonstrations(n, seed=seed)
+
+
+# encoder–decoders: one layer each side, the word tokenizer's ids (pad 0, eos 1, bos 3)
+SEQ2SEQ_CONFIGS = {
+    "t5": lambda v: transformers.T5Config(vocab_size=v, d_model=32, d_kv=8, d_ff=64, num_layers=1, num_heads=4,
+                                          relative_attention_num_buckets=8, decoder_start_token_id=0),
+    "bart": lambda v: transformers.BartConfig(
+        vocab_size=v, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+        decoder_start_token_id=1, bos_token_id=3),
+    "marian": lambda v: transformers.MarianConfig(
+        vocab_size=v, d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
+        decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, max_position_embeddings=64,
+        decoder_start_token_id=0, pad_token_id=0),
+}
+
+
+def tiny_seq2seq(arch: str = "t5", seed: int = 0):
+    tok = tokenizer()
+    config = SEQ2SEQ_CONFIGS[arch](len(tok))
+    config.eos_token_id, config.pad_token_id = tok.eos_token_id, tok.pad_token_id
+    torch.manual_seed(seed)
+    model = transformers.AutoModelForSeq2SeqLM.from_config(config)
+    if arch == "bart":  # as bart-large's checkpoints: the decoder starts with EOS, then a forced BOS
+        model.generation_config.forced_bos_token_id = tok.bos_token_id
+    return model

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 
-from llm_irl.batching import pad, pad_batch
+from llm_irl.batching import labelled_mask, pad, pad_batch, unpad_rows
 
 
 class DemoStream:
@@ -39,7 +39,8 @@ class DemoStream:
             take = order[self.pos: self.pos + self.batch_size - len(rows)]
             rows += [self.dataset[i] for i in take]
             self.pos += len(take)
-        return self.collate([{"input_ids": list(r["input_ids"]), "labels": list(r["labels"])} for r in rows])
+        keys = [k for k in ("input_ids", "decoder_input_ids", "labels") if k in rows[0]]  # the ids and labels
+        return self.collate([{k: list(r[k]) for k in keys} for r in rows])
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "pos": self.pos}
@@ -51,7 +52,7 @@ class DemoStream:
 class ReplayBuffer:
     """The ``capacity`` most recent policy samples, oldest dropped first; uniform draws without replacement.
 
-    A row is ``{"input_ids": [...], "labels": [...]}`` plus, when the discriminator needs them,
+    A row is ``{"input_ids": [...], "labels": [...]}`` (and an encoder–decoder's ``decoder_input_ids``) plus, when the discriminator needs them,
     labels-aligned ``ref_logprobs`` (the reference is frozen, so they never go stale).
     """
 
@@ -65,12 +66,13 @@ class ReplayBuffer:
         return len(self.rows)
 
     def add(self, batch: dict) -> None:
-        """The rows of a right-padded rollout batch (``input_ids``, ``attention_mask``, ``labels``, optional
-        ``ref_logprobs``), padding dropped."""
-        keys = [k for k in ("input_ids", "labels", "ref_logprobs") if k in batch]
-        lengths = batch["attention_mask"].sum(-1).tolist()
-        columns = {k: batch[k].cpu().tolist() for k in keys}
-        rows = [{k: columns[k][i][:n] for k in keys} for i, n in enumerate(lengths)]
+        """The rows of a right-padded rollout batch (``input_ids``, ``attention_mask``, ``labels``, an
+        encoder–decoder's decoder ids and mask, optional ``ref_logprobs``), padding dropped."""
+        rows = unpad_rows({k: v.cpu() for k, v in batch.items() if torch.is_tensor(v)})
+        if "ref_logprobs" in batch:  # aligned with the labels
+            lengths = labelled_mask(batch).sum(-1).tolist()
+            for row, logprobs, n in zip(rows, batch["ref_logprobs"].cpu().tolist(), lengths):
+                row["ref_logprobs"] = logprobs[:n]
         self.rows = (self.rows + rows)[-self.capacity:]
 
     def sample(self, n: int, pad_token_id: int) -> dict:

@@ -32,7 +32,7 @@ import os
 import torch
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+from transformers import AutoConfig, AutoModelForSequenceClassification
 
 from llm_irl.adversarial.losses import gail_disc_loss, gail_reward, margin_disc_loss, text_distances
 from llm_irl.defaults import (
@@ -42,6 +42,9 @@ from llm_irl.defaults import (
     ADV_MARGIN_SLACK_WEIGHT,
     ADV_REWARD_KIND,
 )
+from llm_irl.batching import labelled_ids_key, model_inputs
+from llm_irl.modeling import auto_model_class
+from llm_irl.seq2seq import is_seq2seq
 from llm_irl.soft_q import action_mask, token_logprobs
 
 SPEC_FILE = "discriminator.json"
@@ -54,10 +57,21 @@ def last_position(attention_mask: torch.Tensor) -> torch.Tensor:
     return (positions * attention_mask.long()).argmax(dim=1)
 
 
-def action_ids(input_ids: torch.Tensor, labels: torch.Tensor) -> list[list[int]]:
+def action_ids(batch: dict) -> list[list[int]]:
     """Each row's action tokens (the completion), for the max-margin text distance Δ."""
-    mask = action_mask(labels)
-    return [row[m].tolist() for row, m in zip(input_ids, mask)]
+    mask = action_mask(batch["labels"])
+    return [row[m].tolist() for row, m in zip(batch[labelled_ids_key(batch)], mask)]
+
+
+def _net_inputs(batch: dict, embeds: torch.Tensor | None) -> dict:
+    """The network's inputs from a batch, the labels-aligned ids (a causal LM's, an encoder–decoder's decoder's)
+    given as `embeds` when there are some: the gradient penalty differentiates ℓ with respect to them."""
+    kw = model_inputs(batch)
+    if embeds is not None:
+        key = labelled_ids_key(batch)
+        del kw[key]
+        kw[key.replace("input_ids", "inputs_embeds")] = embeds
+    return kw
 
 
 def _score_head(net: nn.Module) -> nn.Module:
@@ -115,7 +129,11 @@ class Discriminator(nn.Module):
     def build(cls, policy: nn.Module, *, param: str, level: str, disc_loss: str,
               reward_kind: str = ADV_REWARD_KIND, name_or_path: str | None = None,
               trust_remote_code: bool = False) -> "Discriminator":
-        """A discriminator started from ``policy`` (an unwrapped causal LM): ℓ = 0 everywhere at first."""
+        """A discriminator started from ``policy`` (an unwrapped causal LM or encoder–decoder): ℓ = 0 everywhere
+        at first. An encoder–decoder's is a copy of it (policy_ratio): a score head reads a causal backbone."""
+        if is_seq2seq(policy) and param != "policy_ratio":
+            raise ValueError(f"disc_param={param} needs a causal backbone for its per-token score head; an "
+                             f"encoder–decoder policy ({policy.config.model_type}) takes disc_param=policy_ratio")
         if param == "policy_ratio":
             if name_or_path is not None:
                 raise ValueError("disc_model_name_or_path applies to disc_param=classifier or ref_ratio; "
@@ -157,8 +175,7 @@ class Discriminator(nn.Module):
         that is linear in ℓ (airl, margin) to the tokens that earned it.
         """
         mask = action_mask(batch["labels"])
-        kw = dict(attention_mask=batch["attention_mask"])
-        kw.update(inputs_embeds=inputs_embeds) if inputs_embeds is not None else kw.update(input_ids=batch["input_ids"])
+        kw = _net_inputs(batch, inputs_embeds)
         at_last = torch.zeros_like(mask)
         at_last.scatter_(1, last_position(mask.long()).unsqueeze(1), True)
         at_last &= mask
@@ -192,7 +209,7 @@ class Discriminator(nn.Module):
         """
         embeds, kernel = None, contextlib.nullcontext()
         if grad_penalty > 0:
-            embeds = self.net.get_input_embeddings()(demos["input_ids"]).detach().requires_grad_(True)
+            embeds = self.net.get_input_embeddings()(demos[labelled_ids_key(demos)]).detach().requires_grad_(True)
             # the penalty differentiates a gradient: only the plain-math attention kernel has a double backward
             kernel = sdpa_kernel(SDPBackend.MATH)
         with kernel:
@@ -204,8 +221,7 @@ class Discriminator(nn.Module):
             s_demo = l_demo.sum(-1) if self.level == "token" else l_demo
             s_policy = l_policy.sum(-1) if self.level == "token" else l_policy
             n = min(len(s_demo), len(s_policy))  # pairs (demo i, sample i); the prompts need not match
-            delta = text_distances(action_ids(demos["input_ids"][:n], demos["labels"][:n]),
-                                   action_ids(samples["input_ids"][:n], samples["labels"][:n]))
+            delta = text_distances(action_ids(demos)[:n], action_ids(samples)[:n])
             loss, raw = margin_disc_loss(s_demo[:n], s_policy[:n], delta.to(s_demo.device),
                                          margin_slack_weight, margin_l2_weight)
             # a ranking loss has no threshold: both accuracies are P(ℓ(demo) > ℓ(its paired sample))
@@ -280,7 +296,10 @@ class Discriminator(nn.Module):
         """A saved discriminator, to score texts: ``reward(logits(batch), batch)``."""
         with open(os.path.join(path, SPEC_FILE)) as f:
             spec = json.load(f)
-        auto = AutoModelForCausalLM if spec["param"] == "policy_ratio" else AutoModelForSequenceClassification
+        if spec["param"] == "policy_ratio":  # a copy of the policy: a causal LM or an encoder–decoder
+            auto = auto_model_class(AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code), path)
+        else:
+            auto = AutoModelForSequenceClassification
         net = auto.from_pretrained(path, use_safetensors=True, trust_remote_code=trust_remote_code)
         disc = cls(net, param=spec["param"], level=spec["level"], disc_loss=spec["disc_loss"],
                    reward_kind=spec["reward_kind"])

@@ -40,18 +40,19 @@ from llm_irl.adversarial.config import GAILConfig
 from llm_irl.adversarial.discriminator import Discriminator
 from llm_irl.adversarial.losses import policy_advantages, ppo_clip_loss, reinforce_loss
 from llm_irl.adversarial.sampling_logprobs import sampling_logprobs
-from llm_irl.batching import pad, prompts_of
+from llm_irl.batching import batch_prompts, labelled_mask, model_inputs, pad
 from llm_irl.losses import sft_loss
 from llm_irl.modeling import disable_dropout, eval_mode, is_peft, policy_temperature, unwrap_model
 from llm_irl.rollout import generate_rollouts
 from llm_irl.seeding import derive_seed
+from llm_irl.seq2seq import DECODER_KEYS
 from llm_irl.soft_q import action_mask, policy_entropy, token_logprobs
 from llm_irl.trainers.base import DemoTrainer
 
 DISCRIMINATOR_DIR = "discriminator"
 REFERENCE_DIR = "reference"
 STATE_FILE = "gail_state.pt"
-SAMPLE_KEYS = ("input_ids", "attention_mask", "labels", "old_logprobs", "advantages")
+SAMPLE_KEYS = ("input_ids", "attention_mask", *DECODER_KEYS, "labels", "old_logprobs", "advantages")
 
 __all__ = ["GAILConfig", "GAILTrainer"]
 
@@ -60,16 +61,18 @@ __all__ = ["GAILConfig", "GAILTrainer"]
 
 
 def _trim(batch: dict) -> dict:
-    """Drop the padding columns that every row of a (sub)batch shares."""
-    width = int(batch["attention_mask"].sum(-1).max())
-    return {k: v[:, :width] if torch.is_tensor(v) and v.dim() == 2 else v for k, v in batch.items()}
+    """Drop the padding columns that every row of a (sub)batch shares (an encoder–decoder's encoder inputs and
+    its labels-aligned decoder columns each to their own width)."""
+    width, encoder = int(labelled_mask(batch).sum(-1).max()), int(batch["attention_mask"].sum(-1).max())
+    widths = {k: encoder for k in ("input_ids", "attention_mask")} if "decoder_input_ids" in batch else {}
+    return {k: v[:, :widths.get(k, width)] if torch.is_tensor(v) and v.dim() == 2 else v for k, v in batch.items()}
 
 
 # ----------------------------------------------------------------------------- the trainer
 
 
 class GAILTrainer(DemoTrainer):
-    """GAIL / AIRL / max-margin adversarial IRL over any ``AutoModelForCausalLM``.
+    """GAIL / AIRL / max-margin adversarial IRL over any ``AutoModelForCausalLM`` or ``AutoModelForSeq2SeqLM``.
 
     Attributes beyond ``Trainer``'s: ``discriminator`` (a ``Discriminator``), ``disc_optimizer`` (its
     AdamW), ``ref_model`` (the frozen reference, or None: none needed, or PEFT's adapters-off base),
@@ -145,7 +148,7 @@ class GAILTrainer(DemoTrainer):
     def _logprobs(self, model, batch: dict) -> torch.Tensor:
         """log π of a batch's labels under ``model`` in eval mode (no dropout), labels-aligned."""
         with eval_mode(model):
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = model(**model_inputs(batch)).logits
         return token_logprobs(logits, batch["labels"])
 
     def _reference_logprobs(self, batch: dict) -> torch.Tensor:
@@ -175,7 +178,7 @@ class GAILTrainer(DemoTrainer):
         same tensor when that is what was sampled), terminated [N], ref_logprobs (absent without a reference).
         """
         a = self.args
-        prompts = prompts_of(demos["input_ids"], demos["labels"])
+        prompts = batch_prompts(demos)
         max_new = a.max_new_tokens
         if a.max_length is not None:  # keep samples inside the lengths demos have (and position embeddings)
             max_new = min(max_new, a.max_length - max(len(p) for p in prompts))
@@ -289,17 +292,18 @@ class GAILTrainer(DemoTrainer):
             order = torch.randperm(n, generator=g) if a.policy_update == "ppo" else torch.arange(n)
             for idx in order.tensor_split(a.ppo_minibatches if a.policy_update == "ppo" else 1):
                 idx = idx.to(samples["input_ids"].device)
-                queue.append({**_trim({k: samples[k].index_select(0, idx) for k in SAMPLE_KEYS}), "stats": stats})
+                rows = {k: samples[k].index_select(0, idx) for k in SAMPLE_KEYS if k in samples}
+                queue.append({**_trim(rows), "stats": stats})
         return queue
 
     def _policy_forward(self, model, demos: dict, samples: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """Demos and samples in one forward pass (one graph: what DDP expects), logits split back."""
-        rows = [*demos["input_ids"], *samples["input_ids"]]
-        input_ids = pad(rows, self.processing_class.pad_token_id)
-        attention = pad([*demos["attention_mask"], *samples["attention_mask"]], 0)
-        logits = model(input_ids=input_ids, attention_mask=attention).logits
+        pad_id = self.processing_class.pad_token_id
+        joint = {k: pad([*demos[k], *samples[k]], 0 if k.endswith("attention_mask") else pad_id)
+                 for k in model_inputs(demos)}
+        logits = model(**joint).logits
         n = demos["input_ids"].shape[0]
-        return logits[:n, : demos["input_ids"].shape[1]], logits[n:, : samples["input_ids"].shape[1]]
+        return logits[:n, : demos["labels"].shape[1]], logits[n:, : samples["labels"].shape[1]]
 
     def demo_loss(self, model, inputs):
         """``L = pg_loss(minibatch of samples) + mle_weight · NLL(demos)``; plain NLL in the SFT phase."""
@@ -307,7 +311,7 @@ class GAILTrainer(DemoTrainer):
         if not model.training:
             return self._eval_loss(model, inputs)
         if self.state.global_step < a.sft_steps:
-            logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+            logits = model(**model_inputs(inputs)).logits
             return sft_loss(logits, inputs["labels"], log_entropy=a.log_entropy)
         if not self._adversarial:
             self._start_adversarial(model)
@@ -339,7 +343,7 @@ class GAILTrainer(DemoTrainer):
     @torch.no_grad()
     def _eval_loss(self, model, inputs):
         """The demos' NLL; with eval_disc, the discriminator's accuracy on them against fresh samples too."""
-        logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
+        logits = model(**model_inputs(inputs)).logits
         nll, stats = sft_loss(logits, inputs["labels"], log_entropy=False)
         if self.args.eval_disc and self._adversarial:
             seed = derive_seed(self.args.seed, 4, self.state.global_step, self.args.process_index,

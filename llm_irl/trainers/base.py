@@ -19,6 +19,7 @@ from llm_irl.batching import DemoCollator
 from llm_irl.data import load_demonstrations
 from llm_irl.errors import NonFiniteLossError
 from llm_irl.modeling import is_peft, load_model, load_tokenizer, record_policy_temperature, save_policy_temperature
+from llm_irl.seq2seq import decoder_prefix, is_seq2seq
 from llm_irl.reliability import GracefulStop, last_complete_checkpoint, mark_complete
 from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.special_tokens import ensure_pad_token
@@ -29,6 +30,9 @@ def wrap_peft(model, peft_config):
     from peft import get_peft_model
 
     extra = [name for name in ("state_head",) if hasattr(model, name)]
+    if is_seq2seq(model) and peft_config.task_type in (None, "CAUSAL_LM"):
+        # PEFT's seq2seq wrapper passes the decoder's inputs through and generates as the encoder–decoder does
+        peft_config.task_type = "SEQ_2_SEQ_LM"
     if extra:
         peft_config.modules_to_save = sorted(set(peft_config.modules_to_save or []) | set(extra))
     return get_peft_model(model, peft_config)
@@ -63,6 +67,7 @@ class DemoTrainer(Trainer):
         record_policy_temperature(model, self.policy_alpha(args))
         if peft_config is not None:
             model = wrap_peft(model, peft_config)
+        self.decoder_prefix = decoder_prefix(model)  # None for a causal LM; an encoder–decoder's rows need it
         # a source given by name reads its "train" split for training and its "test" split for evaluation
         train_dataset = self._tokenize(train_dataset, processing_class, args, "train")
         if isinstance(eval_dataset, dict):
@@ -93,14 +98,14 @@ class DemoTrainer(Trainer):
 
     # ------------------------------------------------------------------ Trainer overrides
 
-    @staticmethod
-    def _tokenize(dataset, tokenizer, args, split: str):
+    def _tokenize(self, dataset, tokenizer, args, split: str):
         if dataset is None:
             return None
         if hasattr(dataset, "column_names") and "input_ids" in dataset.column_names:
             return dataset  # already tokenised by the user
         return load_demonstrations(dataset, tokenizer, max_length=args.max_length, split=split,
-                                   max_prompt_length=args.max_prompt_length, prompt_truncation=args.prompt_truncation)
+                                   max_prompt_length=args.max_prompt_length, prompt_truncation=args.prompt_truncation,
+                                   decoder_prefix=self.decoder_prefix)
 
     def _save(self, output_dir=None, state_dict=None):
         """Standard `save_pretrained` output, with the arguments as JSON instead of a pickle; adapters-only

@@ -26,7 +26,7 @@ import os
 import torch
 from transformers import TrainerCallback
 
-from llm_irl.batching import labelled_row, pad_batch, prompts_of, unpad_rows
+from llm_irl.batching import batch_prompts, labelled_row, model_inputs, pad_batch, unpad_rows
 from llm_irl.chunked import chunked_mdp_and_entropy
 from llm_irl.lm_head import lm_head_hidden
 from llm_irl.modeling import unwrap_model
@@ -44,7 +44,7 @@ from llm_irl.trainers.rollout_pool import RolloutPool, file_name
 
 
 class IQTrainer(DemoTrainer):
-    """Inverse soft-Q learning over any `AutoModelForCausalLM` (logits are Q-values)."""
+    """Inverse soft-Q learning over any `AutoModelForCausalLM` or `AutoModelForSeq2SeqLM` (logits are Q-values)."""
 
     config_class = IQConfig
 
@@ -71,7 +71,7 @@ class IQTrainer(DemoTrainer):
     def policy_alpha(self, args) -> float:
         return args.alpha
 
-    def forward_mdp(self, model, input_ids, attention_mask, labels, *, want_state: bool = False):
+    def forward_mdp(self, model, inputs, *, want_state: bool = False):
         """(TokenMDP, policy entropy or None, the state head's values [B, T] or None) of one forward pass.
 
         Through the chunked LM-head path when the config asks for it and the model allows it,
@@ -79,11 +79,12 @@ class IQTrainer(DemoTrainer):
         """
         a = self.args
         kw = dict(eos_token_id=eos_token_ids(self.processing_class, self.model), alpha=a.alpha)
-        if a.loss_chunk_size is not None and (head := lm_head_hidden(model, input_ids, attention_mask)) is not None:
+        labels = inputs["labels"]
+        if a.loss_chunk_size is not None and (head := lm_head_hidden(model, **model_inputs(inputs))) is not None:
             mdp, entropy = chunked_mdp_and_entropy(head.hidden, head.weight, labels, lm_head_bias=head.bias,
                                                    chunk_size=a.loss_chunk_size, log_entropy=a.log_entropy, **kw)
             return mdp, entropy, head.state_values
-        out = model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=want_state)
+        out = model(**model_inputs(inputs), output_hidden_states=want_state)
         mdp = token_mdp(out.logits, labels, **kw)
         entropy = policy_entropy(out.logits[:, :-1], mdp.mask, a.alpha) if a.log_entropy else None
         return mdp, entropy, state_values(unwrap_model(model)) if want_state else None
@@ -92,8 +93,7 @@ class IQTrainer(DemoTrainer):
         a = self.args
         if a.policy_mix > 0 and model.training:
             return self._online_loss(model, inputs)
-        mdp, entropy, per_state = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"],
-                                                   inputs["labels"], want_state=a.value_param != "logits")
+        mdp, entropy, per_state = self.forward_mdp(model, inputs, want_state=a.value_param != "logits")
         loss, stats = iq_objective(self._with_state_head(mdp, per_state), gamma=a.gamma, td_weight=a.td_weight,
                                    terminal_td=a.terminal_td, reward_centre=self._centre())
         stats = self.reward_centre.observe(stats, training=model.training)
@@ -130,8 +130,7 @@ class IQTrainer(DemoTrainer):
             device = inputs["input_ids"].device
             inputs = {k: v.to(device) for k, v in self._mix_policy_rows([inputs])[0].items()}
         is_policy = inputs["is_policy"]
-        mdp, entropy, per_state = self.forward_mdp(model, inputs["input_ids"], inputs["attention_mask"],
-                                                   inputs["labels"], want_state=a.value_param != "logits")
+        mdp, entropy, per_state = self.forward_mdp(model, inputs, want_state=a.value_param != "logits")
         mdp = self._with_state_head(mdp, per_state)
         # compute_loss scales this micro-batch's loss by its share of the step's (mixture) action
         # tokens, right for the value and χ² terms; the reward term is a mean over demo tokens and
@@ -180,7 +179,7 @@ class IQTrainer(DemoTrainer):
         needed, step, every = sum(due), self.state.global_step, self.args.rollout_every
 
         def refill() -> list[dict]:
-            own = [prompts_of(batch["input_ids"], batch["labels"]) for batch in batches]
+            own = [batch_prompts(batch) for batch in batches]
             prompts = [p[i % len(p)] for p, n in zip(own, due) for i in range(n)]
             steps = every if self.state.max_steps <= 0 else max(1, min(every, self.state.max_steps - step))
             if steps > 1:  # the rows the next steps will owe, for this step's prompts in turn
@@ -194,7 +193,7 @@ class IQTrainer(DemoTrainer):
                 # seeded by step and process, so a resumed run draws what the uninterrupted one drew
                 seed=derive_seed(self.args.seed, step, self.args.process_index),
             )
-            return [labelled_row(p, c) for p, c in zip(rollouts.prompt_ids, rollouts.completion_ids)]
+            return [labelled_row(p, c, self.decoder_prefix) for p, c in zip(rollouts.prompt_ids, rollouts.completion_ids)]
 
         return self.rollout_pool.take(step, needed, refill)
 

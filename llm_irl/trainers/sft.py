@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from llm_irl.batching import model_inputs
 from llm_irl.chunked import chunked_sft_loss
 from llm_irl.gem import chunked_gem_loss, gem_loss
 from llm_irl.lm_head import lm_head_hidden
@@ -20,9 +21,9 @@ class SFTTrainer(DemoTrainer):
     config_class = SFTConfig
 
     def demo_loss(self, model, inputs):
-        a, ids, mask, labels = self.args, inputs["input_ids"], inputs["attention_mask"], inputs["labels"]
+        a, labels = self.args, inputs["labels"]
         gem = a.loss_type == "gem"
-        if a.loss_chunk_size is not None and (head := lm_head_hidden(model, ids, mask)) is not None:
+        if a.loss_chunk_size is not None and (head := lm_head_hidden(model, **model_inputs(inputs))) is not None:
             if gem:
                 return chunked_gem_loss(head.hidden, head.weight, labels, beta=a.gem_beta, h=a.gem_h,
                                         lm_head_bias=head.bias, chunk_size=a.loss_chunk_size,
@@ -30,7 +31,7 @@ class SFTTrainer(DemoTrainer):
             return chunked_sft_loss(head.hidden, head.weight, labels, lm_head_bias=head.bias,
                                     chunk_size=a.loss_chunk_size, log_entropy=a.log_entropy,
                                     label_smoothing=a.label_smoothing_factor)
-        logits = model(input_ids=ids, attention_mask=mask).logits
+        logits = model(**model_inputs(inputs)).logits
         if gem:
             return gem_loss(logits, labels, beta=a.gem_beta, h=a.gem_h, log_entropy=a.log_entropy)
         return sft_loss(logits, labels, log_entropy=a.log_entropy, label_smoothing=a.label_smoothing_factor)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from llm_irl.batching import labelled_row, pad, pad_batch, unpad_rows
+from llm_irl.batching import labelled_row, model_inputs, pad, pad_batch, unpad_rows
 from llm_irl.chunked import chunked_mdp_and_entropy
 from llm_irl.lm_head import lm_head_hidden
 from llm_irl.modeling import disable_dropout, eval_mode
@@ -106,7 +106,7 @@ class SPINConfig(SamplingConfig, SFTConfig):
 
 
 class SPINTrainer(DemoTrainer):
-    """SPIN over any `AutoModelForCausalLM`: the demonstrations against the previous iterate's samples.
+    """SPIN over any `AutoModelForCausalLM` or `AutoModelForSeq2SeqLM`: the demonstrations against the previous iterate's samples.
 
     Attributes beyond `Trainer`'s: `reference` (π_t, a `FrozenIterate`) and `samples` (the
     iteration's pairs, a `SelfPlaySamples`; its `iteration` is the current iteration's index).
@@ -160,15 +160,15 @@ class SPINTrainer(DemoTrainer):
 
     # ------------------------------------------------------------------ log-probs
 
-    def _token_logps(self, model, input_ids, attention_mask, labels, *, want_entropy=False):
+    def _token_logps(self, model, batch, *, want_entropy=False):
         """log π(a_t|s_t) [B, T-1] at each action (0 elsewhere), the action mask, and the mean entropy (or None)."""
-        a = self.args
-        if a.loss_chunk_size is not None and (head := lm_head_hidden(model, input_ids, attention_mask)) is not None:
+        a, labels = self.args, batch["labels"]
+        if a.loss_chunk_size is not None and (head := lm_head_hidden(model, **model_inputs(batch))) is not None:
             mdp, entropy = chunked_mdp_and_entropy(
                 head.hidden, head.weight, labels, lm_head_bias=head.bias, chunk_size=a.loss_chunk_size,
                 eos_token_id=eos_token_ids(self.processing_class, self.model), alpha=1.0, log_entropy=want_entropy)
             return mdp.log_pi.masked_fill(~mdp.mask, 0.0), mdp.mask, entropy
-        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+        logits = model(**model_inputs(batch)).logits
         mask = action_mask(labels)[:, 1:]
         entropy = policy_entropy(logits[:, :-1], mask) if want_entropy else None
         return token_logprobs(logits, labels)[:, 1:], mask, entropy
@@ -181,7 +181,7 @@ class SPINTrainer(DemoTrainer):
             for start in range(0, len(rows), size):
                 batch = {k: v.to(device) for k, v in pad_batch(rows[start: start + size],
                                                                  self.processing_class.pad_token_id).items()}
-                lp, mask, _ = self._token_logps(reference, batch["input_ids"], batch["attention_mask"], batch["labels"])
+                lp, mask, _ = self._token_logps(reference, batch)
                 out += sequence_logps(lp, mask).tolist()
         return out
 
@@ -198,14 +198,15 @@ class SPINTrainer(DemoTrainer):
     def _with_pairs(self, batches: list[dict]) -> list[dict]:
         """Each demo batch with `rejected_*` rows and `ref_*_logps`, sampling π_t for demos new to the iteration."""
         rows = [unpad_rows(batch) for batch in batches]
-        new = list({tuple(r["input_ids"]): r for batch_rows in rows for r in batch_rows
-                    if r["input_ids"] not in self.samples}.values())
+        new = list({tuple(_key(r)): r for batch_rows in rows for r in batch_rows
+                    if _key(r) not in self.samples}.values())
         if new:
             self._sample(new)
         out = []
         for batch, batch_rows in zip(batches, rows):
-            pairs = [self.samples[r["input_ids"]] for r in batch_rows]
-            rejected = pad_batch([labelled_row(_prompt(r), p.completion) for r, p in zip(batch_rows, pairs)],
+            pairs = [self.samples[_key(r)] for r in batch_rows]
+            rejected = pad_batch([labelled_row(_prompt(r), p.completion, self.decoder_prefix)
+                                  for r, p in zip(batch_rows, pairs)],
                                  self.processing_class.pad_token_id)
             out.append({**batch, **{f"rejected_{k}": v for k, v in rejected.items()},
                         "ref_chosen_logps": torch.tensor([p.ref_chosen_logp for p in pairs], dtype=torch.float32),
@@ -225,11 +226,11 @@ class SPINTrainer(DemoTrainer):
                 top_p=a.top_p, batch_size=len(prompts),
                 # seeded by step and process, so a resumed run draws what the uninterrupted one drew
                 seed=derive_seed(a.seed, self.state.global_step, a.process_index))
-            rejected = [labelled_row(p, c) for p, c in zip(prompts, out.completion_ids)]
+            rejected = [labelled_row(p, c, self.decoder_prefix) for p, c in zip(prompts, out.completion_ids)]
             ref_chosen = self._reference_logps(reference, demos)
             ref_rejected = self._reference_logps(reference, rejected)
         for demo, completion, chosen, other in zip(demos, out.completion_ids, ref_chosen, ref_rejected):
-            self.samples[demo["input_ids"]] = Pair(completion, chosen, other)
+            self.samples[_key(demo)] = Pair(completion, chosen, other)
 
     # ------------------------------------------------------------------ the loss
 
@@ -243,10 +244,11 @@ class SPINTrainer(DemoTrainer):
             device = inputs["input_ids"].device
             inputs = {k: v.to(device) for k, v in self._with_pairs([inputs])[0].items()}
         n = inputs["input_ids"].shape[0]
-        ids = pad([*inputs["input_ids"], *inputs["rejected_input_ids"]], self.processing_class.pad_token_id)
-        attention = pad([*inputs["attention_mask"], *inputs["rejected_attention_mask"]], 0)
-        labels = pad([*inputs["labels"], *inputs["rejected_labels"]], IGNORE_INDEX)
-        lp, mask, entropy = self._token_logps(model, ids, attention, labels, want_entropy=a.log_entropy)
+        pad_id = self.processing_class.pad_token_id
+        joint = {k: pad([*inputs[k], *inputs[f"rejected_{k}"]],
+                        IGNORE_INDEX if k == "labels" else 0 if k.endswith("attention_mask") else pad_id)
+                 for k in [*model_inputs(inputs), "labels"]}
+        lp, mask, entropy = self._token_logps(model, joint, want_entropy=a.log_entropy)
         logps = sequence_logps(lp, mask)
         ref_chosen, ref_rejected = (inputs[k].to(logps.dtype) for k in ("ref_chosen_logps", "ref_rejected_logps"))
         loss, stats = spin_loss(logps[:n], logps[n:], ref_chosen, ref_rejected, beta=a.beta)
@@ -257,8 +259,7 @@ class SPINTrainer(DemoTrainer):
         return loss, stats
 
     def _nll(self, model, inputs):
-        lp, mask, entropy = self._token_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["labels"],
-                                              want_entropy=self.args.log_entropy)
+        lp, mask, entropy = self._token_logps(model, inputs, want_entropy=self.args.log_entropy)
         nll = -lp.sum() / mask.sum().clamp_min(1)
         stats = {"nll": nll.detach()}
         if entropy is not None:
@@ -287,7 +288,16 @@ class SPINTrainer(DemoTrainer):
                                            samples_file(self.args.process_index, self.args.world_size)))
 
 
+def _key(row: dict) -> list[int]:
+    """What tells demonstrations apart: a causal row's ids; an encoder–decoder's prompt and decoder ids (its
+    `input_ids` are the prompt alone, which several demonstrations may share), -1 between them."""
+    return row["input_ids"] if "decoder_input_ids" not in row else [*row["input_ids"], -1, *row["decoder_input_ids"]]
+
+
 def _prompt(row: dict) -> list[int]:
-    """A labelled row's tokens before its first action (at least one): the state a sample continues from."""
+    """A labelled row's tokens before its first action (at least one): the state a sample continues from; an
+    encoder–decoder's encoder input."""
+    if "decoder_input_ids" in row:
+        return row["input_ids"]
     first = next((i for i, label in enumerate(row["labels"]) if label != IGNORE_INDEX and i > 0), 1)
     return row["input_ids"][:first]
