@@ -43,6 +43,7 @@ from llm_irl.adversarial.sampling_logprobs import sampling_logprobs
 from llm_irl.batching import pad, prompts_of
 from llm_irl.losses import sft_loss
 from llm_irl.modeling import disable_dropout, eval_mode, is_peft, policy_temperature, unwrap_model
+from llm_irl.phase_timer import DISC, DISC_EVAL, ROLLOUT, SCORING, UPDATE
 from llm_irl.rollout import generate_rollouts
 from llm_irl.seeding import derive_seed
 from llm_irl.soft_q import action_mask, policy_entropy, token_logprobs
@@ -116,6 +117,9 @@ class GAILTrainer(DemoTrainer):
         self._step_seen, self._micro = -1, 0
         self._adversarial = a.sft_steps == 0  # the adversarial phase's reference and discriminator are set
 
+    def timed_phases(self) -> tuple[str, ...]:
+        return ROLLOUT, SCORING, DISC, DISC_EVAL, UPDATE
+
     def _new_disc_optimizer(self):
         return torch.optim.AdamW(self.discriminator.parameters(),
                                  lr=self.args.disc_learning_rate or self.args.learning_rate)
@@ -144,9 +148,9 @@ class GAILTrainer(DemoTrainer):
     @torch.no_grad()
     def _logprobs(self, model, batch: dict) -> torch.Tensor:
         """log π of a batch's labels under ``model`` in eval mode (no dropout), labels-aligned."""
-        with eval_mode(model):
+        with self.timed(SCORING), eval_mode(model):
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        return token_logprobs(logits, batch["labels"])
+            return token_logprobs(logits, batch["labels"])
 
     def _reference_logprobs(self, batch: dict) -> torch.Tensor:
         if self.ref_model is not None:
@@ -179,11 +183,12 @@ class GAILTrainer(DemoTrainer):
         max_new = a.max_new_tokens
         if a.max_length is not None:  # keep samples inside the lengths demos have (and position embeddings)
             max_new = min(max_new, a.max_length - max(len(p) for p in prompts))
-        out = generate_rollouts(
-            unwrap_model(model, keep_peft=True), self.processing_class, prompts, max_new_tokens=max(max_new, 1),
-            temperature=a.temperature, top_p=a.top_p, num_samples=a.samples_per_prompt,
-            batch_size=len(prompts) * a.samples_per_prompt, seed=seed,
-        )
+        with self.timed(ROLLOUT):
+            out = generate_rollouts(
+                unwrap_model(model, keep_peft=True), self.processing_class, prompts, max_new_tokens=max(max_new, 1),
+                temperature=a.temperature, top_p=a.top_p, num_samples=a.samples_per_prompt,
+                batch_size=len(prompts) * a.samples_per_prompt, seed=seed,
+            )
         batch = {k: v.to(a.device) for k, v in out.to_batch(self.processing_class.pad_token_id).items()}
         samples_pi = a.temperature == 1.0 and a.top_p == 1.0
         batch["policy_logprobs"] = batch["old_logprobs"] if samples_pi else self._logprobs(unwrap_model(model), batch)
@@ -221,13 +226,16 @@ class GAILTrainer(DemoTrainer):
 
     def train_disc(self, samples: dict) -> dict:
         """Held-out stats on fresh demos vs the new samples, ``disc_steps`` updates on replayed samples, train stats."""
-        held = self.discriminator_stats(self.demo_stream.next(), samples)
-        self.replay.add(samples)
-        for _ in range(self.args.disc_steps):
-            demos = self.demo_stream.next()
-            replayed = self.replay.sample(self.demo_stream.batch_size, self.processing_class.pad_token_id)
-            self.discriminator_step(demos, replayed)
-        train = self.discriminator_stats(demos, replayed)
+        with self.timed(DISC_EVAL):
+            held = self.discriminator_stats(self.demo_stream.next(), samples)
+        with self.timed(DISC):
+            self.replay.add(samples)
+            for _ in range(self.args.disc_steps):
+                demos = self.demo_stream.next()
+                replayed = self.replay.sample(self.demo_stream.batch_size, self.processing_class.pad_token_id)
+                self.discriminator_step(demos, replayed)
+        with self.timed(DISC_EVAL):
+            train = self.discriminator_stats(demos, replayed)
         out = {f"disc_heldout_{k[5:]}": v for k, v in held.items()}
         out.update({f"disc_train_{k[5:]}": train[k] for k in ("disc_loss", "disc_acc_demo", "disc_acc_policy",
                                                               "disc_bal_acc") if k in train})
@@ -277,8 +285,9 @@ class GAILTrainer(DemoTrainer):
         a, step = self.args, self.state.global_step
         samples = self.rollout(model, demos, seed=derive_seed(a.seed, step, micro, a.process_index) % 2**31)
         stats = self.train_disc(samples)
-        raw = self.sample_rewards(samples)
-        samples["advantages"], reward_stats = self.advantages(raw, samples)
+        with self.timed(SCORING):
+            raw = self.sample_rewards(samples)
+            samples["advantages"], reward_stats = self.advantages(raw, samples)
         mask = action_mask(samples["labels"])
         stats.update(reward_stats, sample_len=mask.sum(-1).float().mean().item(),
                      eos_frac=samples["terminated"].float().mean().item())

@@ -10,15 +10,17 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from contextlib import nullcontext
 
 import torch
 from accelerate.utils import gather_object
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from llm_irl.batching import DemoCollator
 from llm_irl.data import load_demonstrations
 from llm_irl.errors import NonFiniteLossError
 from llm_irl.modeling import is_peft, load_model, load_tokenizer, record_policy_temperature, save_policy_temperature
+from llm_irl.phase_timer import PhaseTimer, with_shares
 from llm_irl.reliability import GracefulStop, last_complete_checkpoint, mark_complete
 from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.special_tokens import ensure_pad_token
@@ -77,6 +79,10 @@ class DemoTrainer(Trainer):
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self.graceful_stop = GracefulStop()
         self.add_callback(self.graceful_stop)
+        phases = self.timed_phases()
+        self.phase_timer = PhaseTimer(phases) if phases else None
+        if self.phase_timer is not None:
+            self.add_callback(_RecordStepTimes(self))
 
     # ------------------------------------------------------------------ hooks for subclasses
 
@@ -91,7 +97,21 @@ class DemoTrainer(Trainer):
         """α of the policy this objective trains, π = softmax(logits/α) (`modeling.policy_temperature`)."""
         return 1.0
 
+    def timed_phases(self) -> tuple[str, ...]:
+        """The phases (`llm_irl.phase_timer`) whose seconds this run logs; () logs none (offline trainers)."""
+        return ()
+
+    def timed(self, phase: str):
+        """`with self.timed("rollout"): ...` counts the block's seconds as that phase of the step."""
+        return self.phase_timer.phase(phase) if self.phase_timer is not None else nullcontext()
+
     # ------------------------------------------------------------------ Trainer overrides
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        # an optimiser step begins when Trainer fetches its batches (online IQ and SPIN sample here)
+        if self.phase_timer is not None:
+            self.phase_timer.start_step()
+        return super().get_batch_samples(epoch_iterator, num_batches, device)
 
     @staticmethod
     def _tokenize(dataset, tokenizer, args, split: str):
@@ -153,6 +173,8 @@ class DemoTrainer(Trainer):
         averaged = self._mean_over_processes(self._metrics[mode])
         if mode == "eval":
             averaged = {f"eval_{name}": v for name, v in averaged.items()}
+        else:
+            averaged = with_shares(averaged)
         logs.update(averaged)  # in place: Trainer.evaluate returns this same dict
         self._metrics[mode].clear()
         super().log(logs, start_time)
@@ -173,3 +195,14 @@ class DemoTrainer(Trainer):
             totals = torch.tensor(totals, dtype=torch.float64, device=self.accelerator.device)
             totals = self.accelerator.reduce(totals, reduction="sum").tolist()
         return {n: s / c for n, (s, c) in zip(names, totals) if c > 0}
+
+
+class _RecordStepTimes(TrainerCallback):
+    """Hands each optimiser step's phase seconds to the trainer's logged metrics (averaged like the rest)."""
+
+    def __init__(self, trainer: DemoTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        for name, seconds in self.trainer.phase_timer.end_step().items():
+            self.trainer._metrics["train"][name].append(seconds)
