@@ -81,6 +81,7 @@ class GAILTrainer(DemoTrainer):
     # the loss mixes a policy-gradient term over samples with the demos' NLL: not a demo token-mean,
     # so Trainer divides it by the accumulation steps instead of rescaling by demo tokens
     token_mean_loss = False
+    chunked_loss = False  # PPO's ratios and the entropy read the samples' full logits
 
     def prepare_model(self, model, args):
         # Built here, before PEFT wraps the policy, so the copy is of the plain model's weights. The

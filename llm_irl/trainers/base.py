@@ -22,6 +22,7 @@ from llm_irl.errors import NonFiniteLossError
 from llm_irl.modeling import is_peft, load_model, load_tokenizer, record_policy_temperature, save_policy_temperature
 from llm_irl.phase_timer import PhaseTimer, with_shares
 from llm_irl.reliability import GracefulStop, last_complete_checkpoint, mark_complete
+from llm_irl.run_setup import announce, refuse_silent_ddp, set_threads
 from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.special_tokens import ensure_pad_token
 
@@ -43,6 +44,9 @@ class DemoTrainer(Trainer):
     # the same whatever the split over micro-batches and processes. Trainers whose loss is not a
     # token-mean set it False and Trainer divides by the accumulation steps instead.
     token_mean_loss = True
+    # True when demo_loss reaches the vocabulary through `lm_head_hidden` + `llm_irl.chunked` where it can
+    # (SFT, IQ, SPIN); what the start-of-run line reports as the loss path
+    chunked_loss = True
 
     def __init__(
         self,
@@ -56,6 +60,7 @@ class DemoTrainer(Trainer):
         **kwargs,
     ):
         args = args if args is not None else self.config_class(output_dir="outputs")
+        set_threads(args.torch_threads)
         if processing_class is None:
             processing_class = load_tokenizer(model, trust_remote_code=args.trust_remote_code)
         processing_class = ensure_pad_token(processing_class)
@@ -77,8 +82,10 @@ class DemoTrainer(Trainer):
         # makes Trainer count the action tokens of each accumulated batch (num_items_in_batch)
         self.model_accepts_loss_kwargs = self.token_mean_loss
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        refuse_silent_ddp(self)
         self.graceful_stop = GracefulStop()
         self.add_callback(self.graceful_stop)
+        self.add_callback(_AnnounceSetup(self))
         phases = self.timed_phases()
         self.phase_timer = PhaseTimer(phases) if phases else None
         if self.phase_timer is not None:
@@ -206,3 +213,13 @@ class _RecordStepTimes(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         for name, seconds in self.trainer.phase_timer.end_step().items():
             self.trainer._metrics["train"][name].append(seconds)
+
+
+class _AnnounceSetup(TrainerCallback):
+    """Says at the start of training, once accelerate has wrapped (or sharded) the model, what the run computes with."""
+
+    def __init__(self, trainer: DemoTrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer.run_setup = announce(self.trainer, self.trainer.model)
