@@ -89,3 +89,14 @@ class ReplayBuffer:
     def load_state_dict(self, state: dict) -> None:
         self.rows = list(state["rows"])
         self.generator.set_state(state["generator"])
+
+
+def trim_padding(batch: dict) -> dict:
+    """Drop the padding columns that every row of a (sub)batch shares."""
+    width = int(batch["attention_mask"].sum(-1).max())
+    return {k: v[:, :width] if torch.is_tensor(v) and v.dim() == 2 else v for k, v in batch.items()}
+
+
+def to_device(batch: dict, device) -> dict:
+    """A batch's tensors on `device` (other values as they are): pending minibatches saved and restored."""
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}

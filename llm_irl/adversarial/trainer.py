@@ -35,7 +35,7 @@ import os
 
 import torch
 
-from llm_irl.adversarial.buffers import DemoStream, ReplayBuffer
+from llm_irl.adversarial.buffers import DemoStream, ReplayBuffer, to_device, trim_padding
 from llm_irl.adversarial.config import GAILConfig
 from llm_irl.adversarial.discriminator import Discriminator
 from llm_irl.adversarial.losses import policy_advantages, ppo_clip_loss, reinforce_loss
@@ -55,15 +55,6 @@ STATE_FILE = "gail_state.pt"
 SAMPLE_KEYS = ("input_ids", "attention_mask", "labels", "old_logprobs", "advantages")
 
 __all__ = ["GAILConfig", "GAILTrainer"]
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _trim(batch: dict) -> dict:
-    """Drop the padding columns that every row of a (sub)batch shares."""
-    width = int(batch["attention_mask"].sum(-1).max())
-    return {k: v[:, :width] if torch.is_tensor(v) and v.dim() == 2 else v for k, v in batch.items()}
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -299,7 +290,7 @@ class GAILTrainer(DemoTrainer):
             order = torch.randperm(n, generator=g) if a.policy_update == "ppo" else torch.arange(n)
             for idx in order.tensor_split(a.ppo_minibatches if a.policy_update == "ppo" else 1):
                 idx = idx.to(samples["input_ids"].device)
-                queue.append({**_trim({k: samples[k].index_select(0, idx) for k in SAMPLE_KEYS}), "stats": stats})
+                queue.append({**trim_padding({k: samples[k].index_select(0, idx) for k in SAMPLE_KEYS}), "stats": stats})
         return queue
 
     def _policy_forward(self, model, demos: dict, samples: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -374,7 +365,7 @@ class GAILTrainer(DemoTrainer):
             os.makedirs(path, exist_ok=True)
             state = {"adversarial": self._adversarial, "disc_optimizer": self.disc_optimizer.state_dict(),
                      "demo_stream": self.demo_stream.state_dict(), "replay": self.replay.state_dict(),
-                     "queues": {k: [_to(b, "cpu") for b in q] for k, q in self._queues.items()}}
+                     "queues": {k: [to_device(b, "cpu") for b in q] for k, q in self._queues.items()}}
             torch.save(state, os.path.join(path, STATE_FILE))
             if self.ref_model is not None and self.args.sft_steps > 0 and self._adversarial:
                 self.ref_model.save_pretrained(os.path.join(path, REFERENCE_DIR), safe_serialization=True)
@@ -395,12 +386,8 @@ class GAILTrainer(DemoTrainer):
         self.disc_optimizer.load_state_dict(state["disc_optimizer"])
         self.demo_stream.load_state_dict(state["demo_stream"])
         self.replay.load_state_dict(state["replay"])
-        self._queues = {k: [_to(b, self.args.device) for b in q] for k, q in state["queues"].items()}
+        self._queues = {k: [to_device(b, self.args.device) for b in q] for k, q in state["queues"].items()}
         ref_path = os.path.join(resume_from_checkpoint, REFERENCE_DIR)
         if self.ref_model is not None and os.path.isdir(ref_path):
             saved = type(self.ref_model).from_pretrained(ref_path, use_safetensors=True)
             self.ref_model.load_state_dict(saved.state_dict())
-
-
-def _to(batch: dict, device) -> dict:
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
