@@ -196,6 +196,8 @@ class IQTrainer(DemoTrainer):
                 rollouts = generate_rollouts(
                     self.accelerator.unwrap_model(self.model_wrapped), self.processing_class, prompts,
                     max_new_tokens=self.args.max_new_tokens, temperature=self.args.temperature, top_p=self.args.top_p,
+                    # one generate call for the period's rows: decode's per-token overhead is paid once, not per 32
+                    batch_size=max(1, len(prompts)),
                     # seeded by step and process, so a resumed run draws what the uninterrupted one drew
                     seed=derive_seed(self.args.seed, step, self.args.process_index),
                 )
