@@ -2,9 +2,10 @@
 
 Every arm trains the same model on the same demonstrations at the same batch size, so one
 optimiser step consumes the same demonstration tokens in every arm, and the ratio of two arms'
-seconds per step is their ratio per demonstration token. Arms alternate within each repeat
-(order reversed every other repeat) so the load of a shared machine hits them alike; medians
-over the timed steps of all repeats. A step is timed from one `on_step_end` to the next, so online
+seconds per step is their ratio per demonstration token. The seconds are process CPU seconds at
+one torch thread (the wall time of an idle core; other processes' load barely moves them), wall
+seconds beside them. Arms alternate within each repeat (order reversed every other repeat);
+each run's mean over its timed steps, the median over repeats. A step is timed from one `on_step_end` to the next, so online
 IQ's and SPIN's sampling (done while fetching the step's batches) is inside it. Each online
 arm's `time_rollout_share` (docs/logs.md) says how much of its step is sampling.
 
@@ -59,16 +60,21 @@ RATIOS += [("gail", "sft", {"smollm2": 2.0, "tiny": 2.0}), ("spin", "sft", {"smo
 
 
 class StepClock(TrainerCallback):
-    """Wall time of each optimiser step, end to end (sampling in get_batch_samples included)."""
+    """Wall and process CPU seconds at the end of each optimiser step (sampling in get_batch_samples included)."""
 
     def __init__(self):
-        self.ends: list[float] = []
+        self.ends: list[tuple[float, float]] = []
 
     def on_train_begin(self, args, state, control, **kw):
-        self.ends = [time.perf_counter()]
+        self.ends = [(time.perf_counter(), time.process_time())]
 
     def on_step_end(self, args, state, control, **kw):
-        self.ends.append(time.perf_counter())
+        self.ends.append((time.perf_counter(), time.process_time()))
+
+    def per_step(self, skip: int) -> tuple[float, float]:
+        """Mean (wall, CPU) seconds of the steps after the first `skip`."""
+        (w0, c0), (w1, c1), n = self.ends[skip], self.ends[-1], len(self.ends) - 1 - skip
+        return (w1 - w0) / n, (c1 - c0) / n
 
 
 def training_rows(setting: dict, pretrained: str, n: int):
@@ -102,10 +108,10 @@ def run_arm(name: str, setting: dict, rows, warmup: int, steps: int) -> dict:
     trainer.add_callback(clock)
     trainer.remove_callback(PrinterCallback)
     trainer.train()
-    timed = [b - a for a, b in zip(clock.ends, clock.ends[1:])][warmup:]
+    wall, cpu = clock.per_step(warmup)
     logs = [h for h in trainer.state.log_history if "time_step" in h and h["step"] > warmup]
     rollout = sum(h["time_rollout"] for h in logs) / sum(h["time_step"] for h in logs) if logs else None
-    return {"step_s": sum(timed) / len(timed), "rollout_share": rollout}
+    return {"wall_s": wall, "cpu_s": cpu, "rollout_share": rollout}
 
 
 def warm_start(setting: dict, rows, steps: int) -> str:
@@ -140,31 +146,34 @@ def demo_tokens_per_step(setting: dict, rows) -> float:
 
 def measure(setting_name: str, setting: dict, arms: list[str], repeats: int, warmup: int, steps: int, rows) -> dict:
     """Each arm's median over repeats of its mean step seconds, arms alternating (reversed every other repeat)."""
-    times = {arm: [] for arm in arms}
-    shares = {arm: [] for arm in arms}
+    runs = {arm: [] for arm in arms}
     for r in range(repeats):
         for arm in (arms if r % 2 == 0 else arms[::-1]):
             out = run_arm(arm, setting, rows, warmup, steps)
-            times[arm].append(out["step_s"])
-            if out["rollout_share"] is not None:
-                shares[arm].append(out["rollout_share"])
-            print(f"  {setting_name} repeat {r} {arm}: {out['step_s']:.3f} s/step", flush=True)
-    return {arm: {"step_s": statistics.median(times[arm]),
-                  "rollout_share": statistics.mean(shares[arm]) if shares[arm] else None} for arm in arms}
+            runs[arm].append(out)
+            print(f"  {setting_name} repeat {r} {arm}: {out['cpu_s']:.3f} CPU s/step, {out['wall_s']:.3f} wall s/step "
+                  f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    shares = {arm: [o["rollout_share"] for o in outs if o["rollout_share"] is not None] for arm, outs in runs.items()}
+    return {arm: {"cpu_s": statistics.median(o["cpu_s"] for o in outs),
+                  "wall_s": statistics.median(o["wall_s"] for o in outs),
+                  "rollout_share": statistics.mean(shares[arm]) if shares[arm] else None} for arm, outs in runs.items()}
 
 
 def report(setting_name: str, result: dict, tokens: float) -> None:
+    """Per-arm costs and the ratios, on process CPU seconds: with one thread they are the wall time of an idle
+    core, and another process's load barely moves them (wall seconds beside them, for reference)."""
     print(f"\n{setting_name}: {tokens:.0f} demonstration action tokens per step")
-    print(f"{'arm':16s} {'s/step':>8s} {'ms/demo token':>14s} {'rollout share':>14s}")
+    print(f"{'arm':22s} {'CPU s/step':>10s} {'wall s/step':>11s} {'CPU ms/demo token':>17s} {'rollout share':>13s}")
     for arm, r in result.items():
         share = "" if r["rollout_share"] is None else f"{r['rollout_share']:.2f}"
-        print(f"{arm:16s} {r['step_s']:8.3f} {1e3 * r['step_s'] / tokens:14.3f} {share:>14s}")
+        print(f"{arm:22s} {r['cpu_s']:10.3f} {r['wall_s']:11.3f} {1e3 * r['cpu_s'] / tokens:17.3f} {share:>13s}")
     for arm, base, targets in RATIOS:
         if arm in result and base in result:
-            ratio = result[arm]["step_s"] / result[base]["step_s"]
-            target = targets.get(setting_name)
+            ratio = result[arm]["cpu_s"] / result[base]["cpu_s"]
+            wall = result[arm]["wall_s"] / result[base]["wall_s"]
+            target = targets.get(setting_name.split()[0])
             verdict = "" if target is None else f" (target <= {target}: {'met' if ratio <= target else 'NOT met'})"
-            print(f"{arm} / {base} = {ratio:.2f}x per demonstration token{verdict}")
+            print(f"{arm} / {base} = {ratio:.2f}x per demonstration token (wall {wall:.2f}x){verdict}")
 
 
 def main() -> None:
