@@ -7,7 +7,8 @@ one torch thread (the wall time of an idle core; other processes' load barely mo
 seconds beside them. Arms alternate within each repeat (order reversed every other repeat);
 each run's mean over its timed steps, the median over repeats. A step is timed from one `on_step_end` to the next, so online
 IQ's and SPIN's sampling (done while fetching the step's batches) is inside it. Each online
-arm's `time_rollout_share` (docs/logs.md) says how much of its step is sampling.
+arm's phase shares (`time_<phase>_share`, docs/logs.md: rollout, scoring, discriminator, update)
+say where its step goes.
 
 Ratios (the issue's targets in brackets): online IQ at policy share 0.1 and 0.5 / offline IQ
 (SmolLM2: ≤ 1.15, ≤ 1.4; embedded default: 0.5 ≤ 2), GAIL / SFT and SPIN / SFT (≤ 2).
@@ -110,8 +111,10 @@ def run_arm(name: str, setting: dict, rows, warmup: int, steps: int) -> dict:
     trainer.train()
     wall, cpu = clock.per_step(warmup)
     logs = [h for h in trainer.state.log_history if "time_step" in h and h["step"] > warmup]
-    rollout = sum(h["time_rollout"] for h in logs) / sum(h["time_step"] for h in logs) if logs else None
-    return {"wall_s": wall, "cpu_s": cpu, "rollout_share": rollout}
+    phases = [k[5:] for k in (logs[0] if logs else {}) if k.startswith("time_") and k != "time_step"
+              and not k.endswith("_share")]
+    shares = {p: sum(h[f"time_{p}"] for h in logs) / sum(h["time_step"] for h in logs) for p in phases}
+    return {"wall_s": wall, "cpu_s": cpu, "shares": shares}
 
 
 def warm_start(setting: dict, rows, steps: int) -> str:
@@ -153,20 +156,21 @@ def measure(setting_name: str, setting: dict, arms: list[str], repeats: int, war
             runs[arm].append(out)
             print(f"  {setting_name} repeat {r} {arm}: {out['cpu_s']:.3f} CPU s/step, {out['wall_s']:.3f} wall s/step "
                   f"(load {os.getloadavg()[0]:.1f})", flush=True)
-    shares = {arm: [o["rollout_share"] for o in outs if o["rollout_share"] is not None] for arm, outs in runs.items()}
     return {arm: {"cpu_s": statistics.median(o["cpu_s"] for o in outs),
                   "wall_s": statistics.median(o["wall_s"] for o in outs),
-                  "rollout_share": statistics.mean(shares[arm]) if shares[arm] else None} for arm, outs in runs.items()}
+                  "shares": {p: statistics.mean(o["shares"][p] for o in outs) for p in outs[0]["shares"]}}
+            for arm, outs in runs.items()}
 
 
 def report(setting_name: str, result: dict, tokens: float) -> None:
     """Per-arm costs and the ratios, on process CPU seconds: with one thread they are the wall time of an idle
     core, and another process's load barely moves them (wall seconds beside them, for reference)."""
     print(f"\n{setting_name}: {tokens:.0f} demonstration action tokens per step")
-    print(f"{'arm':22s} {'CPU s/step':>10s} {'wall s/step':>11s} {'CPU ms/demo token':>17s} {'rollout share':>13s}")
+    print(f"{'arm':22s} {'CPU s/step':>10s} {'wall s/step':>11s} {'CPU ms/demo token':>17s}  shares of the step "
+          "(docs/logs.md)")
     for arm, r in result.items():
-        share = "" if r["rollout_share"] is None else f"{r['rollout_share']:.2f}"
-        print(f"{arm:22s} {r['cpu_s']:10.3f} {r['wall_s']:11.3f} {1e3 * r['cpu_s'] / tokens:17.3f} {share:>13s}")
+        shares = ", ".join(f"{p} {v:.2f}" for p, v in r["shares"].items())
+        print(f"{arm:22s} {r['cpu_s']:10.3f} {r['wall_s']:11.3f} {1e3 * r['cpu_s'] / tokens:17.3f}  {shares}")
     for arm, base, targets in RATIOS:
         if arm in result and base in result:
             ratio = result[arm]["cpu_s"] / result[base]["cpu_s"]
