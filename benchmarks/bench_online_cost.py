@@ -185,8 +185,10 @@ def main() -> None:
     p.add_argument("--setting", choices=["tiny", "smollm2"], default="tiny")
     p.add_argument("--arms", default=",".join(ARMS), help="comma-separated subset of " + ", ".join(ARMS))
     p.add_argument("--repeats", type=int, default=None, help="default: 3 (tiny), 1 (smollm2)")
-    p.add_argument("--warmup", type=int, default=1,
-                   help="untimed steps per arm run (1: the timed steps then hold whole sampling periods)")
+    p.add_argument("--warmup", type=int, default=0,
+                   help="untimed steps per arm run, a multiple of 8: the timed steps must hold whole sampling "
+                        "periods (a period's rows are drawn at its first step; the run's last period is cut at "
+                        "max_steps, so the timed steps end the run)")
     p.add_argument("--steps", type=int, default=None,
                    help="timed steps per arm run, a multiple of 8 (the rollout_every arms' period); default 24 (tiny), "
                         "8 (smollm2)")
