@@ -14,6 +14,7 @@ a reduce-scatter averaging over processes as FSDP2 averages every other paramete
 from __future__ import annotations
 
 import inspect
+import logging
 import weakref
 from typing import NamedTuple
 
@@ -37,6 +38,13 @@ class LMHeadInputs(NamedTuple):
 # config fields that post-process h·Wᵀ (Gemma 2/3 soft-capping, Cohere and Granite scaling, ...)
 _LOGIT_POSTPROCESSING = ("final_logit_softcapping", "logit_softcapping", "logit_scale", "logits_scaling", "output_mult")
 _NOT_PLAIN = weakref.WeakSet()  # models whose lm_head check failed once: no second wasted forward
+logger = logging.getLogger(__name__)
+
+
+def _give_up(model: nn.Module, why: str) -> None:
+    """Remember `model` as one whose loss takes the full logits, and say so once (the start-of-run line said chunked)."""
+    _NOT_PLAIN.add(unwrap_model(model))
+    logger.warning("the loss falls back to full [batch, seq, vocab] logits: %s", why)
 
 
 def full_gather(param: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
@@ -108,7 +116,7 @@ def lm_head_hidden(
     hidden = out.hidden_states[-1] if out.hidden_states else None
     shapes_fit = hidden is not None and hidden.shape[:2] == input_ids.shape
     if not shapes_fit or head.weight.shape != (out.logits.shape[-1], hidden.shape[-1]):
-        _NOT_PLAIN.add(unwrap_model(model))
+        _give_up(model, "the model's last hidden state or LM head weight is not the shape its logits need")
         return None
     weight, bias = full_gather(head.weight, hidden.dtype), full_gather(head.bias, hidden.dtype)
     with torch.no_grad():
@@ -118,6 +126,6 @@ def lm_head_hidden(
         got = F.linear(hidden[:, -1], weight, bias).float()
         tol = 8 * torch.finfo(out.logits.dtype).eps * (1.0 + want.abs().max())
         if not torch.allclose(got, want, rtol=0.0, atol=float(tol)):
-            _NOT_PLAIN.add(unwrap_model(model))
+            _give_up(model, "hidden·Wᵀ + b does not reproduce the model's logits")
             return None
     return LMHeadInputs(hidden, weight, bias, state_values(unwrap_model(model)))
