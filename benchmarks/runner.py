@@ -41,6 +41,7 @@ def setting_recipe(expert: str, regime: str, quick: bool, out_root: str, names=N
         "seeds": 1 if quick else 3,
         "output_dir": os.path.join(out_root, f"{expert}_{regime}"),
         "other_trainers": False,
+        "torch_threads": 1,  # settings run side by side, one core each (the library's key; the env below covers numpy)
         "arms": arms,
     }
 

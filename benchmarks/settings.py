@@ -48,7 +48,6 @@ GAIL_STUDY = os.path.join(BENCH, "study_gail")  # --arms sft,gail --output_dir b
 SWEEPS = os.path.join(BENCH, "sweeps")  # compare recipes run on their own: `llm-irl compare benchmarks/sweeps/X.yaml`
 MODEL_4X128 = os.path.join(BENCH, "model_4x128")  # compare recipes on a 4-layer, 128-wide Llama
 PRETRAINED = os.path.join(BENCH, "pretrained", "results")  # SmolLM2-135M-Instruct on human chat
-LM_EXPERT = os.path.join(BENCH, "lm_expert", "results")  # SmolLM2 imitating itself with an instruction in context
 BUILT_MODELS = os.path.join(BENCH, "built_models")  # Llamas benchmarks.models builds (git-ignored)
 FIGURES = os.path.join(BENCH, "figures")  # the plots BENCHMARKS.md shows (python -m benchmarks.figures)
 BIGGER_SIZE = "4x128"  # --grid --model_size 4x128: the grid on a model that learns the experts better

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from benchmarks.sections import frontier_lines, link, para, setting_table
-from benchmarks.settings import BENCH, BUDGET, LM_EXPERT, PRETRAINED, rel
+from benchmarks.settings import BENCH, BUDGET, PRETRAINED, rel
 from benchmarks.verdicts import (FRONTIER_AXES, HEADLINE_AXES, at, budget_results, expert_figure, figure, fmt,
                                  frontier_against, pooled_frontier_against, stored_frontier, verdict_cell)
 

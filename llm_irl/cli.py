@@ -303,6 +303,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"usage: llm-irl {{{','.join(COMMANDS)}}} ...\n\n{__doc__}", file=sys.stderr)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("llm_irl").setLevel(logging.INFO)  # the start-of-run line (llm_irl.run_setup)
     try:
         return COMMANDS[argv[0]](argv[1:])
     except (ConfigError, DataError, UsageError, FileNotFoundError) as e:

@@ -104,7 +104,7 @@ def model_card(output_dir: str, script, config, log_history: list[dict], command
         f"tokenizer = AutoTokenizer.from_pretrained({output_dir!r})",
         f"model = {auto_class}.from_pretrained({output_dir!r})" + ("  # needs peft installed"
                                                                             if script.use_peft else ""),
-        *([f"# adapters keep the base model's config: give the model the policy temperature it was trained at",
+        *(["# adapters keep the base model's config: give the model the policy temperature it was trained at",
            "from llm_irl.modeling import restore_policy_temperature",
            f"restore_policy_temperature(model, {output_dir!r})"] if script.use_peft else []),
         "```", "",

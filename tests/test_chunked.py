@@ -263,8 +263,8 @@ def test_softcapped_logits_fall_back():
     assert lm_head_hidden(model, torch.randint(3, 50, (1, 5))) is None
 
 
-def test_post_processed_logits_are_caught_at_run_time_once():
-    """A head whose output is altered (here by a hook) fails the last-position check, then is skipped."""
+def test_post_processed_logits_are_caught_at_run_time_once(caplog):
+    """A head whose output is altered (here by a hook) fails the last-position check, is said once, then skipped."""
     model = tiny_lm("llama")
     model.get_output_embeddings().register_forward_hook(lambda mod, inp, out: out * 2)
     calls = []
@@ -273,6 +273,8 @@ def test_post_processed_logits_are_caught_at_run_time_once():
     assert lm_head_hidden(model, ids) is None
     assert lm_head_hidden(model, ids) is None
     assert len(calls) == 1
+    assert [r.getMessage() for r in caplog.records if "falls back to full" in r.getMessage()] == [
+        "the loss falls back to full [batch, seq, vocab] logits: hidden·Wᵀ + b does not reproduce the model's logits"]
 
 
 def test_lora_on_the_head_falls_back():

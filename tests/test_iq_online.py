@@ -37,7 +37,7 @@ class Recorder:
 
         def fake_generate(model, tokenizer, prompts, **kw):
             self.calls.append({"step": self.trainer.state.global_step, "prompts": [list(p) for p in prompts],
-                               "seed": kw["seed"]})
+                               "seed": kw["seed"], "batch_size": kw.get("batch_size")})
             if real_sampling:
                 return real_generate(model, tokenizer, prompts, **kw)
             completions = [_serial_completion(self.serial + i) for i in range(len(prompts))]
@@ -81,10 +81,11 @@ def test_rollout_every_samples_once_per_period_and_never_reuses_a_row(every, acc
     _train(tmp_path, rollout_every=every, gradient_accumulation_steps=accum, max_steps=steps)
     # batch 4 (× accum) at policy_mix 0.2: one policy row owed per 4 demos, so every step has rows due
     assert [c["step"] for c in rec.calls] == list(range(0, steps, every))
-    # one call draws the rows of its whole period (fewer for the last, cut at max_steps)
+    # one call draws the rows of its whole period (fewer for the last, cut at max_steps), in one generate batch
     for call in rec.calls:
         period = min(every, steps - call["step"])
         assert len(call["prompts"]) == period * accum
+        assert call["batch_size"] == len(call["prompts"])
     trained = [_serial_of(row) for m in rec.mixed for row in m["policy"]]
     assert len(trained) == steps * accum  # the share the user asked for: 1 policy row per 4 demos
     assert len(set(trained)) == len(trained)  # no row trained on twice

@@ -91,3 +91,16 @@ class ReplayBuffer:
     def load_state_dict(self, state: dict) -> None:
         self.rows = list(state["rows"])
         self.generator.set_state(state["generator"])
+
+
+def trim_padding(batch: dict) -> dict:
+    """Drop the padding columns that every row of a (sub)batch shares (an encoder–decoder's encoder inputs and
+    its labels-aligned decoder columns each to their own width)."""
+    width, encoder = int(labelled_mask(batch).sum(-1).max()), int(batch["attention_mask"].sum(-1).max())
+    widths = {k: encoder for k in ("input_ids", "attention_mask")} if "decoder_input_ids" in batch else {}
+    return {k: v[:, :widths.get(k, width)] if torch.is_tensor(v) and v.dim() == 2 else v for k, v in batch.items()}
+
+
+def to_device(batch: dict, device) -> dict:
+    """A batch's tensors on `device` (other values as they are): pending minibatches saved and restored."""
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}

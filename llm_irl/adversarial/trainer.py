@@ -35,14 +35,15 @@ import os
 
 import torch
 
-from llm_irl.adversarial.buffers import DemoStream, ReplayBuffer
+from llm_irl.adversarial.buffers import DemoStream, ReplayBuffer, to_device, trim_padding
 from llm_irl.adversarial.config import GAILConfig
 from llm_irl.adversarial.discriminator import Discriminator
 from llm_irl.adversarial.losses import policy_advantages, ppo_clip_loss, reinforce_loss
 from llm_irl.adversarial.sampling_logprobs import sampling_logprobs
-from llm_irl.batching import batch_prompts, labelled_mask, model_inputs, pad
+from llm_irl.batching import batch_prompts, model_inputs, pad
 from llm_irl.losses import sft_loss
 from llm_irl.modeling import disable_dropout, eval_mode, is_peft, policy_temperature, unwrap_model
+from llm_irl.phase_timer import DISC, DISC_EVAL, ROLLOUT, SCORING, UPDATE
 from llm_irl.rollout import generate_rollouts
 from llm_irl.seeding import derive_seed
 from llm_irl.seq2seq import DECODER_KEYS
@@ -55,17 +56,6 @@ STATE_FILE = "gail_state.pt"
 SAMPLE_KEYS = ("input_ids", "attention_mask", *DECODER_KEYS, "labels", "old_logprobs", "advantages")
 
 __all__ = ["GAILConfig", "GAILTrainer"]
-
-
-# ----------------------------------------------------------------------------- helpers
-
-
-def _trim(batch: dict) -> dict:
-    """Drop the padding columns that every row of a (sub)batch shares (an encoder–decoder's encoder inputs and
-    its labels-aligned decoder columns each to their own width)."""
-    width, encoder = int(labelled_mask(batch).sum(-1).max()), int(batch["attention_mask"].sum(-1).max())
-    widths = {k: encoder for k in ("input_ids", "attention_mask")} if "decoder_input_ids" in batch else {}
-    return {k: v[:, :widths.get(k, width)] if torch.is_tensor(v) and v.dim() == 2 else v for k, v in batch.items()}
 
 
 # ----------------------------------------------------------------------------- the trainer
@@ -83,6 +73,7 @@ class GAILTrainer(DemoTrainer):
     # the loss mixes a policy-gradient term over samples with the demos' NLL: not a demo token-mean,
     # so Trainer divides it by the accumulation steps instead of rescaling by demo tokens
     token_mean_loss = False
+    chunked_loss = False  # PPO's ratios and the entropy read the samples' full logits
 
     def prepare_model(self, model, args):
         # Built here, before PEFT wraps the policy, so the copy is of the plain model's weights. The
@@ -119,6 +110,9 @@ class GAILTrainer(DemoTrainer):
         self._step_seen, self._micro = -1, 0
         self._adversarial = a.sft_steps == 0  # the adversarial phase's reference and discriminator are set
 
+    def timed_phases(self) -> tuple[str, ...]:
+        return ROLLOUT, SCORING, DISC, DISC_EVAL, UPDATE
+
     def _new_disc_optimizer(self):
         return torch.optim.AdamW(self.discriminator.parameters(),
                                  lr=self.args.disc_learning_rate or self.args.learning_rate)
@@ -147,9 +141,9 @@ class GAILTrainer(DemoTrainer):
     @torch.no_grad()
     def _logprobs(self, model, batch: dict) -> torch.Tensor:
         """log π of a batch's labels under ``model`` in eval mode (no dropout), labels-aligned."""
-        with eval_mode(model):
+        with self.timed(SCORING), eval_mode(model):
             logits = model(**model_inputs(batch)).logits
-        return token_logprobs(logits, batch["labels"])
+            return token_logprobs(logits, batch["labels"])
 
     def _reference_logprobs(self, batch: dict) -> torch.Tensor:
         if self.ref_model is not None:
@@ -182,11 +176,12 @@ class GAILTrainer(DemoTrainer):
         max_new = a.max_new_tokens
         if a.max_length is not None:  # keep samples inside the lengths demos have (and position embeddings)
             max_new = min(max_new, a.max_length - max(len(p) for p in prompts))
-        out = generate_rollouts(
-            unwrap_model(model, keep_peft=True), self.processing_class, prompts, max_new_tokens=max(max_new, 1),
-            temperature=a.temperature, top_p=a.top_p, num_samples=a.samples_per_prompt,
-            batch_size=len(prompts) * a.samples_per_prompt, seed=seed,
-        )
+        with self.timed(ROLLOUT):
+            out = generate_rollouts(
+                unwrap_model(model, keep_peft=True), self.processing_class, prompts, max_new_tokens=max(max_new, 1),
+                temperature=a.temperature, top_p=a.top_p, num_samples=a.samples_per_prompt,
+                batch_size=len(prompts) * a.samples_per_prompt, seed=seed,
+            )
         batch = {k: v.to(a.device) for k, v in out.to_batch(self.processing_class.pad_token_id).items()}
         samples_pi = a.temperature == 1.0 and a.top_p == 1.0
         batch["policy_logprobs"] = batch["old_logprobs"] if samples_pi else self._logprobs(unwrap_model(model), batch)
@@ -224,13 +219,16 @@ class GAILTrainer(DemoTrainer):
 
     def train_disc(self, samples: dict) -> dict:
         """Held-out stats on fresh demos vs the new samples, ``disc_steps`` updates on replayed samples, train stats."""
-        held = self.discriminator_stats(self.demo_stream.next(), samples)
-        self.replay.add(samples)
-        for _ in range(self.args.disc_steps):
-            demos = self.demo_stream.next()
-            replayed = self.replay.sample(self.demo_stream.batch_size, self.processing_class.pad_token_id)
-            self.discriminator_step(demos, replayed)
-        train = self.discriminator_stats(demos, replayed)
+        with self.timed(DISC_EVAL):
+            held = self.discriminator_stats(self.demo_stream.next(), samples)
+        with self.timed(DISC):
+            self.replay.add(samples)
+            for _ in range(self.args.disc_steps):
+                demos = self.demo_stream.next()
+                replayed = self.replay.sample(self.demo_stream.batch_size, self.processing_class.pad_token_id)
+                self.discriminator_step(demos, replayed)
+        with self.timed(DISC_EVAL):
+            train = self.discriminator_stats(demos, replayed)
         out = {f"disc_heldout_{k[5:]}": v for k, v in held.items()}
         out.update({f"disc_train_{k[5:]}": train[k] for k in ("disc_loss", "disc_acc_demo", "disc_acc_policy",
                                                               "disc_bal_acc") if k in train})
@@ -280,8 +278,9 @@ class GAILTrainer(DemoTrainer):
         a, step = self.args, self.state.global_step
         samples = self.rollout(model, demos, seed=derive_seed(a.seed, step, micro, a.process_index) % 2**31)
         stats = self.train_disc(samples)
-        raw = self.sample_rewards(samples)
-        samples["advantages"], reward_stats = self.advantages(raw, samples)
+        with self.timed(SCORING):
+            raw = self.sample_rewards(samples)
+            samples["advantages"], reward_stats = self.advantages(raw, samples)
         mask = action_mask(samples["labels"])
         stats.update(reward_stats, sample_len=mask.sum(-1).float().mean().item(),
                      eos_frac=samples["terminated"].float().mean().item())
@@ -293,7 +292,7 @@ class GAILTrainer(DemoTrainer):
             for idx in order.tensor_split(a.ppo_minibatches if a.policy_update == "ppo" else 1):
                 idx = idx.to(samples["input_ids"].device)
                 rows = {k: samples[k].index_select(0, idx) for k in SAMPLE_KEYS if k in samples}
-                queue.append({**_trim(rows), "stats": stats})
+                queue.append({**trim_padding(rows), "stats": stats})
         return queue
 
     def _policy_forward(self, model, demos: dict, samples: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -368,7 +367,7 @@ class GAILTrainer(DemoTrainer):
             os.makedirs(path, exist_ok=True)
             state = {"adversarial": self._adversarial, "disc_optimizer": self.disc_optimizer.state_dict(),
                      "demo_stream": self.demo_stream.state_dict(), "replay": self.replay.state_dict(),
-                     "queues": {k: [_to(b, "cpu") for b in q] for k, q in self._queues.items()}}
+                     "queues": {k: [to_device(b, "cpu") for b in q] for k, q in self._queues.items()}}
             torch.save(state, os.path.join(path, STATE_FILE))
             if self.ref_model is not None and self.args.sft_steps > 0 and self._adversarial:
                 self.ref_model.save_pretrained(os.path.join(path, REFERENCE_DIR), safe_serialization=True)
@@ -389,12 +388,8 @@ class GAILTrainer(DemoTrainer):
         self.disc_optimizer.load_state_dict(state["disc_optimizer"])
         self.demo_stream.load_state_dict(state["demo_stream"])
         self.replay.load_state_dict(state["replay"])
-        self._queues = {k: [_to(b, self.args.device) for b in q] for k, q in state["queues"].items()}
+        self._queues = {k: [to_device(b, self.args.device) for b in q] for k, q in state["queues"].items()}
         ref_path = os.path.join(resume_from_checkpoint, REFERENCE_DIR)
         if self.ref_model is not None and os.path.isdir(ref_path):
             saved = type(self.ref_model).from_pretrained(ref_path, use_safetensors=True)
             self.ref_model.load_state_dict(saved.state_dict())
-
-
-def _to(batch: dict, device) -> dict:
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from contextlib import nullcontext
 
 import torch
 from accelerate.utils import gather_object
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from llm_irl.batching import DemoCollator
 from llm_irl.data import load_demonstrations
 from llm_irl.errors import NonFiniteLossError
 from llm_irl.modeling import is_peft, load_model, load_tokenizer, record_policy_temperature, save_policy_temperature
 from llm_irl.seq2seq import decoder_prefix, is_seq2seq
+from llm_irl.phase_timer import PhaseTimer, with_shares
 from llm_irl.reliability import GracefulStop, last_complete_checkpoint, mark_complete
+from llm_irl.run_setup import announce, refuse_silent_ddp, set_threads
 from llm_irl.soft_q import IGNORE_INDEX
 from llm_irl.special_tokens import ensure_pad_token
 
@@ -45,6 +48,9 @@ class DemoTrainer(Trainer):
     # the same whatever the split over micro-batches and processes. Trainers whose loss is not a
     # token-mean set it False and Trainer divides by the accumulation steps instead.
     token_mean_loss = True
+    # True when demo_loss reaches the vocabulary through `lm_head_hidden` + `llm_irl.chunked` where it can
+    # (SFT, IQ, SPIN); what the start-of-run line reports as the loss path
+    chunked_loss = True
 
     def __init__(
         self,
@@ -58,6 +64,7 @@ class DemoTrainer(Trainer):
         **kwargs,
     ):
         args = args if args is not None else self.config_class(output_dir="outputs")
+        set_threads(args.torch_threads)
         if processing_class is None:
             processing_class = load_tokenizer(model, trust_remote_code=args.trust_remote_code)
         processing_class = ensure_pad_token(processing_class)
@@ -80,8 +87,14 @@ class DemoTrainer(Trainer):
         # makes Trainer count the action tokens of each accumulated batch (num_items_in_batch)
         self.model_accepts_loss_kwargs = self.token_mean_loss
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        refuse_silent_ddp(self)
         self.graceful_stop = GracefulStop()
         self.add_callback(self.graceful_stop)
+        self.add_callback(_AnnounceSetup(self))
+        phases = self.timed_phases()
+        self.phase_timer = PhaseTimer(phases) if phases else None
+        if self.phase_timer is not None:
+            self.add_callback(_RecordStepTimes(self))
 
     # ------------------------------------------------------------------ hooks for subclasses
 
@@ -96,7 +109,21 @@ class DemoTrainer(Trainer):
         """α of the policy this objective trains, π = softmax(logits/α) (`modeling.policy_temperature`)."""
         return 1.0
 
+    def timed_phases(self) -> tuple[str, ...]:
+        """The phases (`llm_irl.phase_timer`) whose seconds this run logs; () logs none (offline trainers)."""
+        return ()
+
+    def timed(self, phase: str):
+        """`with self.timed("rollout"): ...` counts the block's seconds as that phase of the step."""
+        return self.phase_timer.phase(phase) if self.phase_timer is not None else nullcontext()
+
     # ------------------------------------------------------------------ Trainer overrides
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        # an optimiser step begins when Trainer fetches its batches (online IQ and SPIN sample here)
+        if self.phase_timer is not None:
+            self.phase_timer.start_step()
+        return super().get_batch_samples(epoch_iterator, num_batches, device)
 
     def _tokenize(self, dataset, tokenizer, args, split: str):
         if dataset is None:
@@ -158,6 +185,8 @@ class DemoTrainer(Trainer):
         averaged = self._mean_over_processes(self._metrics[mode])
         if mode == "eval":
             averaged = {f"eval_{name}": v for name, v in averaged.items()}
+        else:
+            averaged = with_shares(averaged)
         logs.update(averaged)  # in place: Trainer.evaluate returns this same dict
         self._metrics[mode].clear()
         super().log(logs, start_time)
@@ -178,3 +207,24 @@ class DemoTrainer(Trainer):
             totals = torch.tensor(totals, dtype=torch.float64, device=self.accelerator.device)
             totals = self.accelerator.reduce(totals, reduction="sum").tolist()
         return {n: s / c for n, (s, c) in zip(names, totals) if c > 0}
+
+
+class _RecordStepTimes(TrainerCallback):
+    """Hands each optimiser step's phase seconds to the trainer's logged metrics (averaged like the rest)."""
+
+    def __init__(self, trainer: DemoTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        for name, seconds in self.trainer.phase_timer.end_step().items():
+            self.trainer._metrics["train"][name].append(seconds)
+
+
+class _AnnounceSetup(TrainerCallback):
+    """Says at the start of training, once accelerate has wrapped (or sharded) the model, what the run computes with."""
+
+    def __init__(self, trainer: DemoTrainer):
+        self.trainer = trainer
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.trainer.run_setup = announce(self.trainer, self.trainer.model)

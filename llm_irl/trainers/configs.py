@@ -68,6 +68,13 @@ class SFTConfig(TrainingArguments):
                           "post-processed (soft-capping, logit scaling, LoRA on lm_head) fall back to full logits."},
     )
     log_entropy: bool = field(default=True, metadata={"help": "Log the mean policy entropy at action tokens."})
+    torch_threads: int | None = field(
+        default=None,
+        metadata={"help": "torch intra-op threads of this process (set when the trainer starts). None: as the process "
+                          "has them (torch: one per physical core, or OMP_NUM_THREADS; torchrun: 1 per process). "
+                          "Runs sharing a machine should split its cores (e.g. 1 each on 2 cores): oversubscribed "
+                          "threads slow sampling several-fold."},
+    )
     loss_type: str = field(
         default="nll",
         metadata={"help": "SFT's loss: 'nll' (cross-entropy) or 'gem' (GEM, Li et al. 2025: reverse-KL matching with "
@@ -108,6 +115,8 @@ class SFTConfig(TrainingArguments):
                              f"got {self.prompt_truncation!r}")
         if self.loss_chunk_size is not None and self.loss_chunk_size < 0:
             raise ValueError(f"loss_chunk_size must be >= 0 or None, got {self.loss_chunk_size}")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ValueError(f"torch_threads must be >= 1 or None, got {self.torch_threads}")
         if self.nan_policy not in ("stop", "skip"):
             raise ValueError(f"nan_policy must be 'stop' or 'skip', got {self.nan_policy!r}")
         if not 0.0 <= self.label_smoothing_factor < 1.0:

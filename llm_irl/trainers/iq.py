@@ -30,6 +30,7 @@ from llm_irl.batching import batch_prompts, labelled_row, model_inputs, pad_batc
 from llm_irl.chunked import chunked_mdp_and_entropy
 from llm_irl.lm_head import lm_head_hidden
 from llm_irl.modeling import unwrap_model
+from llm_irl.phase_timer import ROLLOUT, UPDATE
 from llm_irl.losses import iq_objective, offset_mdp, online_iq_objective, value_head_mdp
 from llm_irl.rollout import generate_rollouts
 from llm_irl.seeding import derive_seed
@@ -70,6 +71,9 @@ class IQTrainer(DemoTrainer):
 
     def policy_alpha(self, args) -> float:
         return args.alpha
+
+    def timed_phases(self) -> tuple[str, ...]:
+        return (ROLLOUT, UPDATE) if self.args.policy_mix > 0 else ()
 
     def forward_mdp(self, model, inputs, *, want_state: bool = False):
         """(TokenMDP, policy entropy or None, the state head's values [B, T] or None) of one forward pass.
@@ -187,12 +191,15 @@ class IQTrainer(DemoTrainer):
                 later = self.rollout_pool.owed_later((steps - 1) * step_rows)
                 step_prompts = [p for batch_prompts in own for p in batch_prompts]
                 prompts += [step_prompts[(needed + i) % len(step_prompts)] for i in range(later)]
-            rollouts = generate_rollouts(
-                self.accelerator.unwrap_model(self.model_wrapped), self.processing_class, prompts,
-                max_new_tokens=self.args.max_new_tokens, temperature=self.args.temperature, top_p=self.args.top_p,
-                # seeded by step and process, so a resumed run draws what the uninterrupted one drew
-                seed=derive_seed(self.args.seed, step, self.args.process_index),
-            )
+            with self.timed(ROLLOUT):
+                rollouts = generate_rollouts(
+                    self.accelerator.unwrap_model(self.model_wrapped), self.processing_class, prompts,
+                    max_new_tokens=self.args.max_new_tokens, temperature=self.args.temperature, top_p=self.args.top_p,
+                    # one generate call for the period's rows: decode's per-token overhead is paid once, not per 32
+                    batch_size=max(1, len(prompts)),
+                    # seeded by step and process, so a resumed run draws what the uninterrupted one drew
+                    seed=derive_seed(self.args.seed, step, self.args.process_index),
+                )
             return [labelled_row(p, c, self.decoder_prefix) for p, c in zip(rollouts.prompt_ids, rollouts.completion_ids)]
 
         return self.rollout_pool.take(step, needed, refill)

@@ -30,6 +30,7 @@ from llm_irl.batching import labelled_row, model_inputs, pad, pad_batch, unpad_r
 from llm_irl.chunked import chunked_mdp_and_entropy
 from llm_irl.lm_head import lm_head_hidden
 from llm_irl.modeling import disable_dropout, eval_mode
+from llm_irl.phase_timer import ROLLOUT, SCORING, UPDATE
 from llm_irl.rollout import generate_rollouts
 from llm_irl.seeding import derive_seed
 from llm_irl.soft_q import IGNORE_INDEX, action_mask, policy_entropy, token_logprobs
@@ -119,6 +120,9 @@ class SPINTrainer(DemoTrainer):
         if args.disable_dropout:
             disable_dropout(model)
         return model
+
+    def timed_phases(self) -> tuple[str, ...]:
+        return ROLLOUT, SCORING, UPDATE
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -221,14 +225,16 @@ class SPINTrainer(DemoTrainer):
         if a.max_length is not None:  # keep samples inside the lengths demos have (and position embeddings)
             max_new = min(max_new, a.max_length - max(len(p) for p in prompts))
         with self.reference.active(self.model) as reference:
-            out = generate_rollouts(
-                reference, self.processing_class, prompts, max_new_tokens=max(max_new, 1), temperature=a.temperature,
-                top_p=a.top_p, batch_size=len(prompts),
-                # seeded by step and process, so a resumed run draws what the uninterrupted one drew
-                seed=derive_seed(a.seed, self.state.global_step, a.process_index))
+            with self.timed(ROLLOUT):
+                out = generate_rollouts(
+                    reference, self.processing_class, prompts, max_new_tokens=max(max_new, 1),
+                    temperature=a.temperature, top_p=a.top_p, batch_size=len(prompts),
+                    # seeded by step and process, so a resumed run draws what the uninterrupted one drew
+                    seed=derive_seed(a.seed, self.state.global_step, a.process_index))
             rejected = [labelled_row(p, c, self.decoder_prefix) for p, c in zip(prompts, out.completion_ids)]
-            ref_chosen = self._reference_logps(reference, demos)
-            ref_rejected = self._reference_logps(reference, rejected)
+            with self.timed(SCORING):
+                ref_chosen = self._reference_logps(reference, demos)
+                ref_rejected = self._reference_logps(reference, rejected)
         for demo, completion, chosen, other in zip(demos, out.completion_ids, ref_chosen, ref_rejected):
             self.samples[_key(demo)] = Pair(completion, chosen, other)
 
