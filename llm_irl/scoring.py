@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import torch
 
 from llm_irl.batching import labelled_row, model_inputs, pad_batch
 from llm_irl.data import encode_prompt_completion
-from llm_irl.modeling import eval_mode, policy_temperature
+from llm_irl.modeling import eval_mode, policy_temperature, unwrap_model
 from llm_irl.prompts import Prompt, prompt_ids
 from llm_irl.seq2seq import decoder_prefix, split_row
 from llm_irl.soft_q import action_mask, token_logprobs
@@ -32,6 +33,22 @@ def scored_row(tokenizer, prompt: Prompt, completion: str | Sequence[int], max_l
     row = labelled_row(prompt_ids(tokenizer, prompt), actions)
     row = fit_to_length(row, max_length=max_length, prompt_truncation="error", where="scored pair")[0]
     return row if prefix is None else split_row(row, prefix, "scored pair")
+
+
+def logits_over_actions(model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) of a right-padded batch from the last position before its earliest action on: the
+    prompts' shared part predicts nothing that is scored, and at a vocabulary of 49k its [B, T, V] logits cost
+    more than the rest of the pass (`logits_to_keep`; models without it, and encoder–decoders, give all)."""
+    labels = batch["labels"]
+    has_action = action_mask(labels)
+    if "decoder_input_ids" in batch or not has_action.any(-1).all() or not _keeps_logits(model):
+        return model(**model_inputs(batch)).logits, labels
+    keep = labels.shape[1] - int(has_action.float().argmax(-1).min()) + 1
+    return model(**model_inputs(batch), logits_to_keep=keep).logits, labels[:, -keep:]
+
+
+def _keeps_logits(model) -> bool:
+    return "logits_to_keep" in inspect.signature(unwrap_model(model).forward).parameters
 
 
 def completion_logprobs(
@@ -68,11 +85,11 @@ def completion_logprobs_at(
         for start in range(0, len(rows), batch_size):
             batch = pad_batch(rows[start : start + batch_size], tokenizer.pad_token_id)
             batch = {k: v.to(device) for k, v in batch.items()}
-            logits = model(**model_inputs(batch)).logits
-            counts = action_mask(batch["labels"]).sum(-1)
+            logits, labels = logits_over_actions(model, batch)
+            counts = action_mask(labels).sum(-1)
             for t in temperatures:
                 scaled = logits if alpha * t == 1.0 else logits / (alpha * t)
-                sums = token_logprobs(scaled, batch["labels"]).sum(-1)  # zero off actions
+                sums = token_logprobs(scaled, labels).sum(-1)  # zero off actions
                 out[t].extend((float(s), int(n)) for s, n in zip(sums, counts))
     return out
 

@@ -138,3 +138,23 @@ def test_an_expert_model_beside_a_builtin_expert_is_refused(tmp_path):
         load_task(eval_config({"eval_dataset": "builtin:markov", "expert_model": str(tmp_path)}))
     with pytest.raises(ValueError, match="needs expert_model"):
         eval_config({"eval_dataset": "builtin:markov", "expert_instruction": "be brief"})
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_scoring_builds_logits_only_from_the_earliest_action_on(arch):
+    """The cut pass gives the full pass's log-probs, and its logits start at the last prompt position."""
+    from llm_irl.batching import pad_batch
+    from llm_irl.scoring import logits_over_actions, scored_row
+    from llm_irl.soft_q import token_logprobs
+
+    model, tok = tiny_lm(arch, seed=5).eval(), tokenizer()  # eval: GPT-2's dropout would part the two passes
+    rows = [scored_row(tok, f"topic1 {WORDS[0]} {WORDS[1]} {WORDS[2]}", WORDS[3]),
+            scored_row(tok, f"topic2 {WORDS[4]}", f"{WORDS[5]} {WORDS[6]} {WORDS[7]}")]
+    batch = pad_batch(rows, tok.pad_token_id)
+    with torch.no_grad():
+        logits, labels = logits_over_actions(model, batch)
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    shortest_prompt = min(len(r["input_ids"]) - sum(x != -100 for x in r["labels"]) for r in rows)
+    assert logits.shape[1] == batch["labels"].shape[1] - shortest_prompt + 1
+    assert torch.allclose(token_logprobs(logits, labels).sum(-1), token_logprobs(full, batch["labels"]).sum(-1),
+                          atol=1e-5)
