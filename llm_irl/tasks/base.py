@@ -71,7 +71,7 @@ class SyntheticExpert(ABC):
         """`n` prompt/completion rows, reproducible from `seed`."""
         rng = np.random.default_rng(seed)
         prompts = self.sample_prompts(n, rng)
-        return [{"prompt": p, "completion": self.sample_completion(p, rng)} for p in prompts]
+        return [{"prompt": p, "completion": c} for p, c in zip(prompts, self.sample_many(prompts, rng))]
 
     def mean_logprob_per_token(self, prompts: list[str], completions: list[str]) -> float:
         """Token-weighted mean expert log-likelihood of samples (higher = closer to the expert)."""

@@ -106,12 +106,6 @@ class LanguageModelExpert(SyntheticExpert):
     def score(self, prompt, completion: str) -> ExpertScore:
         return self.score_many([prompt], [completion])[0]
 
-    def demonstrations(self, n: int, seed: int) -> list[dict]:
-        """`n` rows {"prompt", "completion"} (conversation prompts keep their form), reproducible from `seed`."""
-        rng = np.random.default_rng(seed)
-        prompts = self.sample_prompts(n, rng)
-        return [{"prompt": p, "completion": c} for p, c in zip(prompts, self.sample_many(prompts, rng))]
-
     # ------------------------------------------------------------ batched
 
     def sample_many(self, prompts: Sequence, rng: np.random.Generator) -> list[str]:
