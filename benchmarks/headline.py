@@ -76,8 +76,8 @@ SETTINGS = [
     Setting("quickstart_600", "quickstart at 600 steps", {"iq": Source("iq", ("sweeps/quickstart_600_steps",))}),
     Setting("arithmetic", "arithmetic, 50,000 demos (4x128)", {"iq": Source("iq", ("model_4x128/arithmetic_plentiful",))}),
     Setting("pretrained", "SmolLM2-135M, human chat (LoRA)", {"iq": Source("iq", ("pretrained/results",), stored=True)}),
-    Setting("lm_expert_scarce", "SmolLM2 imitating its instructed self, 128 demos (LoRA)",
-            {"centred": Source("iq", ("lm_expert/results/scarce",))}),
+    Setting("lm_expert_scarce", "SmolLM2 expert (context distillation), 128 demos, LoRA",
+            {"centred": Source("iq", ("lm_expert/results/scarce",)), "gem": Source("gem", ("lm_expert/results/scarce",))}),
 ]
 
 
@@ -125,7 +125,7 @@ def verdict_table(found: list[dict]) -> list[str]:
 
 
 README_SETTINGS = ("tiny_markov_scarce", "tiny_grammar_scarce", "tiny_markov_plentiful", "tiny_grammar_plentiful",
-                   "4x128_markov_scarce", "4x128_grammar_scarce", "quickstart")
+                   "4x128_markov_scarce", "4x128_grammar_scarce", "quickstart", "lm_expert_scarce")
 
 
 def readme_table(found: list[dict] | None = None) -> str:

@@ -95,6 +95,13 @@ def prose(relative: str) -> list[str]:
         return f.read().rstrip("\n").split("\n") + [""]
 
 
+def lm_expert_plot(here: str) -> list[str]:
+    """The language-model expert's plot (`python -m benchmarks.figures`), under its table."""
+    setting = next(s for s in headline.SETTINGS if s.key == "lm_expert_scarce")
+    path = figure_path(setting)
+    return [f"![{setting.label}]({os.path.relpath(path, here)})", ""] if os.path.exists(path) else []
+
+
 def imitation_section() -> list[str]:
     """GEM and SPIN against IQ's default in the same runs (the table at the top has them against SFT)."""
     from benchmarks.verdicts import HEADLINE_AXES, at, frontier_against, word
@@ -140,6 +147,7 @@ def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
                  "then `python -m benchmarks.summary benchmarks/lm_expert/results/REGIME`. The frontier cells read as "
                  "in the table at the top; the other columns at T = 1, mean [95% interval] over seeds."),
            *lm_expert_section(here),
+           *lm_expert_plot(here),
            *prose("lm_expert/reading.md"),
            "## The main study: SFT, offline IQ and online IQ on the 2x64 Llama", "",
            *para("Runs: `python -m benchmarks.study --experts markov,grammar` (the arithmetic expert is left out "

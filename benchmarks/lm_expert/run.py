@@ -98,6 +98,19 @@ def fill_reverse_kl(lanes: dict) -> list[str]:
     return filled
 
 
+def untrained_forward_kl(eval_settings: dict, temperatures=(0.7, 1.0, 1.3)) -> dict[str, float]:
+    """The student before training (the base model, no instruction): forward KL on the expert's held-out replies
+    at each T, the floor every arm starts from."""
+    from llm_irl.evaluate import EvalConfig, load_task
+    from llm_irl.metrics.ground_truth import forward_kl_at
+    from llm_irl.modeling import load_model, load_tokenizer
+
+    task = load_task(EvalConfig(**eval_settings))
+    prompts, replies = map(list, zip(*task.heldout))
+    kl = forward_kl_at(task.expert, load_model(MODEL), load_tokenizer(MODEL), prompts, replies, list(temperatures))
+    return {f"{t:g}": v for t, v in kl.items()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a few minutes: checks the pipeline, not the claim")
@@ -132,11 +145,16 @@ def main() -> None:
     lane_s = {f"{arm}_seed{seed}": json.load(open(os.path.join(d, "results.json")))["runtime_s"]
               for (arm, seed), d in lanes.items()}
     results["runtime_s"] = sum(lane_s.values()) / 2
+    results["untrained_forward_kl"] = untrained_forward_kl(results["eval"])
     results["timing"] = {"lanes_s": {k: round(v) for k, v in lane_s.items()}, "this_call_s": round(time.time() - start),
                          "reverse_kl_from_saved_samples": filled}
     from llm_irl.report import write_report
 
-    write_report(results, out_dir, title=f"lm_expert {regime}")
+    paths = write_report(results, out_dir, title=f"lm_expert {regime}")
+    untrained = ", ".join(f"{v:.3f} at T = {t}" for t, v in results["untrained_forward_kl"].items())
+    with open(paths["report"], "a", encoding="utf-8") as f:
+        f.write(f"\nThe student before training (the base model, no instruction): forward KL on the expert's held-out "
+                f"replies {untrained} (nats/token).\n")
     print(f"wrote {out_dir}: recipe.yaml, report.md, results.json ({time.time() - start:.0f} s)")
 
 
