@@ -18,7 +18,8 @@ Written under `data/` (git-ignored), `{"messages": [user turn, expert reply]}` r
 - `heldout.jsonl`: its replies to the first `--heldout` held-out prompts, for the forward KL and as the
   prompts the students are sampled on;
 - `manifest.json`: settings, counts, lengths, the share of draws redrawn for not ending within
-  `MAX_NEW_TOKENS`, and seconds. Rebuilt only when a setting changed (`--force` redoes it).
+  `MAX_NEW_TOKENS`, and seconds. A set already drawn under the same settings is kept, so adding a size draws
+  only that set; a changed setting redraws every set (`--force` redoes them anyway).
 """
 
 from __future__ import annotations
@@ -64,6 +65,12 @@ def first_turns(path: str, n: int) -> list[list[dict]]:
     sys.exit(f"{path} has {len(out)} distinct opening user turns, fewer than the {n} asked for")
 
 
+def stream(name: str) -> int:
+    """The random stream a set is drawn from: train_128 and heldout keep the streams (0 and 1) they were first
+    drawn with, every other train_N draws from stream N, so adding a set never redraws another."""
+    return {"train_128": 0, "heldout": 1}.get(name) or int(name.split("_")[1])
+
+
 def write_rows(path: str, prompts: list, replies: list[str]) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
@@ -74,7 +81,7 @@ def write_rows(path: str, prompts: list, replies: list[str]) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--train", default="128", help="comma-separated demonstration set sizes")
+    p.add_argument("--train", default="128,512", help="comma-separated demonstration set sizes")
     p.add_argument("--heldout", type=int, default=48)
     p.add_argument("--force", action="store_true")
     a = p.parse_args()
@@ -85,29 +92,37 @@ def main() -> None:
     torch.set_num_threads(1)
     sizes = sorted(int(n) for n in a.train.split(","))
     settings = {"instruction": INSTRUCTION, "temperature": TEMPERATURE, "max_new_tokens": MAX_NEW_TOKENS,
-                "seed": SEED, "train": sizes, "heldout": a.heldout}
+                "seed": SEED, "heldout": a.heldout}
     manifest_path = os.path.join(DATA, "manifest.json")
+    manifest = {}
     if not a.force and os.path.isfile(manifest_path):
         with open(manifest_path) as f:
-            if json.load(f)["settings"] == settings:
-                print(f"{DATA}: already prepared with these settings")
-                return
+            manifest = json.load(f)
+        # a set drawn under other settings is stale, and so is every other set: draw them all again
+        if {k: v for k, v in manifest["settings"].items() if k != "train"} != settings:
+            manifest = {}
+    counts = manifest.get("sets", {})
     os.makedirs(DATA, exist_ok=True)
-    e = expert()
-    counts = {}
+    e = None
     sets = {f"train_{n}": (os.path.join(CHAT, "train.jsonl"), n) for n in sizes}
     sets["heldout"] = (os.path.join(CHAT, "heldout.jsonl"), a.heldout)
-    for index, (name, (source, n)) in enumerate(sets.items()):
+    for name, (source, n) in sets.items():
+        if name in counts and os.path.isfile(os.path.join(DATA, f"{name}.jsonl")):
+            print(f"{name}: already drawn under these settings")
+            continue
+        e = e or expert()
         start = time.time()
         prompts = first_turns(source, n)
-        replies = e.sample_many(prompts, np.random.default_rng([SEED, index]))
+        replies = e.sample_many(prompts, np.random.default_rng([SEED, stream(name)]))
         write_rows(os.path.join(DATA, f"{name}.jsonl"), prompts, replies)
         lengths = [e.completion_length(r) for r in replies]
         counts[name] = {"rows": n, "mean_tokens": float(np.mean(lengths)), "redrawn_share": e.last_redraw_share,
                         "seconds": round(time.time() - start)}
         print(f"{name}: {counts[name]}", flush=True)
-    with open(manifest_path, "w") as f:
-        json.dump({"settings": settings, "sets": counts, "model": os.path.relpath(MODEL, HERE)}, f, indent=1)
+        with open(manifest_path, "w") as f:  # after every set: an interrupted run keeps what it drew
+            trained = sorted(int(k.split("_")[1]) for k in counts if k.startswith("train_"))
+            json.dump({"settings": {**settings, "train": trained}, "sets": counts,
+                       "model": os.path.relpath(MODEL, HERE)}, f, indent=1)
 
 
 if __name__ == "__main__":
