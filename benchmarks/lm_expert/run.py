@@ -14,9 +14,10 @@ expert's replies, then is sampled on held-out prompts and judged by the expert i
 - coverage: forward KL on the expert's held-out replies, at each sampled temperature;
 - precision: reverse KL at T = 1;
 - diversity within a prompt's samples (Self-BLEU, distinct-2) and across prompts.
-Regime `scarce`: 128 demonstrations, 3 epochs (SFT overfits here if anywhere). Lanes (one arm, one
+Regimes: `scarce`, 128 demonstrations, 3 epochs (SFT overfits here if anywhere); `plentiful` (`--regime
+plentiful`), one pass over 512. Lanes (one arm, one
 seed) run two at a time with one torch thread each, reused when finished under the same recipe;
-writes results/scarce/{recipe.yaml, report.md, results.json} (`python -m benchmarks.summary` keeps
+writes results/REGIME/{recipe.yaml, report.md, results.json} (`python -m benchmarks.summary` keeps
 the summary.json BENCHMARKS.md reads).
 """
 
@@ -38,6 +39,9 @@ BY = "benchmarks/lm_expert/run.py"
 REGIMES = {
     "scarce": {"demos": 128, "epochs": 3, "batch": 8, "seeds": [0, 1, 2], "num_prompts": 16, "k": 4,
                "temperatures": [0, 0.7, 1.0, 1.3], "max_new_tokens": 40, "num_heldout": 48},
+    # one pass over four times the demonstrations (sized to the CPU budget: 512 is ~9 min of the expert's sampling)
+    "plentiful": {"demos": 512, "epochs": 1, "batch": 8, "seeds": [0, 1, 2], "num_prompts": 16, "k": 4,
+                  "temperatures": [0, 0.7, 1.0, 1.3], "max_new_tokens": 40, "num_heldout": 48},
     "quick": {"demos": 128, "epochs": 1, "batch": 8, "seeds": [0], "num_prompts": 4, "k": 2,
               "temperatures": [0, 1.0], "max_new_tokens": 16, "num_heldout": 8, "steps": 3},
 }
@@ -114,10 +118,11 @@ def untrained_forward_kl(eval_settings: dict, temperatures=(0.7, 1.0, 1.3)) -> d
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true", help="a few minutes: checks the pipeline, not the claim")
+    p.add_argument("--regime", default="scarce", choices=[r for r in REGIMES if r != "quick"])
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS), help="comma-separated, from " + ",".join(ARMS))
     p.add_argument("--seeds", default=None, help="comma-separated, replaces the regime's")
     a = p.parse_args()
-    regime = "quick" if a.quick else "scarce"
+    regime = "quick" if a.quick else a.regime
     if not os.path.isfile(os.path.join(DATA, "manifest.json")):
         sys.exit(f"{DATA}: no demonstrations; run: .venv/bin/python -m benchmarks.lm_expert.prepare")
     arms = tuple(a.arms.split(","))
