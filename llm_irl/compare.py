@@ -179,7 +179,7 @@ def run_compare(plan: ComparePlan, *, progress: bool = True, log=print) -> dict:
         "seeds": plan.seeds,
         "common": plan.common,
         "eval": asdict(plan.eval),
-        "interval": interval_note(len(plan.seeds)),
+        "interval": interval_note(len(plan.seeds), plan.eval.sample_draws),
         "sample_quality": (task.sample_quality() or (None,))[0],
         "summary": {arm: summarize(list(by_seed.values())) for arm, by_seed in runs.items()},
         "expert": expert,
@@ -205,7 +205,7 @@ def merge_seed_results(parts: list[dict], names: list[str]) -> dict:
     runs = {arm: {str(s): part["runs"][arm][str(s)] for part in parts for s in part["seeds"]} for arm in first["arms"]}
     seconds = {arm: sum(p["seconds_per_run"][arm] * len(p["seeds"]) for p in parts) / len(seeds) for arm in first["arms"]}
     return {**{k: v for k, v in first.items() if k not in ("verdicts", "frontier")},
-            "seeds": seeds, "interval": interval_note(len(seeds)),
+            "seeds": seeds, "interval": interval_note(len(seeds), first["eval"].get("sample_draws", 1)),
             "summary": {arm: summarize(list(by_seed.values())) for arm, by_seed in runs.items()},
             "runs": runs, "seconds_per_run": seconds, "runtime_s": sum(p["runtime_s"] for p in parts),
             "merged_from": list(names)}
@@ -214,11 +214,14 @@ def merge_seed_results(parts: list[dict], names: list[str]) -> dict:
 # ---------------------------------------------------------------------------- statistics over seeds
 
 
-def interval_note(num_seeds: int) -> str:
+def interval_note(num_seeds: int, draws: int = 1) -> str:
+    """How a compare's intervals were made, for every report: over seeds, and what each seed's figure is."""
+    per_seed = (f"each seed's figure the mean of {draws} sampling draws" if draws > 1
+                else "each seed with one sampling draw of its own, so sampling noise is inside the interval")
     if num_seeds >= 2:
-        return f"mean over {num_seeds} seeds, 95% Student-t interval over seeds"
-    return ("one seed: 95% bootstrap interval over prompts where the metric is per prompt, "
-            "no interval where it is pooled")
+        return f"mean over {num_seeds} seeds, 95% Student-t interval over seeds ({per_seed})"
+    return (f"one seed: 95% bootstrap interval over prompts where the metric is per prompt, "
+            f"no interval where it is pooled{f' (the mean of {draws} sampling draws)' if draws > 1 else ''}")
 
 
 def summarize(results: list[dict]) -> dict:

@@ -49,6 +49,10 @@ class EvalConfig:
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling mass, in (0, 1]."})
     max_new_tokens: int = field(default=64, metadata={"help": "Length limit of a sample, in tokens."})
     sample_seed: int = field(default=0, metadata={"help": "Seed of the sampling run."})
+    sample_draws: int = field(
+        default=1, metadata={"help": "Independent sampling draws per model (seeds sample_seed + 10000·d); each "
+                                     "figure is their mean, so a compare's intervals over seeds carry less "
+                                     "sampling noise. Costs a sampling pass per draw."})
     sample_batch_size: int = field(default=64, metadata={"help": "Sequences per generate / scoring batch."})
     reward_gamma: float = field(
         default=IQ_GAMMA, metadata={"help": "Discount γ of the implied reward r = Q − γV(s') and of returns; "
@@ -84,6 +88,8 @@ class EvalConfig:
             raise ValueError(f"expert_temperature must be > 0, got {self.expert_temperature}")
         if self.expert_instruction and not self.expert_model:
             raise ValueError("expert_instruction needs expert_model (the model that reads it)")
+        if self.sample_draws < 1:
+            raise ValueError(f"sample_draws must be >= 1, got {self.sample_draws}")
         if self.num_prompts < 1 or self.k < 1:
             raise ValueError(f"num_prompts and k must be >= 1, got {self.num_prompts} and {self.k}")
         if not self.temperatures or any(t < 0 for t in self.temperatures):

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
@@ -212,15 +213,40 @@ def heldout_metrics(model, tokenizer, task: EvalTask, temperatures: Sequence[flo
     return out, by_t
 
 
-def evaluate_model(model, tokenizer, task: EvalTask, config: EvalConfig, *, samples_path: str | None = None,
-                   samples: list[Sample] | None = None, progress: bool = True) -> dict:
-    """Every figure of one model: {"metrics": {...}, "temperatures": {"0.7": {...}, ...}}.
+DRAW_SEED_STRIDE = 10_000  # draw d samples with seed sample_seed + d·stride: draw 0 is the single-draw run
 
-    Samples are drawn (and saved to `samples_path` if given) unless `samples` are passed, e.g.
-    read back with `llm_irl.generation.load_jsonl` to recompute the figures without sampling again.
-    Each figure is {"value", "lo", "hi", "n"} (`llm_irl.metrics.stats.estimate`); lo/hi are a 95% bootstrap interval
-    over prompts where the metric is per prompt, None where it is pooled.
-    """
+
+def draw_seed(sample_seed: int, draw: int) -> int:
+    return sample_seed + DRAW_SEED_STRIDE * draw
+
+
+def draw_path(samples_path: str | None, draw: int) -> str | None:
+    """samples.jsonl for draw 0 (what a single-draw run writes), samples.draw1.jsonl for draw 1, ..."""
+    if samples_path is None or draw == 0:
+        return samples_path
+    root, ext = os.path.splitext(samples_path)
+    return f"{root}.draw{draw}{ext}"
+
+
+def mean_over_draws(draws: list[dict]) -> dict:
+    """One temperature section {T: {figure: estimate}} from several sampling draws of one model: each figure's
+    value, lo and hi averaged over the draws (lo/hi stay each draw's interval over prompts, so they are
+    conservative for the mean), `n` the draws' sum. Figures missing from any draw are left out."""
+
+    def mean(estimates: list[dict]) -> dict:
+        bounds = {b: None if any(e[b] is None for e in estimates) else float(np.mean([e[b] for e in estimates]))
+                  for b in ("lo", "hi")}
+        return {"value": float(np.mean([e["value"] for e in estimates])), **bounds,
+                "n": sum(e.get("n") or 0 for e in estimates)}
+
+    return {t: {name: mean([d[t][name] for d in draws]) for name in draws[0][t] if all(name in d[t] for d in draws)}
+            for t in draws[0]}
+
+
+def sample_figures(model, tokenizer, task: EvalTask, config: EvalConfig, *, samples_path: str | None = None,
+                   samples: list[Sample] | None = None, progress: bool = True) -> dict:
+    """The per-temperature figures of one sampling draw (drawn with `config.sample_seed` unless `samples` are
+    given): {"0.7": {figure: estimate}, ...}, before the held-out figures are added."""
     if samples is None:
         samples = generate_samples(model, tokenizer, task.prompts, k=config.k, temperatures=config.temperatures,
                                    top_p=config.top_p, max_new_tokens=config.max_new_tokens, seed=config.sample_seed,
@@ -237,10 +263,32 @@ def evaluate_model(model, tokenizer, task: EvalTask, config: EvalConfig, *, samp
         # greedy: each prompt's k samples are one decode repeated, so what compares them with each other
         # is trivial (Self-BLEU 1, or below 1 for short copies under its smoothing; best-of-k gain 0)
         per_t[f"{t:g}"] = reportable(t, figures)
+    return per_t
+
+
+def evaluate_model(model, tokenizer, task: EvalTask, config: EvalConfig, *, samples_path: str | None = None,
+                   samples: list[Sample] | None = None, progress: bool = True) -> dict:
+    """Every figure of one model: {"metrics": {...}, "temperatures": {"0.7": {...}, ...}}.
+
+    Samples are drawn (and saved to `samples_path` if given) unless `samples` are passed, e.g.
+    read back with `llm_irl.generation.load_jsonl` to recompute the figures without sampling again.
+    Each figure is {"value", "lo", "hi", "n"} (`llm_irl.metrics.stats.estimate`); lo/hi are a 95% bootstrap interval
+    over prompts where the metric is per prompt, None where it is pooled.
+    With `config.sample_draws` D > 1 (and no `samples` passed) the model is sampled D times (`draw_seed`; draw d
+    saved to `draw_path(samples_path, d)`), each draw's figures are kept under "draws" and "temperatures" holds
+    their mean (`mean_over_draws`): sampling noise averaged within the model, so intervals over seeds are
+    narrower by what the draws remove. The held-out figures do not sample and are computed once.
+    """
+    draws = 1 if samples is not None else config.sample_draws
+    per_draw = [sample_figures(model, tokenizer, task, replace(config, sample_seed=draw_seed(config.sample_seed, d)),
+                               samples_path=draw_path(samples_path, d), samples=samples, progress=progress)
+                for d in range(draws)]
+    per_t = mean_over_draws(per_draw) if draws > 1 else per_draw[0]
     heldout, coverage = heldout_metrics(model, tokenizer, task, [float(t) for t in per_t])
     for t, figures in coverage.items():
         per_t[t].update(figures)
-    return {"metrics": heldout, "temperatures": per_t,
+    extra = {"draws": per_draw, "sample_draws": draws} if draws > 1 else {}
+    return {"metrics": heldout, "temperatures": per_t, **extra,
             "sample_quality": (task.sample_quality() or (None,))[0]}
 
 

@@ -43,7 +43,7 @@ REGIMES = {
     "plentiful": {"demos": 512, "epochs": 1, "batch": 8, "seeds": [0, 1, 2], "num_prompts": 16, "k": 4,
                   "temperatures": [0, 0.7, 1.0, 1.3], "max_new_tokens": 40, "num_heldout": 48},
     "quick": {"demos": 128, "epochs": 1, "batch": 8, "seeds": [0], "num_prompts": 4, "k": 2,
-              "temperatures": [0, 1.0], "max_new_tokens": 16, "num_heldout": 8, "steps": 3},
+              "temperatures": [0, 1.0], "max_new_tokens": 16, "num_heldout": 8, "steps": 3, "sample_draws": 2},
 }
 ARMS = {
     "sft": {"trainer": "sft"},
@@ -71,7 +71,60 @@ def recipe(regime: str, out_dir: str, arms, seeds) -> dict:
         "max_length": 160,
         **lora_training(steps, s["batch"], max(1, steps // 20), max(1, steps // 12)),
         **evaluation_and_lanes(s, out_dir, {a: ARMS[a] for a in arms}, seeds),
+        "sample_draws": s.get("sample_draws", SAMPLE_DRAWS),
     }
+
+
+SAMPLE_DRAWS = 2  # sampling draws per trained model: each seed's figures are their mean
+
+
+def add_draws(lane_dir: str, lane_recipe: dict) -> bool:
+    """A lane that finished under this recipe but with fewer sampling draws (it ran before `sample_draws`) gets
+    the missing draws from its saved adapter, as `compare` would have drawn them (`llm_irl.evaluate.draw_seed`,
+    `sample_figures`, `mean_over_draws`); then its recipe is this one. Returns whether it drew."""
+    import yaml
+
+    done, path = os.path.join(lane_dir, "results.json"), os.path.join(lane_dir, "recipe.yaml")
+    if not (os.path.isfile(done) and os.path.isfile(path)):
+        return False
+    with open(path) as f:
+        old = yaml.safe_load(f)
+    draws = lane_recipe["sample_draws"]
+    if {**old, "sample_draws": draws} != lane_recipe or old.get("sample_draws", 1) >= draws:
+        return False
+    from dataclasses import replace
+
+    from llm_irl.compare import interval_note, summarize
+    from llm_irl.evaluate import EvalConfig, draw_path, draw_seed, load_task, mean_over_draws, sample_figures
+    from llm_irl.modeling import load_model, load_tokenizer
+
+    start = time.time()
+    with open(done) as f:
+        results = json.load(f)
+    config = EvalConfig(**{**results["eval"], "sample_draws": 1})
+    task = load_task(config)
+    for arm, by_seed in results["runs"].items():
+        for seed, result in by_seed.items():
+            run_dir = os.path.join(lane_dir, "runs", arm, f"seed{seed}")
+            model, tokenizer = load_model(run_dir), load_tokenizer(run_dir)
+            first = result.get("draws", [result["temperatures"]])
+            per_draw = list(first)
+            for d in range(len(first), draws):
+                figures = sample_figures(model, tokenizer, task, replace(config, sample_seed=draw_seed(int(seed), d)),
+                                         samples_path=draw_path(os.path.join(run_dir, "samples.jsonl"), d))
+                # what a draw does not sample (forward KL at T) is draw 0's
+                per_draw.append({t: {**first[0][t], **figures[t]} for t in figures})
+            by_seed[seed] = {**result, "temperatures": mean_over_draws(per_draw), "draws": per_draw,
+                             "sample_draws": draws}
+    results["eval"]["sample_draws"] = draws
+    results["summary"] = {arm: summarize(list(by_seed.values())) for arm, by_seed in results["runs"].items()}
+    results["interval"] = interval_note(len(results["seeds"]), draws)
+    results["runtime_s"] += time.time() - start
+    with open(done + ".tmp", "w") as f:
+        json.dump(results, f)
+    os.replace(done + ".tmp", done)
+    write_yaml(lane_recipe, path, by=BY)
+    return True
 
 
 def fill_reverse_kl(lanes: dict) -> list[str]:
@@ -139,6 +192,8 @@ def main() -> None:
     for (arm, seed), lane_dir in lanes.items():
         os.makedirs(lane_dir, exist_ok=True)
         lane_recipe = recipe(regime, lane_dir, (arm,), [seed])
+        if add_draws(lane_dir, lane_recipe):
+            print(f"{arm} seed {seed}: drew the missing sampling draws from the saved adapter", flush=True)
         if lane_is_done(lane_dir, lane_recipe):
             print(f"{arm} seed {seed}: reusing {os.path.relpath(lane_dir, ROOT)}", flush=True)
             continue

@@ -147,7 +147,10 @@ def merge_lanes(paths: list[str]) -> dict:
             seconds[arm].append(lane["seconds_per_run"][arm])
     merged["runs"] = runs
     merged["summary"] = {arm: summarize(list(by_seed.values())) for arm, by_seed in runs.items()}
-    merged["interval"] = interval_note(len(merged["seeds"]))
+    draws = {lane["eval"].get("sample_draws", 1) for lane in lanes}
+    if len(draws) > 1:
+        raise ValueError(f"lanes with different sampling draws per model ({sorted(draws)}) do not merge")
+    merged["interval"] = interval_note(len(merged["seeds"]), draws.pop())
     merged["seconds_per_run"] = {arm: float(np.mean(v)) for arm, v in seconds.items()}
     return merged
 
