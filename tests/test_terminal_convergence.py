@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from llm_irl.losses import iq_loss
-from llm_irl.tasks.tabular import EOS, S, expert_rows, tabular_iq_loss, train_tabular, transition_counts
+from llm_irl.tasks.tabular import (EOS, S, expected_policy_counts, expert_rows, tabular_iq_loss, tabular_online_iq_loss,
+                                    train_tabular, transition_counts)
 
 
 def train(counts, **kw):
@@ -71,3 +72,47 @@ def test_centred_reaches_the_expert_length_fast_with_a_stop_reward_like_the_othe
     length, stop, other = run[1000]
     assert length == pytest.approx(5.10, abs=0.02)
     assert abs(stop - other) < 0.05  # stopping earns what continuing earns: no return hidden in the stop action
+
+
+def policy_rows(q: torch.Tensor, n: int, seed: int, max_len: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    """n episodes of softmax(q[:S]) from a uniform start, in expert_rows' layout."""
+    g, pi = torch.Generator().manual_seed(seed), torch.softmax(q.detach()[:S], -1)
+    rows = []
+    for _ in range(n):
+        row = [int(torch.randint(S, (1,), generator=g))]
+        while row[-1] != EOS and len(row) < max_len:
+            row.append(int(torch.multinomial(pi[row[-1]], 1, generator=g)))
+        rows.append(row)
+    width = max(map(len, rows))
+    input_ids, labels = torch.full((n, width), EOS), torch.full((n, width), -100)
+    for i, row in enumerate(rows):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        labels[i, 1: len(row)] = torch.tensor(row[1:])
+    return input_ids, labels
+
+
+@pytest.mark.parametrize("policy_terminal_value", ["include", "exclude"])
+@pytest.mark.parametrize("terminal_td", ["include", "centred"])
+def test_online_count_form_equals_the_library_loss(demos, counts, terminal_td, policy_terminal_value):
+    from llm_irl.losses import online_iq_loss
+
+    q = torch.randn(S + 1, S + 1, dtype=torch.float64, generator=torch.Generator().manual_seed(2)).requires_grad_()
+    p_ids, p_labels = policy_rows(q, 300, seed=5)
+    d_ids, d_labels = demos
+    width = max(d_ids.shape[1], p_ids.shape[1])
+    pad = lambda x, fill: torch.nn.functional.pad(x, (0, width - x.shape[1]), value=fill)
+    input_ids = torch.cat([pad(d_ids, EOS), pad(p_ids, EOS)])
+    labels = torch.cat([pad(d_labels, -100), pad(p_labels, -100)])
+    is_policy = torch.arange(len(input_ids)) >= len(d_ids)
+    want, _ = online_iq_loss(q[input_ids], labels, is_policy, eos_token_id=EOS, gamma=0.95, td_weight=0.3,
+                             terminal_td=terminal_td, policy_terminal_value=policy_terminal_value, log_entropy=False)
+    got, _ = tabular_online_iq_loss(q, counts, transition_counts(p_ids, p_labels), td_weight=0.3, gamma=0.95,
+                                    terminal_td=terminal_td, policy_terminal_value=policy_terminal_value)
+    assert got.item() == pytest.approx(want.item(), rel=1e-10)
+    torch.testing.assert_close(torch.autograd.grad(got, q)[0], torch.autograd.grad(want, q)[0])
+
+
+def test_expected_policy_counts_are_the_mean_of_sampled_ones():
+    q = torch.randn(S + 1, S + 1, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    sampled = transition_counts(*policy_rows(q, 20000, seed=7, max_len=400)) / 20000
+    torch.testing.assert_close(sampled, expected_policy_counts(q, 1.0), atol=0.02, rtol=0.03)

@@ -6,6 +6,9 @@ it learns is the objective's choice, not a capacity limit. The IQ loss depends o
 only through how often each transition (s, a) occurs, so `tabular_iq_loss` computes it from the
 (S + 1) × (S + 1) count matrix: the same value and gradient as `llm_irl.losses.iq_loss` on the rows
 (tests/test_terminal_convergence.py), at a cost that makes 20,000 optimiser steps take seconds.
+Online IQ (`tabular_online_iq_loss`) mixes in the current policy's transitions: `expected_policy_counts`
+gives their exact expectation (its occupancy from the uniform start times π), so the tabular online
+objective is the population one, with no sampling noise.
 Used by the terminal-bias tests and `python -m benchmarks.terminal_convergence`.
 """
 
@@ -40,12 +43,24 @@ def expert_rows(n: int = 2000, seed: int = 0, max_len: int = 40) -> tuple[torch.
     return input_ids, labels
 
 
-def expected_length(q: torch.Tensor) -> float:
-    """Expected number of actions (EOS included) of the policy softmax(q[:S]) from a uniform start state:
-    1ᵀ(I − Pᵀ)⁻¹·start, P the state-to-state part of the transition matrix."""
+def occupancy(q: torch.Tensor) -> torch.Tensor:
+    """Expected visits [S] to each state in one episode of the policy softmax(q[:S]) from a uniform start state:
+    (I − Pᵀ)⁻¹·start, P the state-to-state part of the transition matrix."""
     transitions = torch.softmax(q[:S], -1)[:, :S]
     start = torch.full((S,), 1.0 / S, dtype=q.dtype)
-    return float(torch.linalg.solve(torch.eye(S, dtype=q.dtype) - transitions.T, start).sum())
+    return torch.linalg.solve(torch.eye(S, dtype=q.dtype) - transitions.T, start)
+
+
+def expected_length(q: torch.Tensor) -> float:
+    """Expected number of actions (EOS included) of the policy softmax(q[:S]) from a uniform start state."""
+    return float(occupancy(q).sum())
+
+
+def expected_policy_counts(q: torch.Tensor, rows: float) -> torch.Tensor:
+    """C_π[s, a] [S, S + 1]: the expected transition counts of `rows` episodes of the policy softmax(q[:S]),
+    without gradient (policy samples are data to the loss)."""
+    with torch.no_grad():
+        return rows * occupancy(q)[:, None] * torch.softmax(q[:S], -1)
 
 
 def transition_counts(input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -73,16 +88,47 @@ def tabular_iq_loss(q: torch.Tensor, counts: torch.Tensor, *, td_weight: float, 
     return (-(counts * log_pi).sum() + td_weight * (counts * w * (r - centre).square()).sum()) / n, r
 
 
+def tabular_online_iq_loss(q: torch.Tensor, demo_counts: torch.Tensor, policy_counts: torch.Tensor, *,
+                           td_weight: float, gamma: float, terminal_td: str,
+                           policy_terminal_value: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(`online_iq_loss` from transition counts, r [S, S + 1]): −(demo mean of r) + (mixture mean of V(s) − γV(s'))
+    + λ·(mixture mean of w·(r − c)²), the policy's EOS transitions out of the value term under
+    `policy_terminal_value="exclude"`; every mean over the mixture's actions, as `losses.online_iq_objective`."""
+    v = torch.logsumexp(q, -1)
+    v_next = torch.cat([v[:S], v.new_zeros(1)])
+    r = q[:S] - gamma * v_next[None, :]
+    mix = demo_counts + policy_counts
+    w = torch.ones_like(mix)
+    w[:, EOS] = CHI2_EOS_WEIGHT[terminal_td](gamma)
+    centre = ((mix * w * r).sum() / (mix * w).sum()).detach() if terminal_td == "centred" else 0.0
+    valued = policy_counts.clone()
+    if policy_terminal_value == "exclude":
+        valued[:, EOS] = 0.0
+    n = mix.sum()
+    loss = (-(demo_counts * r).sum() / demo_counts.sum() + ((demo_counts + valued) * (v[:S, None] - gamma * v_next)).sum() / n
+            + td_weight * (mix * w * (r - centre).square()).sum() / n)
+    return loss, r
+
+
 def train_tabular(counts: torch.Tensor, *, td_weight: float, gamma: float, terminal_td: str,
-                  checkpoints: tuple[int, ...], lr: float = 0.05) -> dict[int, dict[str, float]]:
+                  checkpoints: tuple[int, ...], lr: float = 0.05, policy_share: float = 0.0,
+                  policy_terminal_value: str = "include") -> dict[int, dict[str, float]]:
     """Full-batch Adam from Q = 0; at each checkpoint step the expected length and the mean implied reward of
-    the stop action and of the other actions (demonstration-weighted)."""
+    the stop action and of the other actions (demonstration-weighted). With `policy_share` m > 0 the objective is
+    online IQ's on a mixture whose policy rows are m of all rows (their exact expected counts under the current
+    policy, redrawn every step)."""
     q = torch.zeros(S + 1, S + 1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.Adam([q], lr=lr)
+    demo_rows = float(counts[:, EOS].sum())  # every expert episode ends with EOS (none reach the cut)
     out = {}
     for step in range(1, max(checkpoints) + 1):
         opt.zero_grad()
-        loss, r = tabular_iq_loss(q, counts, td_weight=td_weight, gamma=gamma, terminal_td=terminal_td)
+        if policy_share > 0:
+            policy = expected_policy_counts(q, demo_rows * policy_share / (1 - policy_share))
+            loss, r = tabular_online_iq_loss(q, counts, policy, td_weight=td_weight, gamma=gamma,
+                                             terminal_td=terminal_td, policy_terminal_value=policy_terminal_value)
+        else:
+            loss, r = tabular_iq_loss(q, counts, td_weight=td_weight, gamma=gamma, terminal_td=terminal_td)
         loss.backward()
         opt.step()
         if step in checkpoints:
