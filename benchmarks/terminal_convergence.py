@@ -1,14 +1,18 @@
 """Terminal treatments on the tabular token MDP, after N optimiser steps: expected length and the stop reward.
 
 run as:
-    python -m benchmarks.terminal_convergence            # ~5 min on one core; writes the folder below
+    python -m benchmarks.terminal_convergence            # ~10 min on one core; writes the folder below
     python -m benchmarks.terminal_convergence --quick    # λ 0.1 only, 3,000 steps; prints, writes nothing
+    python -m benchmarks.terminal_convergence --online-only  # the online rows only, into the stored summary
 
 For each treatment (`terminal_td`) × λ × γ, full-batch Adam (lr 0.05) on free logits per state fits the
 IQ loss to 2,000 expert episodes (`llm_irl.tasks.tabular`, expert length 5.10) and reads, at 300 /
 1,000 / 3,000 / 10,000 / 20,000 steps, the learned policy's exact expected length and the mean implied
 reward of the stop action against the other actions'. Writes benchmarks/sweeps/terminal_tabular/
 summary.json and report.md; BENCHMARKS.md's section reads the summary.
+Then online IQ under `centred` (`ONLINE`): the current policy's exact expected transitions mixed in at policy
+shares 0.1 and 0.5, with the policy samples' EOS transitions in the value term (`include`) or out (`exclude`),
+at γ 0.99 and λ 0.03 / 0.1 / 0.3, read at 300 / 1,000 / 3,000 steps.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ TD_WEIGHTS = (0.03, 0.1, 0.3, 1.0)
 GAMMAS = (0.99, 0.9)
 STEPS = (300, 1000, 3000, 10000, 20000)
 COMMAND = "python -m benchmarks.terminal_convergence"
+ONLINE = {"policy_terminal_value": ("include", "exclude"), "policy_share": (0.1, 0.5), "td_weight": (0.03, 0.1, 0.3),
+          "steps": (300, 1000, 3000), "gamma": 0.99, "terminal_td": "centred"}
 
 
 def run(treatments=TREATMENTS, td_weights=TD_WEIGHTS, gammas=GAMMAS, steps=STEPS) -> dict:
@@ -44,6 +50,21 @@ def run(treatments=TREATMENTS, td_weights=TD_WEIGHTS, gammas=GAMMAS, steps=STEPS
     return {"expert_length": expert, "steps": list(steps), "lr": 0.05, "rows": rows, "command": COMMAND}
 
 
+def run_online(online=ONLINE) -> list[dict]:
+    counts = transition_counts(*expert_rows())
+    rows = []
+    for value in online["policy_terminal_value"]:
+        for share in online["policy_share"]:
+            for td_weight in online["td_weight"]:
+                by_step = train_tabular(counts, td_weight=td_weight, gamma=online["gamma"],
+                                        terminal_td=online["terminal_td"], checkpoints=online["steps"],
+                                        policy_share=share, policy_terminal_value=value)
+                rows.append({"policy_terminal_value": value, "policy_share": share, "td_weight": td_weight,
+                             "by_step": {str(k): v for k, v in by_step.items()}})
+                print(value, share, td_weight, " ".join(f"{k}:{v['length']:.2f}" for k, v in by_step.items()), flush=True)
+    return rows
+
+
 def report(summary: dict) -> str:
     steps = summary["steps"]
     last = str(steps[-1])
@@ -59,6 +80,18 @@ def report(summary: dict) -> str:
         lines.append(f"| `{row['terminal_td']}` | {row['gamma']} | {row['td_weight']} | "
                      + " | ".join(f"{row['by_step'][str(s)]['length']:.2f}" for s in steps)
                      + f" | {end['reward_stop']:+.2f} | {end['reward_other']:+.2f} |")
+    if online := summary.get("online"):
+        steps, last = ONLINE["steps"], str(ONLINE["steps"][-1])
+        lines += ["", f"Online IQ (`terminal_td: centred`, γ {ONLINE['gamma']}): the current policy's exact expected "
+                  "transitions mixed in at the policy share; `policy_terminal_value` keeps their EOS transitions in "
+                  f"the value term (`include`) or leaves them out (`exclude`). Rewards after {int(last):,} steps.", "",
+                  "| policy_terminal_value | policy share | λ | " + " | ".join(f"{s:,} steps" for s in steps)
+                  + " | r(stop) | r(other) |", "|---|---|---|" + "---|" * (len(steps) + 2)]
+        for row in online:
+            end = row["by_step"][last]
+            lines.append(f"| `{row['policy_terminal_value']}` | {row['policy_share']} | {row['td_weight']} | "
+                         + " | ".join(f"{row['by_step'][str(s)]['length']:.2f}" for s in steps)
+                         + f" | {end['reward_stop']:+.2f} | {end['reward_other']:+.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -74,11 +107,16 @@ def section() -> list[str]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--online-only", action="store_true", help="keep the stored offline rows, compute the online ones")
     a = p.parse_args(argv)
     if a.quick:
         print(report(run(td_weights=(0.1,), steps=(300, 3000))))
         return 0
-    summary = run()
+    if a.online_only:  # the offline rows as stored, the online rows (re)computed
+        with open(os.path.join(HERE, "summary.json"), encoding="utf-8") as f:
+            summary = {**json.load(f), "online": run_online()}
+    else:
+        summary = {**run(), "online": run_online()}
     os.makedirs(HERE, exist_ok=True)
     with open(os.path.join(HERE, "summary.json"), "w", encoding="utf-8") as f:
         json.dump(summary, f, indent=1)

@@ -21,7 +21,9 @@ IQ_ALPHA = 1.0
 # head does neither (docs/design.md, "Terminal transitions"; BENCHMARKS.md, the centred sweeps)
 IQ_TERMINAL_TD = "centred"
 IQ_VALUE_PARAM = "head"
-IQ_POLICY_TERMINAL_VALUE = "exclude"
+# online IQ: under `centred` the policy samples' stops stay in the value term, as in IQ-Learn; leaving them out
+# (`exclude`) keeps the stop action's reward high and the length off the expert's (tabular: docs/design.md, "Online IQ")
+IQ_POLICY_TERMINAL_VALUE = "include"
 
 # ---------------------------------------------------------------- GEM (SFTConfig loss_type gem, llm_irl.gem)
 

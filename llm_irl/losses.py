@@ -185,13 +185,12 @@ def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float,
     mixture, the reward term over demo tokens: under gradient accumulation they weigh micro-batches
     differently, see `IQTrainer._online_loss`); the stats report the unscaled terms.
 
-    `policy_terminal_value="exclude"` leaves the policy rows' EOS transitions out of the value term
-    (IQConfig's default; "include" is IQ-Learn's, see README). Along a policy row the value terms telescope to
-    V(s_0) + (1 − γ)·Σ_t V(s_t); without its EOS transition the state where the sample stops keeps
-    −γ·V(s_T) in place of (1 − γ)·V(s_T), so the loss raises V there: a push toward stopping that
-    counters online IQ's longer samples at large policy shares (and can overshoot the expert's
-    length). Demonstrations keep theirs (with the reward term it is log π(EOS|s)). The mean stays
-    over every mixture token.
+    `policy_terminal_value="include"` (the default, IQ-Learn's) keeps the policy rows' EOS transitions in the
+    value term: along a policy row the value terms telescope to V(s_0) + (1 − γ)·Σ_t V(s_t). "exclude" leaves
+    them out, so the state where a sample stops keeps −γ·V(s_T) in place of (1 − γ)·V(s_T) and the loss raises V
+    there; under `centred` that keeps the stop action's reward high and the length off the expert's (tabular,
+    tests/test_terminal_convergence.py). Demonstrations keep theirs (with the reward term it is log π(EOS|s)).
+    The mean stays over every mixture token.
     """
     if policy_terminal_value not in POLICY_TERMINAL_VALUE:
         raise ValueError(f"policy_terminal_value must be one of {POLICY_TERMINAL_VALUE}, got {policy_terminal_value!r}")

@@ -116,3 +116,13 @@ def test_expected_policy_counts_are_the_mean_of_sampled_ones():
     q = torch.randn(S + 1, S + 1, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     sampled = transition_counts(*policy_rows(q, 20000, seed=7, max_len=400)) / 20000
     torch.testing.assert_close(sampled, expected_policy_counts(q, 1.0), atol=0.02, rtol=0.03)
+
+
+@pytest.mark.parametrize("policy_share", [0.1, 0.5])
+def test_online_centred_with_the_policys_stops_in_the_value_term_reaches_the_expert_length(counts, policy_share):
+    kw = dict(td_weight=0.1, gamma=0.99, terminal_td="centred", checkpoints=(1000,), policy_share=policy_share)
+    length, stop, other = train(counts, policy_terminal_value="include", **kw)[1000]
+    assert length == pytest.approx(5.10, abs=0.02) and abs(stop - other) < 0.05
+    # leaving them out (the old heuristic) keeps the length off and the return in the stop action
+    length, stop, other = train(counts, policy_terminal_value="exclude", **kw)[1000]
+    assert length > 5.5 and stop > other + 0.5

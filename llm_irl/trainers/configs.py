@@ -206,9 +206,9 @@ class IQConfig(SamplingConfig, SFTConfig):
     )
     policy_terminal_value: str = field(
         default=IQ_POLICY_TERMINAL_VALUE,
-        metadata={"help": "Online IQ: 'exclude' leaves the policy samples' EOS transitions out of the value term, "
-                          "which then raises V where samples stop (a push toward stopping that offsets online IQ's "
-                          "longer samples at large policy shares; see README); 'include' is IQ-Learn's."},
+        metadata={"help": "Online IQ: 'include' (IQ-Learn's) keeps the policy samples' EOS transitions in the value "
+                          "term; 'exclude' leaves them out, which raises V where samples stop (a heuristic from before "
+                          "terminal_td centred: it keeps the length off the expert's, docs/design.md)."},
     )
     rollout_every: int = field(
         default=1, metadata={"help": "Sample policy rows every this many optimiser steps (online IQ): one batched "
