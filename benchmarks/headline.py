@@ -22,6 +22,9 @@ ARM_NAMES = {  # headline arm -> how the table names it
     "iq_td0.3": "offline IQ, exclude, λ 0.3",
     "online_0.1": "online IQ, share 0.1 (paper's)",
     "online_0.5": "online IQ, share 0.5",
+    "centred_td0.3": "offline IQ, centred, value head, λ 0.3",
+    "online_0.1_centred": "online IQ, share 0.1 (default: centred, value head, include)",
+    "online_0.5_centred": "online IQ, share 0.5 (centred, value head, include)",
     "gail": "GAIL",
     "gem": "GEM (SFT's loss replaced, β 0.7)",
     "spin": "SPIN (150 SFT steps, 3 iterations)",
@@ -54,7 +57,10 @@ def _study(expert: str, regime: str) -> Setting:
         "iq": Source("iq", (f"study/{name}",)), "iq_td0.3": Source("iq_td0.3", (f"study/{name}",)),
         "online_0.1": Source("online_iq", (f"study/{name}",)), "online_0.5": Source("online_0.5_0.03_excl", pooled),
         "gail": Source("gail", (f"study_gail/{name}",)),
-        "gem": Source("gem", (f"sweeps/imitation_{name}",)), "spin": Source("spin", (f"sweeps/imitation_{name}",))})
+        "gem": Source("gem", (f"sweeps/imitation_{name}",)), "spin": Source("spin", (f"sweeps/imitation_{name}",)),
+        **({"online_0.1_centred": Source("online_0.1_include", (f"sweeps/online_centred_{name}",)),
+            "online_0.5_centred": Source("online_0.5_include", (f"sweeps/online_centred_{name}",))}
+           if regime == "scarce" else {})})
 
 
 def _bigger(expert: str, regime: str) -> Setting:
@@ -72,19 +78,25 @@ SETTINGS = [
         "iq": Source("iq", ("sweeps/quickstart_online_terminal_value", "sweeps/quickstart_seeds345")),
         "online_0.1": Source("online_0.1_0.03", ("sweeps/quickstart_online_terminal_value",)),
         "online_0.5": Source("online_0.5_0.03_excl", ("sweeps/online_0.5_0.03_excl_quickstart",
-                                                      "sweeps/quickstart_seeds345"))}),
+                                                      "sweeps/quickstart_seeds345")),
+        "online_0.5_centred": Source("online_0.5_include", ("sweeps/online_centred_quickstart",))}),
     Setting("quickstart_600", "quickstart at 600 steps", {"iq": Source("iq", ("sweeps/quickstart_600_steps",))}),
     Setting("arithmetic", "arithmetic, 50,000 demos (4x128)", {"iq": Source("iq", ("model_4x128/arithmetic_plentiful",))}),
     Setting("pretrained", "SmolLM2-135M, human chat (LoRA)", {"iq": Source("iq", ("pretrained/results",), stored=True)}),
-    Setting("lm_expert_scarce", "SmolLM2 expert (context distillation), 128 demos, LoRA",
-            {"centred": Source("iq", ("lm_expert/results/scarce",)), "gem": Source("gem", ("lm_expert/results/scarce",))}),
+    Setting("lm_expert_scarce", "SmolLM2 expert (context distillation), 128 demos × 3 epochs, LoRA",
+            {"centred": Source("iq", ("lm_expert/results/scarce",)),
+             "centred_td0.3": Source("iq_td0.3", ("lm_expert/results/scarce",)),
+             "online_0.1_centred": Source("online_iq", ("lm_expert/results/scarce",)),
+             "gem": Source("gem", ("lm_expert/results/scarce",))}),
+    Setting("lm_expert_plentiful", "SmolLM2 expert (context distillation), 512 demos × 1 epoch, LoRA",
+            {"centred": Source("iq", ("lm_expert/results/plentiful",))}),
 ]
 
 
 def cell(source: Source) -> tuple[dict[str, dict], int] | None:
     """(axis -> frontier gap against SFT, seeds), or None when a folder's summary is missing."""
     parts = [at(f) for f in source.folders]
-    if None in parts:
+    if None in parts or any(source.arm not in p["summary"] for p in parts):  # not run (yet) in a folder
         return None
     if source.stored:  # ROUGE-1 against the reference at matched Self-BLEU, as the run's own report reads it
         found = stored_frontier(parts[0], source.arm)
@@ -125,7 +137,8 @@ def verdict_table(found: list[dict]) -> list[str]:
 
 
 README_SETTINGS = ("tiny_markov_scarce", "tiny_grammar_scarce", "tiny_markov_plentiful", "tiny_grammar_plentiful",
-                   "4x128_markov_scarce", "4x128_grammar_scarce", "quickstart", "lm_expert_scarce")
+                   "4x128_markov_scarce", "4x128_grammar_scarce", "quickstart", "lm_expert_scarce",
+                   "lm_expert_plentiful")
 
 
 def readme_table(found: list[dict] | None = None) -> str:

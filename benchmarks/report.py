@@ -96,10 +96,12 @@ def prose(relative: str) -> list[str]:
 
 
 def lm_expert_plot(here: str) -> list[str]:
-    """The language-model expert's plot (`python -m benchmarks.figures`), under its table."""
-    setting = next(s for s in headline.SETTINGS if s.key == "lm_expert_scarce")
-    path = figure_path(setting)
-    return [f"![{setting.label}]({os.path.relpath(path, here)})", ""] if os.path.exists(path) else []
+    """The language-model expert's plots (`python -m benchmarks.figures`), one per regime, under its table."""
+    out = []
+    for setting in (s for s in headline.SETTINGS if s.key.startswith("lm_expert_")):
+        if os.path.exists(path := figure_path(setting)):
+            out += [f"![{setting.label}]({os.path.relpath(path, here)})", ""]
+    return out
 
 
 def imitation_section() -> list[str]:
