@@ -30,8 +30,7 @@ import sys
 import time
 
 from benchmarks.lm_expert.prepare import DATA, INSTRUCTION, MODEL, TEMPERATURE
-from benchmarks.pretrained.run import (ROOT, evaluation_and_lanes, lane_is_done, lora_training, merge_lanes, run_lanes,
-                                      write_yaml)
+from benchmarks.pretrained.run import ROOT, evaluation_and_lanes, lora_training, merge_lane_results, run_lanes, write_yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BY = "benchmarks/lm_expert/run.py"
@@ -43,7 +42,7 @@ REGIMES = {
     "plentiful": {"demos": 512, "epochs": 1, "batch": 8, "seeds": [0, 1, 2], "num_prompts": 16, "k": 4,
                   "temperatures": [0, 0.7, 1.0, 1.3], "max_new_tokens": 40, "num_heldout": 48},
     "quick": {"demos": 128, "epochs": 1, "batch": 8, "seeds": [0], "num_prompts": 4, "k": 2,
-              "temperatures": [0, 1.0], "max_new_tokens": 16, "num_heldout": 8, "steps": 3, "sample_draws": 2},
+              "temperatures": [0, 1.0], "max_new_tokens": 16, "num_heldout": 8, "steps": 3},
 }
 ARMS = {
     "sft": {"trainer": "sft"},
@@ -57,7 +56,7 @@ ARMS = {
 DEFAULT_ARMS = ("sft", "iq", "gem", "online_iq")
 
 
-def recipe(regime: str, out_dir: str, arms, seeds) -> dict:
+def recipe(regime: str, out_dir: str, arms, seeds, draws: int = 1) -> dict:
     s = REGIMES[regime]
     steps = s.get("steps", s["epochs"] * s["demos"] // s["batch"])
     rel = lambda path: os.path.relpath(path, ROOT)  # compare runs from the repository root
@@ -71,11 +70,8 @@ def recipe(regime: str, out_dir: str, arms, seeds) -> dict:
         "max_length": 160,
         **lora_training(steps, s["batch"], max(1, steps // 20), max(1, steps // 12)),
         **evaluation_and_lanes(s, out_dir, {a: ARMS[a] for a in arms}, seeds),
-        "sample_draws": s.get("sample_draws", SAMPLE_DRAWS),
+        "sample_draws": s.get("sample_draws", draws),
     }
-
-
-SAMPLE_DRAWS = 2  # sampling draws per trained model: each seed's figures are their mean
 
 
 def add_draws(lane_dir: str, lane_recipe: dict) -> bool:
@@ -127,6 +123,35 @@ def add_draws(lane_dir: str, lane_recipe: dict) -> bool:
     return True
 
 
+def lane_has(lane_dir: str, lane_recipe: dict) -> bool:
+    """A lane finished under this recipe, or under it with more sampling draws than it asks for (their first
+    `sample_draws` are what `first_draws` reads)."""
+    import yaml
+
+    path = os.path.join(lane_dir, "recipe.yaml")
+    if not (os.path.isfile(os.path.join(lane_dir, "results.json")) and os.path.isfile(path)):
+        return False
+    with open(path) as f:
+        old = yaml.safe_load(f)
+    return {**old, "sample_draws": lane_recipe["sample_draws"]} == lane_recipe and \
+        old.get("sample_draws", 1) >= lane_recipe["sample_draws"]
+
+
+def first_draws(results: dict, draws: int) -> dict:
+    """A lane's results read with its first `draws` sampling draws only (each run's figures their mean)."""
+    from llm_irl.compare import interval_note, summarize
+    from llm_irl.evaluate import mean_over_draws
+
+    if results["eval"].get("sample_draws", 1) == draws:
+        return results
+    runs = {arm: {seed: {**r, "temperatures": r["draws"][0] if draws == 1 else mean_over_draws(r["draws"][:draws]),
+                         "draws": r["draws"][:draws], "sample_draws": draws} for seed, r in by_seed.items()}
+            for arm, by_seed in results["runs"].items()}
+    return {**results, "eval": {**results["eval"], "sample_draws": draws}, "runs": runs,
+            "summary": {arm: summarize(list(by_seed.values())) for arm, by_seed in runs.items()},
+            "interval": interval_note(len(results["seeds"]), draws)}
+
+
 def fill_reverse_kl(lanes: dict) -> list[str]:
     """Lanes evaluated before the reverse KL read the student's token ids (it was skipped: decode -> encode does
     not round-trip for SmolLM2's tokenizer) get it from their saved T = 1 samples, with the library's own
@@ -174,6 +199,9 @@ def main() -> None:
     p.add_argument("--regime", default="scarce", choices=[r for r in REGIMES if r != "quick"])
     p.add_argument("--arms", default=",".join(DEFAULT_ARMS), help="comma-separated, from " + ",".join(ARMS))
     p.add_argument("--seeds", default=None, help="comma-separated, replaces the regime's")
+    p.add_argument("--draws", type=int, default=1,
+                   help="sampling draws per trained model (finished lanes get the missing ones from their adapters); "
+                        "results go to results/REGIME_drawsN when N > 1")
     a = p.parse_args()
     regime = "quick" if a.quick else a.regime
     if not os.path.isfile(os.path.join(DATA, "manifest.json")):
@@ -182,35 +210,39 @@ def main() -> None:
     if unknown := [x for x in arms if x not in ARMS]:
         sys.exit(f"unknown arms {unknown}; known: {', '.join(ARMS)}")
     seeds = [int(x) for x in a.seeds.split(",")] if a.seeds else REGIMES[regime]["seeds"]
-    out_dir = os.path.join(HERE, "results", regime) if regime != "quick" else os.path.join(HERE, "runs", "quick")
+    name = regime if a.draws == 1 else f"{regime}_draws{a.draws}"
+    out_dir = os.path.join(HERE, "results", name) if regime != "quick" else os.path.join(HERE, "runs", "quick")
     lanes_dir = os.path.join(HERE, "runs", regime, "lanes")
     os.makedirs(out_dir, exist_ok=True)
-    write_yaml(recipe(regime, out_dir, arms, seeds), os.path.join(out_dir, "recipe.yaml"), by=BY)
+    write_yaml(recipe(regime, out_dir, arms, seeds, a.draws), os.path.join(out_dir, "recipe.yaml"), by=BY)
     start = time.time()
     lanes = {(arm, seed): os.path.join(lanes_dir, f"{arm}_seed{seed}") for seed in seeds for arm in arms}
     todo = []
     for (arm, seed), lane_dir in lanes.items():
         os.makedirs(lane_dir, exist_ok=True)
-        lane_recipe = recipe(regime, lane_dir, (arm,), [seed])
+        lane_recipe = recipe(regime, lane_dir, (arm,), [seed], a.draws)
         if add_draws(lane_dir, lane_recipe):
             print(f"{arm} seed {seed}: drew the missing sampling draws from the saved adapter", flush=True)
-        if lane_is_done(lane_dir, lane_recipe):
+        if lane_has(lane_dir, lane_recipe):
             print(f"{arm} seed {seed}: reusing {os.path.relpath(lane_dir, ROOT)}", flush=True)
             continue
         write_yaml(lane_recipe, os.path.join(lane_dir, "recipe.yaml"), by=BY)
         todo.append((arm, seed))
     run_lanes(lanes, todo, start)
     filled = fill_reverse_kl(lanes)
-    results = merge_lanes([os.path.join(d, "results.json") for d in lanes.values()])
-    lane_s = {f"{arm}_seed{seed}": json.load(open(os.path.join(d, "results.json")))["runtime_s"]
-              for (arm, seed), d in lanes.items()}
+    lane_results = {}
+    for key, lane_dir in lanes.items():
+        with open(os.path.join(lane_dir, "results.json")) as f:
+            lane_results[key] = first_draws(json.load(f), a.draws)
+    results = merge_lane_results(list(lane_results.values()))
+    lane_s = {f"{arm}_seed{seed}": r["runtime_s"] for (arm, seed), r in lane_results.items()}
     results["runtime_s"] = sum(lane_s.values()) / 2
     results["untrained_forward_kl"] = untrained_forward_kl(results["eval"])
     results["timing"] = {"lanes_s": {k: round(v) for k, v in lane_s.items()}, "this_call_s": round(time.time() - start),
                          "reverse_kl_from_saved_samples": filled}
     from llm_irl.report import write_report
 
-    paths = write_report(results, out_dir, title=f"lm_expert {regime}")
+    paths = write_report(results, out_dir, title=f"lm_expert {name}")
     untrained = ", ".join(f"{v:.3f} at T = {t}" for t, v in results["untrained_forward_kl"].items())
     with open(paths["report"], "a", encoding="utf-8") as f:
         f.write(f"\nThe student before training (the base model, no instruction): forward KL on the expert's held-out "

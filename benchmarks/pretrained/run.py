@@ -130,12 +130,17 @@ def training_subset(n: int) -> str:
 
 def merge_lanes(paths: list[str]) -> dict:
     """One compare result from one-(arm, seed) compares of the same recipe: what a single compare writes."""
-    from llm_irl.compare import interval_note, summarize
-
     lanes = []
     for path in paths:
         with open(path) as f:
             lanes.append(json.load(f))
+    return merge_lane_results(lanes)
+
+
+def merge_lane_results(lanes: list[dict]) -> dict:
+    """`merge_lanes` on lane results already read."""
+    from llm_irl.compare import interval_note, summarize
+
     merged = dict(lanes[0])
     merged["arms"] = {k: v for lane in lanes for k, v in lane["arms"].items()}
     merged["seeds"] = sorted({seed for lane in lanes for seed in lane["seeds"]})
