@@ -72,20 +72,31 @@ def transition_counts(input_ids: torch.Tensor, labels: torch.Tensor) -> torch.Te
     return counts[:S]
 
 
-def tabular_iq_loss(q: torch.Tensor, counts: torch.Tensor, *, td_weight: float, gamma: float,
-                    terminal_td: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(`iq_loss` from transition counts, the implied rewards r [S, S + 1]): the count-weighted mean of
-    −log π(a|s) + λ·w·(r − c)², r(s, a) = Q[s, a] − γ·V(a), nothing after EOS; w and c as `losses.chi2_term`
-    has them (c the detached weighted mean under `centred`, else 0)."""
+def values_and_rewards(q: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(V [S + 1], V(s') [S + 1] per action, r [S, S + 1]): r(s, a) = Q[s, a] − γ·V(a), the state after action a
+    being a, nothing after EOS."""
     v = torch.logsumexp(q, -1)
-    log_pi = q[:S] - v[:S, None]
-    v_next = torch.cat([v[:S], v.new_zeros(1)])  # the state after action a is a; nothing after EOS
-    r = q[:S] - gamma * v_next[None, :]
+    v_next = torch.cat([v[:S], v.new_zeros(1)])
+    return v, v_next, q[:S] - gamma * v_next[None, :]
+
+
+def chi2_sum(counts: torch.Tensor, r: torch.Tensor, *, gamma: float, terminal_td: str) -> torch.Tensor:
+    """Σ counts·w·(r − c)², w and c as `losses.chi2_term` has them (c the detached weighted mean under `centred`,
+    else 0)."""
     w = torch.ones_like(counts)
     w[:, EOS] = CHI2_EOS_WEIGHT[terminal_td](gamma)
     centre = ((counts * w * r).sum() / (counts * w).sum()).detach() if terminal_td == "centred" else 0.0
-    n = counts.sum()
-    return (-(counts * log_pi).sum() + td_weight * (counts * w * (r - centre).square()).sum()) / n, r
+    return (counts * w * (r - centre).square()).sum()
+
+
+def tabular_iq_loss(q: torch.Tensor, counts: torch.Tensor, *, td_weight: float, gamma: float,
+                    terminal_td: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(`iq_loss` from transition counts, the implied rewards r [S, S + 1]): the count-weighted mean of
+    −log π(a|s) + λ·w·(r − c)²."""
+    v, _, r = values_and_rewards(q, gamma)
+    log_pi = q[:S] - v[:S, None]
+    chi2 = chi2_sum(counts, r, gamma=gamma, terminal_td=terminal_td)
+    return (-(counts * log_pi).sum() + td_weight * chi2) / counts.sum(), r
 
 
 def tabular_online_iq_loss(q: torch.Tensor, demo_counts: torch.Tensor, policy_counts: torch.Tensor, *,
@@ -94,20 +105,14 @@ def tabular_online_iq_loss(q: torch.Tensor, demo_counts: torch.Tensor, policy_co
     """(`online_iq_loss` from transition counts, r [S, S + 1]): −(demo mean of r) + (mixture mean of V(s) − γV(s'))
     + λ·(mixture mean of w·(r − c)²), the policy's EOS transitions out of the value term under
     `policy_terminal_value="exclude"`; every mean over the mixture's actions, as `losses.online_iq_objective`."""
-    v = torch.logsumexp(q, -1)
-    v_next = torch.cat([v[:S], v.new_zeros(1)])
-    r = q[:S] - gamma * v_next[None, :]
+    v, v_next, r = values_and_rewards(q, gamma)
     mix = demo_counts + policy_counts
-    w = torch.ones_like(mix)
-    w[:, EOS] = CHI2_EOS_WEIGHT[terminal_td](gamma)
-    centre = ((mix * w * r).sum() / (mix * w).sum()).detach() if terminal_td == "centred" else 0.0
-    valued = policy_counts.clone()
+    valued = demo_counts + policy_counts
     if policy_terminal_value == "exclude":
-        valued[:, EOS] = 0.0
-    n = mix.sum()
-    loss = (-(demo_counts * r).sum() / demo_counts.sum() + ((demo_counts + valued) * (v[:S, None] - gamma * v_next)).sum() / n
-            + td_weight * (mix * w * (r - centre).square()).sum() / n)
-    return loss, r
+        valued[:, EOS] = demo_counts[:, EOS]
+    value_sum = (valued * (v[:S, None] - gamma * v_next)).sum()
+    chi2 = chi2_sum(mix, r, gamma=gamma, terminal_td=terminal_td)
+    return -(demo_counts * r).sum() / demo_counts.sum() + (value_sum + td_weight * chi2) / mix.sum(), r
 
 
 def train_tabular(counts: torch.Tensor, *, td_weight: float, gamma: float, terminal_td: str,
