@@ -244,7 +244,7 @@ def pretrained_section(here: str) -> list[str]:
             *verdicts, ""]
 
 
-LM_EXPERT_REGIMES = ("scarce", "plentiful")
+LM_EXPERT_REGIMES = {"scarce": "scarce", "scarce_draws2": "scarce, 2 draws per model", "plentiful": "plentiful"}
 
 
 def lm_expert_section(here: str) -> list[str]:
@@ -260,9 +260,9 @@ def lm_expert_section(here: str) -> list[str]:
             cells = [verdict_cell(gaps.get(axis)) if arm != "sft" else "(baseline)" for axis, _ in HEADLINE_AXES]
             shape = [fmt(figure(results, arm, m, "1")) for m in ("mean_length", "terminated", "loop_share",
                                                                  "expert_loglik", "forward_kl_at_t", "reverse_kl")]
-            rows.append(f"| {regime} | {arm} | " + " | ".join(cells + shape) + " |")
+            rows.append(f"| {LM_EXPERT_REGIMES[regime]} | {arm} | " + " | ".join(cells + shape) + " |")
         expert = [fmt(expert_figure(results, m)) for m in ("mean_length", "terminated", "loop_share", "expert_loglik")]
-        rows.append(f"| {regime} | expert's own samples | – | – | " + " | ".join(expert) + " | 0 | 0 |")
+        rows.append(f"| {LM_EXPERT_REGIMES[regime]} | expert's own samples | – | – | " + " | ".join(expert) + " | 0 | 0 |")
     header = ["regime", "arm", *(words for _, words in HEADLINE_AXES), "length (T 1)", "ended (T 1)",
               "loops (T 1)", "expert log-lik (T 1)", "forward KL (T 1)", "reverse KL (T 1)"]
     return [*table(header, rows)]
