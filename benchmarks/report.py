@@ -146,8 +146,8 @@ def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
                  "coverage (forward KL on its held-out replies) and precision (reverse KL) are exact. Runs: "
                  "`python -m benchmarks.lm_expert.prepare`, then `python -m benchmarks.lm_expert.run --regime REGIME "
                  "--arms ARMS` (`llm-irl compare` lanes with `expert_model`; 3 seeds, each model sampled once with its "
-                 "own seed, so sampling noise is inside the intervals over seeds; `--draws 2` re-reads SFT and IQ with "
-                 "two draws per model, `results/scarce_draws2`), then `python -m benchmarks.summary "
+                 "own seed, so sampling noise is inside the intervals over seeds; how far a second draw moves a model's "
+                 "figures: `python -m benchmarks.lm_expert.redraws`), then `python -m benchmarks.summary "
                  "benchmarks/lm_expert/results/REGIME`. Regimes: scarce = 128 demonstrations × 3 epochs (48 steps of "
                  "8), plentiful = 512 × 1 epoch (64 steps of 8). The frontier cells read as in the table at the top; "
                  "the other columns at T = 1, mean [95% interval] over seeds."),

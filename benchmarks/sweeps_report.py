@@ -244,7 +244,7 @@ def pretrained_section(here: str) -> list[str]:
             *verdicts, ""]
 
 
-LM_EXPERT_REGIMES = {"scarce": "scarce", "scarce_draws2": "scarce, 2 draws per model", "plentiful": "plentiful"}
+LM_EXPERT_REGIMES = {"scarce": "scarce", "plentiful": "plentiful"}
 
 
 def lm_expert_section(here: str) -> list[str]:
