@@ -20,6 +20,9 @@ SWEEPS = {"centred_markov_scarce": "IQConfig's default since issue 22, terminal_
           "centred_markov_plentiful": "The same, Markov expert, 5,000 demonstrations (3 seeds)",
           "centred_grammar_scarce": "The same, grammar expert, 150 demonstrations (3 seeds)",
           "centred_grammar_plentiful": "The same, grammar expert, 5,000 demonstrations (3 seeds)",
+          "online_centred_markov_scarce": "Online IQ with the defaults since this round (centred, a value head, the "
+                                          "policy samples' EOS transitions in the value term) at policy shares 0.1 "
+                                          "and 0.5 (Markov expert, 150 demonstrations, 3 seeds)",
           "centred_logits_quickstart": "terminal_td centred with V from the logits (one seed, the quickstart's "
                                        "setting): on a neural LM it does not remove the length bias",
           "terminal_plentiful": "Terminal handling × λ × where V comes from (Markov expert, 2,000 demonstrations, "
