@@ -17,8 +17,8 @@ import pytest
 import torch
 
 from llm_irl.losses import iq_loss
-from llm_irl.tasks.tabular import (EOS, S, expected_policy_counts, expert_rows, tabular_iq_loss, tabular_online_iq_loss,
-                                    train_tabular, transition_counts)
+from llm_irl.tasks.tabular import (EOS, S, episode_rows, expected_policy_counts, expert_rows, tabular_iq_loss,
+                                    tabular_online_iq_loss, train_tabular, transition_counts)
 
 
 def train(counts, **kw):
@@ -76,19 +76,7 @@ def test_centred_reaches_the_expert_length_fast_with_a_stop_reward_like_the_othe
 
 def policy_rows(q: torch.Tensor, n: int, seed: int, max_len: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
     """n episodes of softmax(q[:S]) from a uniform start, in expert_rows' layout."""
-    g, pi = torch.Generator().manual_seed(seed), torch.softmax(q.detach()[:S], -1)
-    rows = []
-    for _ in range(n):
-        row = [int(torch.randint(S, (1,), generator=g))]
-        while row[-1] != EOS and len(row) < max_len:
-            row.append(int(torch.multinomial(pi[row[-1]], 1, generator=g)))
-        rows.append(row)
-    width = max(map(len, rows))
-    input_ids, labels = torch.full((n, width), EOS), torch.full((n, width), -100)
-    for i, row in enumerate(rows):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        labels[i, 1: len(row)] = torch.tensor(row[1:])
-    return input_ids, labels
+    return episode_rows(torch.softmax(q.detach()[:S], -1), n, torch.Generator().manual_seed(seed), max_len)
 
 
 @pytest.mark.parametrize("policy_terminal_value", ["include", "exclude"])

@@ -23,11 +23,15 @@ CHI2_EOS_WEIGHT = {"include": lambda gamma: 1.0, "absorbing": lambda gamma: 1.0 
 
 
 def expert_rows(n: int = 2000, seed: int = 0, max_len: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
-    """(input_ids, labels) [n, width] of n expert episodes from a uniform start state, EOS-padded, labels −100
-    on the start state and the padding; an episode still going at `max_len` tokens is cut (truncated)."""
+    """(input_ids, labels) [n, width] of n expert episodes (`episode_rows`)."""
     g = torch.Generator().manual_seed(seed)
     successors = torch.softmax(torch.randn(S, S, generator=g) * 1.5, -1) * (1 - STOP)
-    policy = torch.cat([successors, torch.full((S, 1), STOP)], -1)
+    return episode_rows(torch.cat([successors, torch.full((S, 1), STOP)], -1), n, g, max_len)
+
+
+def episode_rows(policy: torch.Tensor, n: int, g: torch.Generator, max_len: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, labels) [n, width] of n episodes of `policy` [S, S + 1] (rows: π(·|s)) from a uniform start state,
+    EOS-padded, labels −100 on the start state and the padding; an episode still going at `max_len` tokens is cut."""
     rows = []
     for _ in range(n):
         row = [int(torch.randint(S, (1,), generator=g))]
