@@ -74,20 +74,26 @@ def recipe(regime: str, out_dir: str, arms, seeds, draws: int = 1) -> dict:
     }
 
 
+def finished_draws(lane_dir: str, lane_recipe: dict) -> int:
+    """How many sampling draws a lane finished under this recipe (its draws aside) holds; 0 when it has not."""
+    import yaml
+
+    path = os.path.join(lane_dir, "recipe.yaml")
+    if not (os.path.isfile(os.path.join(lane_dir, "results.json")) and os.path.isfile(path)):
+        return 0
+    with open(path) as f:
+        old = yaml.safe_load(f)
+    return old.get("sample_draws", 1) if {**old, "sample_draws": lane_recipe["sample_draws"]} == lane_recipe else 0
+
+
 def add_draws(lane_dir: str, lane_recipe: dict) -> bool:
     """A lane that finished under this recipe but with fewer sampling draws (it ran before `sample_draws`) gets
     the missing draws from its saved adapter, as `compare` would have drawn them (`llm_irl.evaluate.draw_seed`,
     `sample_figures`, `mean_over_draws`); then its recipe is this one. Returns whether it drew."""
-    import yaml
-
-    done, path = os.path.join(lane_dir, "results.json"), os.path.join(lane_dir, "recipe.yaml")
-    if not (os.path.isfile(done) and os.path.isfile(path)):
-        return False
-    with open(path) as f:
-        old = yaml.safe_load(f)
     draws = lane_recipe["sample_draws"]
-    if {**old, "sample_draws": draws} != lane_recipe or old.get("sample_draws", 1) >= draws:
+    if not 0 < finished_draws(lane_dir, lane_recipe) < draws:
         return False
+    done, path = os.path.join(lane_dir, "results.json"), os.path.join(lane_dir, "recipe.yaml")
     from dataclasses import replace
 
     from llm_irl.compare import interval_note, summarize
@@ -126,15 +132,7 @@ def add_draws(lane_dir: str, lane_recipe: dict) -> bool:
 def lane_has(lane_dir: str, lane_recipe: dict) -> bool:
     """A lane finished under this recipe, or under it with more sampling draws than it asks for (their first
     `sample_draws` are what `first_draws` reads)."""
-    import yaml
-
-    path = os.path.join(lane_dir, "recipe.yaml")
-    if not (os.path.isfile(os.path.join(lane_dir, "results.json")) and os.path.isfile(path)):
-        return False
-    with open(path) as f:
-        old = yaml.safe_load(f)
-    return {**old, "sample_draws": lane_recipe["sample_draws"]} == lane_recipe and \
-        old.get("sample_draws", 1) >= lane_recipe["sample_draws"]
+    return finished_draws(lane_dir, lane_recipe) >= lane_recipe["sample_draws"]
 
 
 def first_draws(results: dict, draws: int) -> dict:
