@@ -70,15 +70,17 @@ def lora_settings() -> dict:
 SETTINGS = {
     "full": {"steps": 100, "batch": 8, "seeds": [0, 1, 2], "num_prompts": 48, "k": 4,
              "temperatures": [0, 0.7, 1.0, 1.3], "max_new_tokens": 40, "num_heldout": 100,
-             "arms": ("sft", "iq")},
+             "arms": ("sft", "iq", "iq_td0.3")},
     "quick": {"steps": 10, "batch": 4, "seeds": [0], "num_prompts": 8, "k": 2,
               "temperatures": [0, 1.0], "max_new_tokens": 24, "num_heldout": 16,
               "arms": ("sft", "iq")},
 }
 ARMS = {
     "sft": {"trainer": "sft"},
-    # the library's IQ defaults (issue 11 settles them: terminal handling, td_weight, a pretrained start)
-    "iq": {"trainer": "iq"},
+    # the library's IQ defaults, spelled out so a lane trained under older defaults is never reused as theirs
+    "iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.03, "terminal_td": "centred", "value_param": "head"},
+    # the same at the largest λ the terminal criterion covers (docs/design.md, "Terminal transitions")
+    "iq_td0.3": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.3, "terminal_td": "centred", "value_param": "head"},
     # online IQ: a tenth of each batch sampled from the current policy (one decode per step); --arms adds it
     "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40},
 }
@@ -254,14 +256,19 @@ def _gap(results: dict, metric: str, t: str | None, arm: str = "iq", base: str =
     return f"{arm} − {base} = {g['value']:+.3f} [{g['lo']:+.3f}, {g['hi']:+.3f}] ({where})"
 
 
+def arm_settings(specs: dict, arms: list[str]) -> str:
+    """'iq: td_weight 0.03, …; iq_td0.3: …', each arm's recipe keys beyond its trainer, as the recipe spells them."""
+    return "; ".join(f"{arm}: " + ", ".join(f"{k} {v}" for k, v in specs[arm].items() if k != "trainer") for arm in arms)
+
+
 def reading(results: dict, settings: dict, reference_length: float) -> list[str]:
     """The section's plain-words reading, every figure from `results` (paired over seeds where there are several)."""
     arms = [a for a in results["summary"] if a != "sft"]
     out = ["## What held and what did not", "",
            f"Settings: LoRA r {settings['lora_r']}, α {settings['lora_alpha']} on q/k/v/o of the last {LORA_LAYERS} "
            f"layers; {SETTINGS['full']['steps']} steps of batch {SETTINGS['full']['batch']} (every training row "
-           f"seen once); IQ with the library's defaults (`terminal_td: exclude`, `td_weight` 0.03, γ 0.99, V from "
-           f"the logits). Gaps below are paired over seeds, 95% Student-t intervals.", ""]
+           f"seen once); {arm_settings(results['arms'], arms)}. Gaps below are paired over seeds, 95% Student-t "
+           f"intervals.", ""]
     lanes_min = [v / 60 for v in results["timing"]["lanes_s"].values()]
     out += [f"- compute: {len(lanes_min)} lanes (one arm, one seed, one torch thread each, {JOBS} side by side), "
             f"{min(lanes_min):.0f}–{max(lanes_min):.0f} min each, {sum(lanes_min):.0f} min of one core in all, about "
