@@ -3,6 +3,7 @@ the stop action's share of a demonstration's return, on held-out expert demonstr
 
 run as:
     python -m benchmarks.stop_reward FOLDER [FOLDER ...]     # `llm-irl compare` output folders with runs/
+    python -m benchmarks.stop_reward LANE [LANE ...] --merge OUT   # one-(arm, seed) compares of one study
 
 For each arm and seed of a compare folder (its models under runs/ARM/seedN/, git-ignored) the held-out
 demonstrations of the recipe's eval_dataset (first 200) are scored with `llm_irl.rewards.implied_rewards`,
@@ -18,6 +19,7 @@ import json
 import os
 
 from llm_irl.data import encode_rows, read_rows
+from llm_irl.defaults import IQ_VALUE_PARAM
 from llm_irl.modeling import load_model, load_tokenizer
 from llm_irl.rewards import implied_rewards
 from llm_irl.state_head import PER_STATE, VALUE_PARAM_KEY, restore_state_head
@@ -51,28 +53,37 @@ def stop_figures(model, tokenizer, prompts, completions, gamma: float) -> dict[s
             "stop_share_of_tokens": len(stop) / (len(stop) + len(other))}
 
 
-def folder_figures(folder: str) -> dict[str, dict[str, float]]:
+def seed_figures(folder: str) -> dict[str, list[dict[str, float]]]:
+    """Per arm of a compare folder, `stop_figures` of each seed's saved model (a full save or adapters)."""
     with open(os.path.join(folder, "summary.json" if os.path.isfile(os.path.join(folder, "summary.json"))
                            else "results.json"), encoding="utf-8") as f:
         results = json.load(f)
     recipe = {**results["common"], **results["eval"]}
     by_arm = {}
     for arm, spec in results["arms"].items():
-        per_seed = []
         for seed in results["seeds"]:
             path = os.path.join(folder, "runs", arm, f"seed{seed}")
-            if not os.path.isfile(os.path.join(path, "config.json")):
+            if not any(os.path.isfile(os.path.join(path, name)) for name in ("config.json", "adapter_config.json")):
                 continue
             model = load_model(path)
-            if spec.get("value_param") in PER_STATE and not hasattr(model, "state_head"):
-                setattr(model.config, VALUE_PARAM_KEY, spec["value_param"])  # saved before the key was recorded
+            value_param = spec.get("value_param", IQ_VALUE_PARAM) if spec.get("trainer") == "iq" else None
+            if value_param in PER_STATE and not hasattr(model, "state_head"):
+                # saved before llm_irl recorded the key (full saves before it, adapters before they kept it)
+                setattr(model.config, VALUE_PARAM_KEY, value_param)
                 restore_state_head(model, path)
             tok = load_tokenizer(path)
             prompts, completions = demonstrations(recipe["eval_dataset"], tok, recipe["max_length"])
-            per_seed.append(stop_figures(model, tok, prompts, completions, spec.get("gamma", 0.99)))
-        if per_seed:
-            by_arm[arm] = {k: sum(s[k] for s in per_seed) / len(per_seed) for k in per_seed[0]} | {"seeds": len(per_seed)}
+            by_arm.setdefault(arm, []).append(stop_figures(model, tok, prompts, completions, spec.get("gamma", 0.99)))
     return by_arm
+
+
+def mean_by_arm(per_arm: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
+    return {arm: {k: sum(s[k] for s in seeds) / len(seeds) for k in seeds[0]} | {"seeds": len(seeds)}
+            for arm, seeds in per_arm.items() if seeds}
+
+
+def folder_figures(folder: str) -> dict[str, dict[str, float]]:
+    return mean_by_arm(seed_figures(folder))
 
 
 def section(folders: list[str]) -> list[str]:
@@ -93,9 +104,18 @@ def section(folders: list[str]) -> list[str]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("folders", nargs="+")
+    p.add_argument("--merge", metavar="OUT", help="the folders are lanes (one arm, one seed each) of one comparison: "
+                                                   "write one stop_reward.json, per arm over every lane, to OUT")
     a = p.parse_args(argv)
-    for folder in a.folders:
-        figures = folder_figures(folder)
+    if a.merge:
+        per_arm = {}
+        for folder in a.folders:
+            for arm, seeds in seed_figures(folder).items():
+                per_arm.setdefault(arm, []).extend(seeds)
+        jobs = [(a.merge, mean_by_arm(per_arm))]
+    else:
+        jobs = [(folder, folder_figures(folder)) for folder in a.folders]
+    for folder, figures in jobs:
         with open(os.path.join(folder, "stop_reward.json"), "w", encoding="utf-8") as f:
             json.dump(figures, f, indent=1)
         print(f"== {folder}")

@@ -115,6 +115,21 @@ def _iq_stats(mdp: TokenMDP, nll: torch.Tensor, r: torch.Tensor, td: torch.Tenso
 # in how they obtain Q, V and V(s').
 
 
+def reversed_share(r: torch.Tensor, mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: str,
+                   centre: torch.Tensor | float = 0.0) -> torch.Tensor:
+    """Share of the action tokens where the χ² term's pull on log π(a|s) outweighs the likelihood's.
+
+    With r = α·log π(a|s) + V(s) − γ·V(s') and V not read from the softmax (a value head), the offline
+    loss's gradient on log π(a|s) is −α·(1 − 2λ·w·(r − c))/N: where 2λ·w·(r − c) > 1 the loss lowers the
+    likelihood of a demonstrated token, the ones the model already predicts better than V explains. Tens of
+    percent flatten the policy (longer samples, fewer EOS): `td_weight` is too large for how fast V fits
+    (docs/design.md, "How large a td_weight"). With V from the logits it is the reward term's part of that pull.
+    """
+    with torch.no_grad():
+        weights = chi2_weights(mdp, gamma=gamma, terminal_td=terminal_td)
+        return masked_mean((2 * td_weight * weights * (r - centre) > 1).to(r.dtype), mdp.mask)
+
+
 def iq_objective(mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: str = IQ_TERMINAL_TD,
                  reward_centre: float | None = None):
     """Token-mean of `−(Q(s,a) − V(s)) + td_weight·w·(r − c)²` over the action positions of `mdp`
@@ -122,8 +137,10 @@ def iq_objective(mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: 
     r = mdp.reward(gamma)
     nll = masked_mean(-mdp.log_pi, mdp.mask)
     td, centring = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td, reward_centre=reward_centre)
+    reversed_ = reversed_share(r, mdp, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td,
+                               centre=centring.get("reward_centre", 0.0))
     # −(Q − V) = −α·log π, so the first term is α times the NLL
-    return mdp.alpha * nll + td_weight * td, {**_iq_stats(mdp, nll, r, td), **centring}
+    return mdp.alpha * nll + td_weight * td, {**_iq_stats(mdp, nll, r, td), **centring, "td_reversed": reversed_}
 
 
 def value_head_objective(mdp: TokenMDP, values: torch.Tensor, *, gamma: float, td_weight: float,

@@ -28,7 +28,7 @@ from llm_irl.builtin import is_builtin, load_builtin_model
 from llm_irl.errors import ConfigError
 from llm_irl.files import missing_local_path
 from llm_irl.special_tokens import ensure_pad_token
-from llm_irl.state_head import restore_state_head
+from llm_irl.state_head import PER_STATE, VALUE_PARAM_KEY, restore_state_head, value_param_of
 
 
 def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = False, seed: int = 0,
@@ -53,7 +53,7 @@ def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = 
     )
     if os.path.isfile(os.path.join(name_or_model, ADAPTER_CONFIG)):  # the base's config: α is beside the adapter
         restore_policy_temperature(model, name_or_model)
-    elif os.path.isdir(name_or_model):  # IQ's value head or offsets: from_pretrained leaves them out
+    if os.path.isdir(name_or_model):  # IQ's value head or offsets: from_pretrained leaves them out
         restore_state_head(model, name_or_model)
     return model
 
@@ -197,6 +197,8 @@ def save_policy_temperature(model: nn.Module, directory: str) -> None:
     saved = copy.deepcopy(base.generation_config) if base.generation_config is not None else GenerationConfig()
     saved._from_model_config = False  # else GenerationConfig drops the attribute it does not know on reload
     setattr(saved, POLICY_TEMPERATURE_KEY, policy_temperature(base))
+    if value_param_of(base) in PER_STATE:  # the state head's weights are among the adapters (modules_to_save)
+        setattr(saved, VALUE_PARAM_KEY, value_param_of(base))
     saved.save_pretrained(directory)
 
 
@@ -207,8 +209,11 @@ def restore_policy_temperature(model: nn.Module, directory: str) -> None:
         return
     saved = GenerationConfig.from_pretrained(directory)
     alpha = saved.__dict__.pop(POLICY_TEMPERATURE_KEY, None)
+    value_param = saved.__dict__.pop(VALUE_PARAM_KEY, None)
     if alpha is None:
         return
     base = unwrap_model(model)
     setattr(base.config, POLICY_TEMPERATURE_KEY, float(alpha))
+    if value_param is not None:
+        setattr(base.config, VALUE_PARAM_KEY, value_param)
     base.generation_config = saved

@@ -3,8 +3,9 @@ Q = logits + b(s) (`value_param: offset`).
 
 The IQ trainer attaches it as the submodule `state_head` and records which of the two it is in the
 model's config (`llm_irl_value_param`), so it saves with the weights and `load_model` gives it back:
-the implied reward a model trained this way was regularised on needs it (`llm_irl.rewards`). Models
-trained without one, and adapter-only (PEFT) saves, read their reward from the logits alone.
+the implied reward a model trained this way was regularised on needs it (`llm_irl.rewards`). An adapters-only (PEFT) save keeps the head
+among its `modules_to_save` and the record in its generation config, and `load_model` gives it back too. Models
+trained without one read their reward from the logits alone.
 """
 
 from __future__ import annotations
@@ -75,24 +76,32 @@ def state_values(model: nn.Module) -> torch.Tensor | None:
 
 
 def restore_state_head(model: nn.Module, directory: str) -> None:
-    """Attach the state head a full save in `directory` holds and load its weights (safetensors), when the
-    config says the model was trained with one; nothing otherwise."""
+    """Attach the state head a save in `directory` holds and load its weights (safetensors), when the config
+    says the model was trained with one; nothing otherwise. A full save keeps the head as `state_head.*`
+    (in one of the shards of a sharded one); an adapters-only (PEFT) save among its `modules_to_save`, as
+    `base_model.model.state_head.*`."""
     from safetensors import safe_open
 
     if getattr(model.config, VALUE_PARAM_KEY, None) not in PER_STATE:
         return
+    for path, prefix in _head_files(directory):
+        with safe_open(path, framework="pt") as f:
+            keys = set(f.keys())
+            weights = {name: f.get_tensor(f"{prefix}{STATE_HEAD}.{name}") for name in ("weight", "bias")
+                       if f"{prefix}{STATE_HEAD}.{name}" in keys}
+        if len(weights) == 2:
+            getattr(attach_state_head(model), STATE_HEAD).load_state_dict(weights)
+            return
+
+
+def _head_files(directory: str) -> list[tuple[str, str]]:
+    """(safetensors file, key prefix) pairs that may hold the state head in a save directory."""
     index = os.path.join(directory, "model.safetensors.index.json")
     if os.path.isfile(index):  # a sharded save: the head's keys are in one of the shards
         with open(index, encoding="utf-8") as f:
-            files = {f"{STATE_HEAD}.weight": json.load(f)["weight_map"].get(f"{STATE_HEAD}.weight")}
-        path = os.path.join(directory, files[f"{STATE_HEAD}.weight"]) if files[f"{STATE_HEAD}.weight"] else None
+            shard = json.load(f)["weight_map"].get(f"{STATE_HEAD}.weight")
+        full = [os.path.join(directory, shard)] if shard else []
     else:
-        path = os.path.join(directory, "model.safetensors")
-    if path is None or not os.path.isfile(path):
-        return
-    with safe_open(path, framework="pt") as f:
-        keys = set(f.keys())
-        weights = {k[len(STATE_HEAD) + 1:]: f.get_tensor(k) for k in (f"{STATE_HEAD}.weight", f"{STATE_HEAD}.bias")
-                   if k in keys}
-    if len(weights) == 2:
-        getattr(attach_state_head(model), STATE_HEAD).load_state_dict(weights)
+        full = [os.path.join(directory, "model.safetensors")]
+    candidates = [(path, "") for path in full] + [(os.path.join(directory, "adapter_model.safetensors"), "base_model.model.")]
+    return [(path, prefix) for path, prefix in candidates if os.path.isfile(path)]

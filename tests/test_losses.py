@@ -369,3 +369,23 @@ class TokenMDPShift:
 
     def reward(self, gamma):
         return self.mdp.reward(gamma) + self.constant
+
+
+@pytest.mark.parametrize("terminal_td", TERMINAL)
+def test_td_reversed_is_the_share_of_actions_whose_likelihood_the_loss_lowers(terminal_td):
+    """With V from a value head, `td_reversed` counts exactly the demonstrated tokens where the loss's
+    gradient on log π(a|s) is positive, read here from autograd (λ large enough that some are)."""
+    from llm_irl.losses import iq_objective, value_head_mdp
+
+    logits, labels = random_batch(7)
+    values = 3 * torch.randn(labels.shape, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    mdp = token_mdp(logits.double(), labels, eos_token_id=EOS, alpha=0.5)
+    head = value_head_mdp(mdp, values)
+    log_pi = mdp.log_pi.detach().clone().requires_grad_(True)  # a leaf the reward and the likelihood share
+    leaf = type(head)(q=head.v + head.alpha * log_pi, v=head.v, v_next=head.v_next, mask=head.mask,
+                      terminal=head.terminal, actions=head.actions, alpha=head.alpha)
+    loss, stats = iq_objective(leaf, gamma=0.9, td_weight=0.4, terminal_td=terminal_td)
+    loss.backward()
+    lowered = (log_pi.grad > 0)[head.mask].double().mean().item()
+    assert 0 < lowered < 1
+    assert stats["td_reversed"].item() == pytest.approx(lowered)

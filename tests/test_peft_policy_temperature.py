@@ -92,3 +92,24 @@ def test_adapters_saved_elsewhere_keep_the_base_alpha(tmp_path):
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
     get_peft_model(AutoModelForCausalLM.from_pretrained(base), lora).save_pretrained(out)
     assert policy_temperature(load_model(out)) == ALPHA
+
+
+def test_iq_lora_save_reloads_its_value_head_through_load_model(tmp_path):
+    """The value head trains in full beside the adapters and saves among them; `load_model` attaches it again,
+    so the reward read back (`llm_irl.rewards`) is the one the model was regularised on, not the logits' own."""
+    from llm_irl.rewards import implied_rewards
+    from llm_irl.state_head import value_param_of
+
+    base, out = _base_dir(tmp_path), str(tmp_path / "iq")
+    trainer = _lora_run(IQTrainer, IQConfig, base, out, value_param="head")
+    trained = trainer.model.base_model.model.state_head.modules_to_save["default"]
+    reloaded = load_model(out)
+    assert value_param_of(reloaded) == "head"
+    assert torch.equal(reloaded.state_head.weight, trained.weight) and torch.equal(reloaded.state_head.bias, trained.bias)
+    assert trained.weight.abs().sum() > 0  # trained away from its zero start, so the comparison means something
+    tok = load_tokenizer(out)
+    prompts, completions = [[5, 6], [7]], [[8, 9, tok.eos_token_id], [10, 11]]
+    trainer.model.eval()
+    want = implied_rewards(trainer.model, tok, prompts, completions, gamma=0.99).rewards
+    got = implied_rewards(reloaded.eval(), tok, prompts, completions, gamma=0.99).rewards
+    assert all(w == pytest.approx(g, abs=1e-5) for ws, gs in zip(want, got) for w, g in zip(ws, gs))
