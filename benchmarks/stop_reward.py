@@ -32,9 +32,10 @@ def demonstrations(eval_dataset: str, tokenizer, max_length: int) -> tuple[list[
     rows = encode_rows(read_rows(eval_dataset, "test", None), tokenizer, max_length=max_length)[:N_DEMOS]
     prompts, completions = [], []
     for row in rows:
-        first = next(i for i, label in enumerate(row["labels"]) if label != -100)
-        prompts.append(row["input_ids"][:first])
-        completions.append(row["input_ids"][first:])
+        acting = [i for i, label in enumerate(row["labels"]) if label != -100]
+        prompts.append(row["input_ids"][:acting[0]])
+        # up to the last action: a chat template may add tokens after the turn's EOS that are not actions
+        completions.append(row["input_ids"][acting[0]:acting[-1] + 1])
     return prompts, completions
 
 

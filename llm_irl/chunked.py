@@ -29,7 +29,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from llm_irl.defaults import IQ_ALPHA, IQ_GAMMA, IQ_TD_WEIGHT, IQ_TERMINAL_TD
+from llm_irl.defaults import IQ_ALPHA, IQ_GAMMA, IQ_TD_HUBER, IQ_TD_WEIGHT, IQ_TERMINAL_TD
 from llm_irl.losses import iq_objective
 from llm_irl.soft_q import IGNORE_INDEX, TokenMDP, eos_mask, upcast
 
@@ -297,7 +297,7 @@ def chunked_iq_loss(
     hidden: torch.Tensor, lm_head_weight: torch.Tensor, labels: torch.Tensor, *, eos_token_id: int | Sequence[int],
     gamma: float = IQ_GAMMA, td_weight: float = IQ_TD_WEIGHT, alpha: float = IQ_ALPHA,
     terminal_td: str = IQ_TERMINAL_TD, log_entropy: bool = True, chunk_size: int | None = None,
-    lm_head_bias: torch.Tensor | None = None, reward_centre: float | None = None,
+    lm_head_bias: torch.Tensor | None = None, reward_centre: float | None = None, td_huber: float = IQ_TD_HUBER,
 ) -> tuple[torch.Tensor, dict]:
     """`losses.iq_loss` on the logits h·Wᵀ + b, same value, gradients and stats:
 
@@ -310,7 +310,7 @@ def chunked_iq_loss(
         lm_head_bias=lm_head_bias, log_entropy=log_entropy,
     )
     loss, stats = iq_objective(mdp, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td,
-                               reward_centre=reward_centre)
+                               reward_centre=reward_centre, td_huber=td_huber)
     if log_entropy:
         stats["entropy"] = entropy
     return loss, stats

@@ -27,6 +27,7 @@ from llm_irl.defaults import (
     IQ_ALPHA,
     IQ_GAMMA,
     IQ_POLICY_TERMINAL_VALUE,
+    IQ_TD_HUBER,
     IQ_TD_WEIGHT,
     IQ_TERMINAL_TD,
     POLICY_TERMINAL_VALUE,
@@ -78,7 +79,7 @@ def chi2_weights(mdp: TokenMDP, *, gamma: float, terminal_td: str) -> torch.Tens
 
 
 def chi2_term(r: torch.Tensor, mdp: TokenMDP, *, gamma: float, terminal_td: str,
-              reward_centre: float | None = None) -> tuple[torch.Tensor, dict]:
+              reward_centre: float | None = None, td_huber: float = IQ_TD_HUBER) -> tuple[torch.Tensor, dict]:
     """Σ w·(r − c)² over the batch's actions divided by their number (token-mean, like the NLL beside it),
     and its stats; c = 0 except under `centred`.
 
@@ -87,6 +88,9 @@ def chi2_term(r: torch.Tensor, mdp: TokenMDP, *, gamma: float, terminal_td: str,
     trainer passes the previous step's mean over every process), else this batch's own weighted mean,
     taken without gradient, which gives exactly the gradient of the weighted variance. Its stats carry
     Σ w·r and Σ w (`chi2_reward_sum`, `chi2_weight_sum`) for such a running centre, and the c used.
+
+    `td_huber` κ > 0 replaces (r − c)² by Huber's loss, (r − c)² within κ of c and 2κ·|r − c| − κ² beyond:
+    the same value and gradient near the centre, a gradient bounded by 2κ far from it.
     """
     weights = chi2_weights(mdp, gamma=gamma, terminal_td=terminal_td)
     stats = {}
@@ -97,7 +101,17 @@ def chi2_term(r: torch.Tensor, mdp: TokenMDP, *, gamma: float, terminal_td: str,
                       else torch.as_tensor(reward_centre, dtype=r.dtype, device=r.device))
         stats = {"reward_centre": centre, "chi2_reward_sum": reward_sum, "chi2_weight_sum": weight_sum}
         r = r - centre
-    return (weights * r.square()).sum() / mdp.mask.sum().clamp_min(1), stats
+    return (weights * huber(r, td_huber)).sum() / mdp.mask.sum().clamp_min(1), stats
+
+
+def huber(x: torch.Tensor, kappa: float) -> torch.Tensor:
+    """x² where |x| ≤ κ, 2κ·|x| − κ² beyond (continuous, with a continuous gradient); x² everywhere when κ = 0."""
+    if kappa == 0:
+        return x.square()
+    if kappa < 0:
+        raise ValueError(f"td_huber must be >= 0, got {kappa}")
+    size = x.abs()
+    return torch.where(size <= kappa, x.square(), 2 * kappa * size - kappa ** 2)
 
 
 def _iq_stats(mdp: TokenMDP, nll: torch.Tensor, r: torch.Tensor, td: torch.Tensor) -> dict:
@@ -116,7 +130,7 @@ def _iq_stats(mdp: TokenMDP, nll: torch.Tensor, r: torch.Tensor, td: torch.Tenso
 
 
 def reversed_share(r: torch.Tensor, mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: str,
-                   centre: torch.Tensor | float = 0.0) -> torch.Tensor:
+                   centre: torch.Tensor | float = 0.0, td_huber: float = IQ_TD_HUBER) -> torch.Tensor:
     """Share of the action tokens where the χ² term's pull on log π(a|s) outweighs the likelihood's.
 
     With r = α·log π(a|s) + V(s) − γ·V(s') and V not read from the softmax (a value head), the offline
@@ -124,36 +138,38 @@ def reversed_share(r: torch.Tensor, mdp: TokenMDP, *, gamma: float, td_weight: f
     likelihood of a demonstrated token, the ones the model already predicts better than V explains. Tens of
     percent flatten the policy (longer samples, fewer EOS): `td_weight` is too large for how fast V fits
     (docs/design.md, "How large a td_weight"). With V from the logits it is the reward term's part of that pull.
+    Under `td_huber` κ the pull is 2λ·w·clip(r − c, −κ, κ), so none is past the line while 2λ·κ ≤ 1.
     """
     with torch.no_grad():
         weights = chi2_weights(mdp, gamma=gamma, terminal_td=terminal_td)
-        return masked_mean((2 * td_weight * weights * (r - centre) > 1).to(r.dtype), mdp.mask)
+        residual = r - centre
+        if td_huber > 0:
+            residual = residual.clamp(-td_huber, td_huber)
+        return masked_mean((2 * td_weight * weights * residual > 1).to(r.dtype), mdp.mask)
 
 
 def iq_objective(mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: str = IQ_TERMINAL_TD,
-                 reward_centre: float | None = None):
+                 reward_centre: float | None = None, td_huber: float = IQ_TD_HUBER):
     """Token-mean of `−(Q(s,a) − V(s)) + td_weight·w·(r − c)²` over the action positions of `mdp`
-    (w and c from `chi2_term`)."""
+    (w, c and the Huber form under `td_huber` from `chi2_term`)."""
     r = mdp.reward(gamma)
     nll = masked_mean(-mdp.log_pi, mdp.mask)
-    td, centring = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td, reward_centre=reward_centre)
+    td, centring = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td, reward_centre=reward_centre, td_huber=td_huber)
     reversed_ = reversed_share(r, mdp, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td,
-                               centre=centring.get("reward_centre", 0.0))
+                               centre=centring.get("reward_centre", 0.0), td_huber=td_huber)
     # −(Q − V) = −α·log π, so the first term is α times the NLL
     return mdp.alpha * nll + td_weight * td, {**_iq_stats(mdp, nll, r, td), **centring, "td_reversed": reversed_}
 
 
 def value_head_objective(mdp: TokenMDP, values: torch.Tensor, *, gamma: float, td_weight: float,
-                         terminal_td: str = IQ_TERMINAL_TD, reward_centre: float | None = None):
+                         terminal_td: str = IQ_TERMINAL_TD, reward_centre: float | None = None,
+                         td_huber: float = IQ_TD_HUBER):
     """The (π, V_ψ) form: `−α·log π + λ·(α·log π + V_ψ(s) − γ·V_ψ(s'))²`, V_ψ(s') = 0 after EOS.
 
     `values` [B, T] is the head's V_ψ at every position; the policy still comes from `mdp`.
     """
-    head_mdp = value_head_mdp(mdp, values)
-    r = head_mdp.reward(gamma)
-    nll = masked_mean(-mdp.log_pi, mdp.mask)
-    td, centring = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td, reward_centre=reward_centre)
-    return mdp.alpha * nll + td_weight * td, {**_iq_stats(head_mdp, nll, r, td), **centring}
+    return iq_objective(value_head_mdp(mdp, values), gamma=gamma, td_weight=td_weight, terminal_td=terminal_td,
+                        reward_centre=reward_centre, td_huber=td_huber)
 
 
 def value_head_mdp(mdp: TokenMDP, values: torch.Tensor) -> TokenMDP:
@@ -174,7 +190,8 @@ def offset_mdp(mdp: TokenMDP, offsets: torch.Tensor) -> TokenMDP:
 
 
 def offset_objective(mdp: TokenMDP, offsets: torch.Tensor, *, gamma: float, td_weight: float,
-                     terminal_td: str = IQ_TERMINAL_TD, reward_centre: float | None = None):
+                     terminal_td: str = IQ_TERMINAL_TD, reward_centre: float | None = None,
+                     td_huber: float = IQ_TD_HUBER):
     """IQ with `Q(s, ·) = logits(s, ·) + b(s)`: a learned scalar b per state, which the softmax never sees.
 
     A bias-free LM head can shift all of a state's logits together only by moving its hidden state,
@@ -183,12 +200,14 @@ def offset_objective(mdp: TokenMDP, offsets: torch.Tensor, *, gamma: float, td_w
     makes that shift free, as it is in a tabular MDP, while π, and so the likelihood term, are those
     of the logits. `offsets` [B, T] is b at every position (zero-initialised head: the logits form).
     """
-    return iq_objective(offset_mdp(mdp, offsets), gamma=gamma, td_weight=td_weight, terminal_td=terminal_td, reward_centre=reward_centre)
+    return iq_objective(offset_mdp(mdp, offsets), gamma=gamma, td_weight=td_weight, terminal_td=terminal_td,
+                        reward_centre=reward_centre, td_huber=td_huber)
 
 
 def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float, td_weight: float,
                         terminal_td: str = IQ_TERMINAL_TD, reward_scale: float = 1.0,
-                        policy_terminal_value: str = IQ_POLICY_TERMINAL_VALUE, reward_centre: float | None = None):
+                        policy_terminal_value: str = IQ_POLICY_TERMINAL_VALUE, reward_centre: float | None = None,
+                        td_huber: float = IQ_TD_HUBER):
     """Online IQ-Learn (χ²) on a batch mixing demonstrations and policy samples.
 
         L = −E_demo[Q(s,a) − γ·V(s')] + E_mix[V(s) − γ·V(s')] + λ·E_mix[r²]
@@ -213,7 +232,8 @@ def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float,
         raise ValueError(f"policy_terminal_value must be one of {POLICY_TERMINAL_VALUE}, got {policy_terminal_value!r}")
     demo = mdp.mask & ~is_policy[:, None]
     r = mdp.reward(gamma)
-    td, centring = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td, reward_centre=reward_centre)
+    td, centring = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td, reward_centre=reward_centre,
+                             td_huber=td_huber)
     reward_loss = -masked_mean(r, demo)  # raise the demonstrations' implied reward
     value_terms = mdp.mask if policy_terminal_value == "include" else mdp.mask & ~(is_policy[:, None] & mdp.terminal)
     # lower V along the mixture's states (a mean over all its action tokens)
@@ -248,6 +268,7 @@ def iq_loss(
     terminal_td: str = IQ_TERMINAL_TD,
     log_entropy: bool = True,
     reward_centre: float | None = None,
+    td_huber: float = IQ_TD_HUBER,
 ) -> tuple[torch.Tensor, dict]:
     """Offline inverse soft-Q loss with V taken from the logits.
 
@@ -257,7 +278,8 @@ def iq_loss(
     action state) and, if asked, `entropy` (mean policy entropy at action states).
     """
     mdp = token_mdp(logits, labels, eos_token_id=eos_token_id, alpha=alpha)
-    result = iq_objective(mdp, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td, reward_centre=reward_centre)
+    result = iq_objective(mdp, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td, reward_centre=reward_centre,
+                          td_huber=td_huber)
     return _with_entropy(result, logits, mdp, log_entropy)
 
 
@@ -273,11 +295,12 @@ def iq_value_head_loss(
     terminal_td: str = IQ_TERMINAL_TD,
     log_entropy: bool = True,
     reward_centre: float | None = None,
+    td_huber: float = IQ_TD_HUBER,
 ) -> tuple[torch.Tensor, dict]:
     """`value_head_objective` from full logits and the head's values [B, T] (the lecture's min over π, V)."""
     mdp = token_mdp(logits, labels, eos_token_id=eos_token_id, alpha=alpha)
     result = value_head_objective(mdp, values, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td,
-                                  reward_centre=reward_centre)
+                                  reward_centre=reward_centre, td_huber=td_huber)
     return _with_entropy(result, logits, mdp, log_entropy)
 
 
@@ -294,9 +317,11 @@ def online_iq_loss(
     policy_terminal_value: str = IQ_POLICY_TERMINAL_VALUE,
     log_entropy: bool = True,
     reward_centre: float | None = None,
+    td_huber: float = IQ_TD_HUBER,
 ) -> tuple[torch.Tensor, dict]:
     """`online_iq_objective` from the full logits of a batch mixing demonstrations and policy samples."""
     mdp = token_mdp(logits, labels, eos_token_id=eos_token_id, alpha=alpha)
     result = online_iq_objective(mdp, is_policy, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td,
-                                 policy_terminal_value=policy_terminal_value, reward_centre=reward_centre)
+                                 policy_terminal_value=policy_terminal_value, reward_centre=reward_centre,
+                                 td_huber=td_huber)
     return _with_entropy(result, logits, mdp, log_entropy)

@@ -20,7 +20,7 @@ from llm_irl.adversarial.config import GAILConfig
 from llm_irl.eval_task import EvalConfig
 from llm_irl.trainers.configs import IQConfig, SFTConfig
 
-IQ_KNOBS = ("gamma", "td_weight", "alpha", "terminal_td", "policy_terminal_value", "log_entropy")
+IQ_KNOBS = ("gamma", "td_weight", "td_huber", "alpha", "terminal_td", "policy_terminal_value", "log_entropy")
 
 
 def config_default(cls, name: str):
@@ -72,8 +72,9 @@ NAMED_PAIRS = [
 
 
 def test_every_iq_loss_is_found_and_checked():
-    # the seven of llm_irl.losses and chunked_iq_loss; each full-logits loss defaults all five IQ knobs
-    assert len(iq_losses()) == 8, sorted(iq_losses())
+    # the seven of llm_irl.losses, its reversed_share stat and chunked_iq_loss; each full-logits loss defaults
+    # every IQ knob
+    assert len(iq_losses()) == 9, sorted(iq_losses())
     for name in ("llm_irl.losses.iq_loss", "llm_irl.losses.iq_value_head_loss", "llm_irl.chunked.chunked_iq_loss"):
         assert {knob for n, _, knob, _, _ in IQ_PAIRS if n == name} == set(IQ_KNOBS) - {"policy_terminal_value"}
     assert {knob for n, _, knob, _, _ in IQ_PAIRS if n == "llm_irl.losses.online_iq_loss"} == set(IQ_KNOBS)

@@ -389,3 +389,51 @@ def test_td_reversed_is_the_share_of_actions_whose_likelihood_the_loss_lowers(te
     lowered = (log_pi.grad > 0)[head.mask].double().mean().item()
     assert 0 < lowered < 1
     assert stats["td_reversed"].item() == pytest.approx(lowered)
+
+
+def brute_huber(x, kappa):
+    return x * x if abs(x) <= kappa else 2 * kappa * abs(x) - kappa * kappa
+
+
+@pytest.mark.parametrize("terminal_td", ["include", "centred", "exclude"])
+def test_td_huber_value_matches_brute_force(terminal_td):
+    """κ > 0: the χ² term's (r − c)² becomes Huber's loss of the same residual, one action at a time."""
+    logits, labels = random_batch(8)
+    values = 3 * torch.randn(labels.shape, generator=torch.Generator().manual_seed(12))
+    gamma, lam, kappa = 0.9, 0.3, 0.7
+    loss, stats = iq_value_head_loss(logits.double(), values.double(), labels, eos_token_id=EOS, gamma=gamma,
+                                     td_weight=lam, terminal_td=terminal_td, td_huber=kappa, log_entropy=False)
+    nlls, weighted = [], []
+    for b in range(labels.shape[0]):
+        for t in range(labels.shape[1] - 1):
+            a = int(labels[b, t + 1])
+            if a == -100:
+                continue
+            logp = float(torch.log_softmax(logits[b, t].double(), -1)[a])
+            r = logp + float(values[b, t]) - gamma * (0.0 if a == EOS else float(values[b, t + 1]))
+            nlls.append(-logp)
+            weighted.append((EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0, r))
+    c = (sum(w * r for w, r in weighted) / sum(w for w, _ in weighted)) if terminal_td == "centred" else 0.0
+    td = sum(w * brute_huber(r - c, kappa) for w, r in weighted) / len(weighted)
+    assert any(abs(r - c) > kappa for _, r in weighted) and any(abs(r - c) <= kappa for _, r in weighted)
+    assert stats["td"].item() == pytest.approx(td, abs=1e-9)
+    assert loss.item() == pytest.approx(sum(nlls) / len(nlls) + lam * td, abs=1e-9)
+
+
+def test_td_huber_bounds_the_pull_on_the_likelihood_so_none_is_lowered():
+    """With 2λκ < 1 no demonstrated token's log π has a positive gradient, where the plain χ² term lowers some."""
+    from llm_irl.losses import iq_objective, value_head_mdp
+
+    logits, labels = random_batch(7)
+    values = 3 * torch.randn(labels.shape, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    mdp = value_head_mdp(token_mdp(logits.double(), labels, eos_token_id=EOS), values)
+    lowered = {}
+    for kappa in (0.0, 1.0):
+        log_pi = mdp.log_pi.detach().clone().requires_grad_(True)
+        leaf = type(mdp)(q=mdp.v + log_pi, v=mdp.v, v_next=mdp.v_next, mask=mdp.mask, terminal=mdp.terminal,
+                         actions=mdp.actions, alpha=1.0)
+        loss, stats = iq_objective(leaf, gamma=0.9, td_weight=0.4, terminal_td="centred", td_huber=kappa)
+        loss.backward()
+        lowered[kappa] = (log_pi.grad > 0)[mdp.mask].double().mean().item()
+        assert stats["td_reversed"].item() == pytest.approx(lowered[kappa])
+    assert lowered[0.0] > 0 and lowered[1.0] == 0

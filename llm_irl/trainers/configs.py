@@ -17,6 +17,7 @@ from llm_irl.defaults import (
     IQ_ALPHA,
     IQ_GAMMA,
     IQ_POLICY_TERMINAL_VALUE,
+    IQ_TD_HUBER,
     IQ_TD_WEIGHT,
     IQ_TERMINAL_TD,
     IQ_VALUE_PARAM,
@@ -176,6 +177,13 @@ class IQConfig(SamplingConfig, SFTConfig):
         metadata={"help": "λ = 1/(4c) of the χ² regulariser: weight of the mean squared implied reward r². "
                           "0 is SFT exactly."},
     )
+    td_huber: float = field(
+        default=IQ_TD_HUBER,
+        metadata={"help": "κ > 0: the χ² term's (r − c)² becomes Huber's loss, quadratic within κ nats and linear "
+                          "beyond, so its pull on a demonstrated token's likelihood stays below 2·td_weight·κ and, "
+                          "while 2·td_weight·κ < 1, never lowers it (td_reversed logs the share it lowers). 0 is "
+                          "IQ-Learn's χ² term. Large td_weight on real text: try 1 (docs/design.md)."},
+    )
     alpha: float = field(
         default=IQ_ALPHA,
         metadata={"help": "Entropy temperature α: V = α·logsumexp(Q/α), π = softmax(Q/α). The saved model records "
@@ -225,6 +233,8 @@ class IQConfig(SamplingConfig, SFTConfig):
             raise ValueError(f"gamma must be in (0, 1], got {self.gamma}")
         if self.td_weight < 0:
             raise ValueError(f"td_weight must be >= 0, got {self.td_weight}")
+        if self.td_huber < 0:
+            raise ValueError(f"td_huber must be >= 0 (0 is the plain χ² term), got {self.td_huber}")
         if self.alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {self.alpha}")
         if self.terminal_td not in TERMINAL_TD:

@@ -99,7 +99,7 @@ class IQTrainer(DemoTrainer):
             return self._online_loss(model, inputs)
         mdp, entropy, per_state = self.forward_mdp(model, inputs, want_state=a.value_param != "logits")
         loss, stats = iq_objective(self._with_state_head(mdp, per_state), gamma=a.gamma, td_weight=a.td_weight,
-                                   terminal_td=a.terminal_td, reward_centre=self._centre())
+                                   terminal_td=a.terminal_td, reward_centre=self._centre(), td_huber=a.td_huber)
         stats = self.reward_centre.observe(stats, training=model.training)
         return loss, _add_entropy(stats, entropy)
 
@@ -142,7 +142,7 @@ class IQTrainer(DemoTrainer):
         loss, stats = online_iq_objective(mdp, is_policy, gamma=a.gamma, td_weight=a.td_weight,
                                           terminal_td=a.terminal_td, policy_terminal_value=a.policy_terminal_value,
                                           reward_scale=self._reward_term_reweight(mdp, is_policy),
-                                          reward_centre=self._centre())
+                                          reward_centre=self._centre(), td_huber=a.td_huber)
         stats = self.reward_centre.observe(stats, training=model.training)
         policy = is_policy[:, None] & mdp.mask
         if policy.any():
