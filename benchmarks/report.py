@@ -26,6 +26,8 @@ from benchmarks.settings import GAIL_STUDY, GRID_STUDY, GRID_STUDY_BIGGER, ROOT,
 from benchmarks.sweeps_report import lm_expert_section, model_4x128_sections, pretrained_section, sweep_sections
 from benchmarks.verdicts import FRONTIER_AXES, frontiers, gap_text
 
+LM_EXPERT_SCARCE = os.path.join(ROOT, "benchmarks", "lm_expert", "results", "scarce")
+
 BENCHMARKS_MD = os.path.join(ROOT, "BENCHMARKS.md")
 # studies run on their own over the study's settings: folder -> (title, the command that made them)
 COMPANIONS = {
@@ -184,6 +186,12 @@ def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
                   "the actions' return."),
             *stop_reward.section([os.path.join(SWEEPS, f"centred_{e}_{r}") for e in ("markov", "grammar")
                                   for r in ("scarce", "plentiful")]), "",
+            *para("The same on real text: SmolLM2-135M-Instruct students of the lm_expert study (scarce regime, "
+                  "LoRA; 48 held-out expert replies, mean over 3 seeds; `python -m benchmarks.stop_reward "
+                  "benchmarks/lm_expert/runs/scarce/lanes/ARM_seedS ... --merge benchmarks/lm_expert/results/scarce`, "
+                  "the adapters reloaded with their value head). SFT's logits put the whole return in the stop "
+                  "action; IQ's default reward does not."),
+            *stop_reward.section([LM_EXPERT_SCARCE], {LM_EXPERT_SCARCE: "lm_expert, scarce"}), "",
             "## Sweeps: compare recipes run on their own", "",
             *para("Each `benchmarks/sweeps/NAME.yaml` is run as `llm-irl compare benchmarks/sweeps/NAME.yaml` into "
                   "`benchmarks/sweeps/NAME/` (a header comment in the recipe says how, when it was run in parts)."),

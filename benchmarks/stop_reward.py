@@ -87,8 +87,9 @@ def folder_figures(folder: str) -> dict[str, dict[str, float]]:
     return mean_by_arm(seed_figures(folder))
 
 
-def section(folders: list[str]) -> list[str]:
-    """BENCHMARKS.md's table of the stored stop_reward.json files (a folder without one is left out)."""
+def section(folders: list[str], labels: dict[str, str] | None = None) -> list[str]:
+    """BENCHMARKS.md's table of the stored stop_reward.json files (a folder without one is left out); a setting is
+    named by `labels[folder]`, else by the folder's name."""
     lines = ["| setting | arm | r(stop) | r(other actions) | stop's share of the return | stop's share of the actions |",
              "|---|---|---|---|---|---|"]
     for folder in folders:
@@ -97,7 +98,7 @@ def section(folders: list[str]) -> list[str]:
             continue
         with open(path, encoding="utf-8") as f:
             for arm, fig in json.load(f).items():
-                lines.append(f"| {os.path.basename(folder)} | {arm} | {fig['reward_stop']:+.2f} | {fig['reward_other']:+.2f} | "
+                lines.append(f"| {(labels or {}).get(folder, os.path.basename(folder))} | {arm} | {fig['reward_stop']:+.2f} | {fig['reward_other']:+.2f} | "
                              f"{fig['stop_share_of_return']:+.2f} | {fig['stop_share_of_tokens']:.2f} |")
     return lines if len(lines) > 2 else []
 
