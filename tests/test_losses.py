@@ -37,12 +37,13 @@ EOS_WEIGHT = {"include": lambda gamma: 1.0, "absorbing": lambda gamma: 1.0 - gam
 TERMINAL = list(EOS_WEIGHT)
 
 
-def chi2_mean(weighted_rewards, terminal_td, centre=None):
-    """Mean over the actions of w·(r − c)²; c = 0, or under `centred` the given centre or else the weighted mean."""
+def chi2_mean(weighted_rewards, terminal_td, centre=None, penalty=lambda x: x * x):
+    """Mean over the actions of w·penalty(r − c) (the χ² term: penalty x²); c = 0, or under `centred` the given
+    centre or else the weighted mean."""
     if terminal_td == "centred" and centre is None:
         centre = sum(w * r for w, r in weighted_rewards) / sum(w for w, _ in weighted_rewards)
     c = centre if terminal_td == "centred" else 0.0
-    return sum(w * (r - c) ** 2 for w, r in weighted_rewards) / len(weighted_rewards)
+    return sum(w * penalty(r - c) for w, r in weighted_rewards) / len(weighted_rewards)
 
 
 def brute_force_iq(logits, labels, gamma, td_weight, alpha, terminal_td="include"):
@@ -122,8 +123,8 @@ def test_q_equals_v_plus_alpha_log_pi():
     assert torch.allclose(mdp.q, mdp.v + alpha * log_pi, atol=1e-5)
 
 
-def brute_force_mean(logits, labels, reward, gamma, lam, terminal_td):
-    """Mean over actions of −log π + λ·w·(r − c)², with r = reward(b, t, a) written out by each test."""
+def brute_force_mean(logits, labels, reward, gamma, lam, terminal_td, penalty=lambda x: x * x):
+    """Mean over actions of −log π + λ·w·penalty(r − c), with r = reward(b, t, a) written out by each test."""
     logps, weighted = [], []
     for b in range(labels.shape[0]):
         for t in range(labels.shape[1] - 1):
@@ -135,7 +136,7 @@ def brute_force_mean(logits, labels, reward, gamma, lam, terminal_td):
             w = EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0
             logps.append(logp)
             weighted.append((w, r))
-    return -sum(logps) / len(logps) + lam * chi2_mean(weighted, terminal_td)
+    return -sum(logps) / len(logps) + lam * chi2_mean(weighted, terminal_td, penalty=penalty)
 
 
 @pytest.mark.parametrize("terminal_td", TERMINAL)
@@ -391,8 +392,8 @@ def test_td_reversed_is_the_share_of_actions_whose_likelihood_the_loss_lowers(te
     assert stats["td_reversed"].item() == pytest.approx(lowered)
 
 
-def brute_huber(x, kappa):
-    return x * x if abs(x) <= kappa else 2 * kappa * abs(x) - kappa * kappa
+def brute_huber(kappa):
+    return lambda x: x * x if abs(x) <= kappa else 2 * kappa * abs(x) - kappa * kappa
 
 
 @pytest.mark.parametrize("terminal_td", ["include", "centred", "exclude"])
@@ -401,23 +402,17 @@ def test_td_huber_value_matches_brute_force(terminal_td):
     logits, labels = random_batch(8)
     values = 3 * torch.randn(labels.shape, generator=torch.Generator().manual_seed(12))
     gamma, lam, kappa = 0.9, 0.3, 0.7
-    loss, stats = iq_value_head_loss(logits.double(), values.double(), labels, eos_token_id=EOS, gamma=gamma,
-                                     td_weight=lam, terminal_td=terminal_td, td_huber=kappa, log_entropy=False)
-    nlls, weighted = [], []
-    for b in range(labels.shape[0]):
-        for t in range(labels.shape[1] - 1):
-            a = int(labels[b, t + 1])
-            if a == -100:
-                continue
-            logp = float(torch.log_softmax(logits[b, t].double(), -1)[a])
-            r = logp + float(values[b, t]) - gamma * (0.0 if a == EOS else float(values[b, t + 1]))
-            nlls.append(-logp)
-            weighted.append((EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0, r))
-    c = (sum(w * r for w, r in weighted) / sum(w for w, _ in weighted)) if terminal_td == "centred" else 0.0
-    td = sum(w * brute_huber(r - c, kappa) for w, r in weighted) / len(weighted)
-    assert any(abs(r - c) > kappa for _, r in weighted) and any(abs(r - c) <= kappa for _, r in weighted)
-    assert stats["td"].item() == pytest.approx(td, abs=1e-9)
-    assert loss.item() == pytest.approx(sum(nlls) / len(nlls) + lam * td, abs=1e-9)
+    loss, _ = iq_value_head_loss(logits.double(), values.double(), labels, eos_token_id=EOS, gamma=gamma,
+                                 td_weight=lam, terminal_td=terminal_td, td_huber=kappa, log_entropy=False)
+
+    def reward(b, t, a):
+        logp = float(torch.log_softmax(logits[b, t].double(), -1)[a])
+        return logp + float(values[b, t]) - gamma * (0.0 if a == EOS else float(values[b, t + 1]))
+
+    want = brute_force_mean(logits, labels, reward, gamma, lam, terminal_td, penalty=brute_huber(kappa))
+    assert loss.item() == pytest.approx(want, abs=1e-9)
+    # κ is crossed: the Huber value is not the squared one
+    assert abs(want - brute_force_mean(logits, labels, reward, gamma, lam, terminal_td)) > 1e-3
 
 
 def test_td_huber_bounds_the_pull_on_the_likelihood_so_none_is_lowered():
