@@ -154,7 +154,8 @@ def iq_objective(mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: 
     (w, c and the Huber form under `td_huber` from `chi2_term`)."""
     r = mdp.reward(gamma)
     nll = masked_mean(-mdp.log_pi, mdp.mask)
-    td, centring = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td, reward_centre=reward_centre, td_huber=td_huber)
+    td, centring = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td, reward_centre=reward_centre,
+                             td_huber=td_huber)
     reversed_ = reversed_share(r, mdp, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td,
                                centre=centring.get("reward_centre", 0.0), td_huber=td_huber)
     # −(Q − V) = −α·log π, so the first term is α times the NLL

@@ -3,9 +3,9 @@ Q = logits + b(s) (`value_param: offset`).
 
 The IQ trainer attaches it as the submodule `state_head` and records which of the two it is in the
 model's config (`llm_irl_value_param`), so it saves with the weights and `load_model` gives it back:
-the implied reward a model trained this way was regularised on needs it (`llm_irl.rewards`). An adapters-only (PEFT) save keeps the head
-among its `modules_to_save` and the record in its generation config, and `load_model` gives it back too. Models
-trained without one read their reward from the logits alone.
+the implied reward a model trained this way was regularised on needs it (`llm_irl.rewards`). An
+adapters-only (PEFT) save keeps the head among its `modules_to_save` and the record in its generation
+config, and `load_model` gives it back too. Models trained without one read their reward from the logits.
 """
 
 from __future__ import annotations
