@@ -44,6 +44,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from llm_irl.defaults import IQ_GAMMA, IQ_TD_WEIGHT, IQ_TERMINAL_TD, IQ_VALUE_PARAM
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 MODEL = os.path.join(HERE, "model")
@@ -75,12 +77,13 @@ SETTINGS = {
               "temperatures": [0, 1.0], "max_new_tokens": 24, "num_heldout": 16,
               "arms": ("sft", "iq")},
 }
+IQ_DEFAULTS = {"gamma": IQ_GAMMA, "td_weight": IQ_TD_WEIGHT, "terminal_td": IQ_TERMINAL_TD, "value_param": IQ_VALUE_PARAM}
 ARMS = {
     "sft": {"trainer": "sft"},
-    # the library's IQ defaults, spelled out so a lane trained under older defaults is never reused as theirs
-    "iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.03, "terminal_td": "centred", "value_param": "head"},
-    # the same at the largest λ the terminal criterion covers (docs/design.md, "Terminal transitions")
-    "iq_td0.3": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.3, "terminal_td": "centred", "value_param": "head"},
+    # the library's IQ defaults, written into the recipe so a lane trained under older defaults is never reused
+    "iq": {"trainer": "iq", **IQ_DEFAULTS},
+    # the same at the largest λ the terminal criterion covers (docs/design.md, "How large a td_weight")
+    "iq_td0.3": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3},
     # online IQ: a tenth of each batch sampled from the current policy (one decode per step); --arms adds it
     "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40},
 }
