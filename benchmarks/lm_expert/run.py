@@ -50,6 +50,8 @@ ARMS = {
     "gem": {"trainer": "sft", "loss_type": "gem"},
     "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40},  # the paper's mix-in
     "iq_td0.3": {"trainer": "iq", "td_weight": 0.3},
+    # the same with the χ² term made Huber's loss (docs/design.md, "How large a td_weight")
+    "iq_td0.3_huber": {"trainer": "iq", "td_weight": 0.3, "td_huber": 1.0},
     "gail": {"trainer": "gail"},
     "spin": {"trainer": "spin"},
 }

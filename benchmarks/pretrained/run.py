@@ -84,6 +84,8 @@ ARMS = {
     "iq": {"trainer": "iq", **IQ_DEFAULTS},
     # the same at the largest λ the terminal criterion covers (docs/design.md, "How large a td_weight")
     "iq_td0.3": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3},
+    # the same with the χ² term made Huber's loss, which keeps every demonstrated token's likelihood weight positive
+    "iq_td0.3_huber": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 1.0},
     # online IQ: a tenth of each batch sampled from the current policy (one decode per step); --arms adds it
     "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40},
 }
