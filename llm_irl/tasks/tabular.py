@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from llm_irl.losses import huber
+
 S, EOS = 4, 4  # tokens 0..S-1 are the states, token S is EOS
 STOP = 0.2  # the expert's stopping probability in every state
 CHI2_EOS_WEIGHT = {"include": lambda gamma: 1.0, "absorbing": lambda gamma: 1.0 - gamma,
@@ -84,28 +86,29 @@ def values_and_rewards(q: torch.Tensor, gamma: float) -> tuple[torch.Tensor, tor
     return v, v_next, q[:S] - gamma * v_next[None, :]
 
 
-def chi2_sum(counts: torch.Tensor, r: torch.Tensor, *, gamma: float, terminal_td: str) -> torch.Tensor:
-    """Σ counts·w·(r − c)², w and c as `losses.chi2_term` has them (c the detached weighted mean under `centred`,
-    else 0)."""
+def chi2_sum(counts: torch.Tensor, r: torch.Tensor, *, gamma: float, terminal_td: str,
+             td_huber: float = 0.0) -> torch.Tensor:
+    """Σ counts·w·huber(r − c), w and c as `losses.chi2_term` has them (c the detached weighted mean under
+    `centred`, else 0; huber(x) = x² when `td_huber` is 0)."""
     w = torch.ones_like(counts)
     w[:, EOS] = CHI2_EOS_WEIGHT[terminal_td](gamma)
     centre = ((counts * w * r).sum() / (counts * w).sum()).detach() if terminal_td == "centred" else 0.0
-    return (counts * w * (r - centre).square()).sum()
+    return (counts * w * huber(r - centre, td_huber)).sum()
 
 
 def tabular_iq_loss(q: torch.Tensor, counts: torch.Tensor, *, td_weight: float, gamma: float,
-                    terminal_td: str) -> tuple[torch.Tensor, torch.Tensor]:
+                    terminal_td: str, td_huber: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(`iq_loss` from transition counts, the implied rewards r [S, S + 1]): the count-weighted mean of
-    −log π(a|s) + λ·w·(r − c)²."""
+    −log π(a|s) + λ·w·huber(r − c)."""
     v, _, r = values_and_rewards(q, gamma)
     log_pi = q[:S] - v[:S, None]
-    chi2 = chi2_sum(counts, r, gamma=gamma, terminal_td=terminal_td)
+    chi2 = chi2_sum(counts, r, gamma=gamma, terminal_td=terminal_td, td_huber=td_huber)
     return (-(counts * log_pi).sum() + td_weight * chi2) / counts.sum(), r
 
 
 def tabular_online_iq_loss(q: torch.Tensor, demo_counts: torch.Tensor, policy_counts: torch.Tensor, *,
                            td_weight: float, gamma: float, terminal_td: str,
-                           policy_terminal_value: str) -> tuple[torch.Tensor, torch.Tensor]:
+                           policy_terminal_value: str, td_huber: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """(`online_iq_loss` from transition counts, r [S, S + 1]): −(demo mean of r) + (mixture mean of V(s) − γV(s'))
     + λ·(mixture mean of w·(r − c)²), the policy's EOS transitions out of the value term under
     `policy_terminal_value="exclude"`; every mean over the mixture's actions, as `losses.online_iq_objective`."""
@@ -115,13 +118,13 @@ def tabular_online_iq_loss(q: torch.Tensor, demo_counts: torch.Tensor, policy_co
     if policy_terminal_value == "exclude":
         valued[:, EOS] = demo_counts[:, EOS]
     value_sum = (valued * (v[:S, None] - gamma * v_next)).sum()
-    chi2 = chi2_sum(mix, r, gamma=gamma, terminal_td=terminal_td)
+    chi2 = chi2_sum(mix, r, gamma=gamma, terminal_td=terminal_td, td_huber=td_huber)
     return -(demo_counts * r).sum() / demo_counts.sum() + (value_sum + td_weight * chi2) / mix.sum(), r
 
 
 def train_tabular(counts: torch.Tensor, *, td_weight: float, gamma: float, terminal_td: str,
                   checkpoints: tuple[int, ...], lr: float = 0.05, policy_share: float = 0.0,
-                  policy_terminal_value: str = "include") -> dict[int, dict[str, float]]:
+                  policy_terminal_value: str = "include", td_huber: float = 0.0) -> dict[int, dict[str, float]]:
     """Full-batch Adam from Q = 0; at each checkpoint step the expected length and the mean implied reward of
     the stop action and of the other actions (demonstration-weighted). With `policy_share` m > 0 the objective is
     online IQ's on a mixture whose policy rows are m of all rows (their exact expected counts under the current
@@ -135,9 +138,11 @@ def train_tabular(counts: torch.Tensor, *, td_weight: float, gamma: float, termi
         if policy_share > 0:
             policy = expected_policy_counts(q, demo_rows * policy_share / (1 - policy_share))
             loss, r = tabular_online_iq_loss(q, counts, policy, td_weight=td_weight, gamma=gamma,
-                                             terminal_td=terminal_td, policy_terminal_value=policy_terminal_value)
+                                             terminal_td=terminal_td, policy_terminal_value=policy_terminal_value,
+                                             td_huber=td_huber)
         else:
-            loss, r = tabular_iq_loss(q, counts, td_weight=td_weight, gamma=gamma, terminal_td=terminal_td)
+            loss, r = tabular_iq_loss(q, counts, td_weight=td_weight, gamma=gamma, terminal_td=terminal_td,
+                                      td_huber=td_huber)
         loss.backward()
         opt.step()
         if step in checkpoints:
