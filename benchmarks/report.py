@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 
-from benchmarks import headline, stop_reward, terminal_convergence
+from benchmarks import headline, stop_reward, terminal_convergence, terminal_criterion
 from benchmarks.figures import figure_path
 from benchmarks.sections import (REPORT, claims, frontier_matrix, length_effect, link, para, provenance,
                                  sft_validity, study_body, study_results, tidy)
@@ -178,6 +178,7 @@ def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
                   "trained by full-batch Adam; `python -m benchmarks.terminal_convergence` "
                   "(benchmarks/sweeps/terminal_tabular/):"),
             *terminal_convergence.section(), "",
+            *terminal_criterion.section(), "",
             *para("Where the implied reward sits on the tiny Llama: the mean reward of the stop action and of the other "
                   "actions on 200 held-out expert demonstrations, mean over 3 seeds, from the centred sweeps' saved "
                   "models (`python -m benchmarks.stop_reward benchmarks/sweeps/centred_*`; a state-head model is read "

@@ -31,9 +31,11 @@ from benchmarks.settings import BENCH, rel
 
 SUMMARY = "summary.json"
 # the per-seed figures the frontier axes read (benchmarks.verdicts.FRONTIER_AXES)
-SEED_METRICS = ("self_bleu_per_input", "distinct_2_across", "expert_loglik", "expert_loglik_std", "forward_kl_at_t")
+# and the per-seed sample length and EOS share (paired gaps in benchmarks.terminal_criterion)
+SEED_METRICS = ("self_bleu_per_input", "distinct_2_across", "expert_loglik", "expert_loglik_std", "forward_kl_at_t",
+                "mean_length", "terminated")
 KEPT = ("arms", "seeds", "common", "eval", "interval", "runtime_s", "seconds_per_run", "rerun", "merged_from",
-        "lanes", "timing", "sample_quality")
+        "lanes", "timing", "sample_quality", "reference_length")
 FRONTIER_KEPT = ("arm", "baseline", "quality", "diversity", "gap_of", "verdict", "locally", "seeds", "x_range",
                  "mean_gap", "text")
 

@@ -347,6 +347,7 @@ def main() -> None:
     with open(os.path.join(DATA, "heldout_pc.jsonl"), encoding="utf-8") as f:
         references = [json.loads(line)["completion"] for line, _ in zip(f, range(s["num_prompts"]))]
     add_embedding_figures(results, lanes, references, sentence_encoder_path())
+    results["reference_length"] = reference_length(references)  # the demonstrations' length the samples are read against
     results["timing"] = {"lanes_s": {k: round(v) for k, v in lane_s.items()}, "this_call_s": round(compare_s),
                          "lanes_run_now": [f"{arm}_seed{seed}" for arm, seed in todo]}
     from llm_irl.report import write_report
@@ -355,7 +356,7 @@ def main() -> None:
     with open(paths["results"]) as f:
         results = json.load(f)  # with the verdicts and frontier write_report added
     with open(paths["report"], "a", encoding="utf-8") as f:
-        f.write("\n" + "\n".join(reading(results, lora_settings(), reference_length(references))) + "\n")
+        f.write("\n" + "\n".join(reading(results, lora_settings(), results["reference_length"])) + "\n")
     print(f"wrote {out_dir}: recipe.yaml, report.md, results.json ({time.time() - start:.0f} s)")
 
 

@@ -1,0 +1,118 @@
+"""Issue 22's length criterion, read from stored summaries: does IQ at each λ keep the demonstrations' length and
+SFT's EOS share?
+
+Imported by `benchmarks.report` (BENCHMARKS.md, "Terminal treatments"); `python -m benchmarks.terminal_criterion`
+prints the table. For each (setting, IQ arm) the run folder holds SFT on the same seeds. At T = 1:
+- the arm's mean sample length against the demonstrations' (the expert's own samples, or the reference replies of
+  the prompts on human chat) and against SFT's;
+- the share of samples that end with EOS, and its gap to SFT's in points: the mean of the per-seed gaps (seeds
+  paired) with its 95% Student-t interval over seeds.
+The criterion: length within ±10% of the demonstrations' and the EOS share at most 3 points below SFT's, both as
+point estimates (the interval says how far to trust them). SFT's own length against the demonstrations is
+printed beside it: where SFT misses the ±10% too, the length part reads the setting, not the objective.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from benchmarks.settings import BENCH
+from benchmarks.summary import load_summary
+from benchmarks.verdicts import expert_figure, figure
+from llm_irl.metrics.stats import seed_interval
+
+LENGTH_BAND, EOS_POINTS = 0.10, 3.0
+
+
+@dataclass(frozen=True)
+class Row:
+    setting: str
+    folder: str  # under benchmarks/
+    arm: str
+    td_weight: float
+    td_huber: float
+
+
+def _tiny(expert: str, regime: str) -> list[Row]:
+    label, name = f"{expert}, {regime} (2x64)", f"{expert}_{regime}"
+    return ([Row(label, f"sweeps/centred_{name}", f"centred_head_{lam}", lam, 0.0) for lam in (0.03, 0.1, 0.3)]
+            + [Row(label, f"sweeps/huber_{name}", f"huber_{lam}", lam, 1.0) for lam in (0.03, 0.1, 0.3)])
+
+
+ROWS = [
+    *(row for e in ("markov", "grammar") for r in ("scarce", "plentiful") for row in _tiny(e, r)),
+    Row("lm_expert, scarce", "lm_expert/results/scarce", "iq", 0.03, 0.0),
+    Row("lm_expert, scarce", "lm_expert/results/scarce", "iq_td0.3", 0.3, 0.0),
+    Row("lm_expert, scarce", "lm_expert/results/scarce", "iq_td0.3_huber", 0.3, 1.0),
+    Row("lm_expert, plentiful", "lm_expert/results/plentiful", "iq", 0.03, 0.0),
+    Row("SmolLM2, human chat", "pretrained/results", "iq", 0.03, 0.0),
+    Row("SmolLM2, human chat", "pretrained/results", "iq_td0.3", 0.3, 0.0),
+    Row("SmolLM2, human chat", "pretrained/results", "iq_td0.3_huber", 0.3, 1.0),
+]
+
+
+def demonstrations_length(results: dict) -> float | None:
+    """The expert's own samples' mean length, or (human chat, no expert) the reference replies'."""
+    expert = expert_figure(results, "mean_length")
+    return expert["value"] if expert else results.get("reference_length")
+
+
+def per_seed(results: dict, arm: str, metric: str) -> list[float]:
+    """The arm's per-seed figure at T = 1, seeds in order ([] when a summary predates it)."""
+    values = [points.get("1", {}).get(metric) for points in results.get("seed_points", {}).get(arm, [])]
+    return values if None not in values else []
+
+
+def read(row: Row) -> dict | None:
+    """The row's figures, or None when its folder or arm is not stored (yet)."""
+    path = os.path.join(BENCH, row.folder)
+    if not os.path.isfile(os.path.join(path, "summary.json")):
+        return None
+    results = load_summary(path)
+    length, sft_length = figure(results, row.arm, "mean_length", "1"), figure(results, "sft", "mean_length", "1")
+    ended, sft_ended = per_seed(results, row.arm, "terminated"), per_seed(results, "sft", "terminated")
+    if length is None or sft_length is None or not ended or len(ended) != len(sft_ended):
+        return None
+    demos = demonstrations_length(results)
+    gap = seed_interval([100 * (a - b) for a, b in zip(ended, sft_ended)]) if len(ended) > 1 else None
+    out = {"length": length["value"], "vs_sft": length["value"] / sft_length["value"], "demos": demos,
+           "vs_demos": length["value"] / demos if demos else None,
+           "sft_vs_demos": sft_length["value"] / demos if demos else None,
+           "ended": sum(ended) / len(ended), "sft_ended": sum(sft_ended) / len(sft_ended),
+           "eos_gap": gap, "seeds": len(ended)}
+    out["meets"] = (out["vs_demos"] is not None and abs(out["vs_demos"] - 1) <= LENGTH_BAND
+                    and 100 * (out["ended"] - out["sft_ended"]) >= -EOS_POINTS)
+    return out
+
+
+def table(rows=ROWS) -> list[str]:
+    lines = ["| setting | λ | td_huber | length (T 1) | × demonstrations (SFT's) | × SFT | ended EOS (SFT) "
+             "| EOS − SFT, points [95%] | seeds | meets |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if (f := read(row)) is None:
+            continue
+        gap = f["eos_gap"]
+        gap_text = f"{gap['value']:+.1f} [{gap['lo']:+.1f}, {gap['hi']:+.1f}]" if gap else "–"
+        demos = f"{f['vs_demos']:.2f} ({f['sft_vs_demos']:.2f})" if f["vs_demos"] else "–"
+        lines.append(f"| {row.setting} | {row.td_weight:g} | {row.td_huber:g} | {f['length']:.1f} | {demos} | "
+                     f"{f['vs_sft']:.2f} | {f['ended']:.1%} ({f['sft_ended']:.1%}) | {gap_text} | {f['seeds']} | "
+                     f"{'yes' if f['meets'] else '**no**'} |")
+    return lines
+
+
+def section() -> list[str]:
+    """BENCHMARKS.md's criterion table with its legend (nothing when no row is stored)."""
+    rows = table()
+    if len(rows) == 2:
+        return []
+    return [f"Issue 22's criterion at T = 1, from the stored summaries (`python -m benchmarks.terminal_criterion`): "
+            f"IQ's samples within ±{LENGTH_BAND:.0%} of the demonstrations' length and their EOS share at most "
+            f"{EOS_POINTS:g} points below SFT's. The EOS gap is the mean of the per-seed gaps with its 95% "
+            "Student-t interval over seeds; the demonstrations are the expert's own samples (tiny settings, "
+            "lm_expert) or the prompts' reference replies (human chat).", "", *rows]
+
+
+if __name__ == "__main__":
+    print("\n".join(table()))
