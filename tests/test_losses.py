@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from llm_irl.defaults import IQ_TD_HUBER
 from llm_irl.losses import iq_loss, iq_value_head_loss, sft_loss
 from llm_irl.soft_q import policy_entropy, token_mdp
 
@@ -37,9 +38,18 @@ EOS_WEIGHT = {"include": lambda gamma: 1.0, "absorbing": lambda gamma: 1.0 - gam
 TERMINAL = list(EOS_WEIGHT)
 
 
-def chi2_mean(weighted_rewards, terminal_td, centre=None, penalty=lambda x: x * x):
-    """Mean over the actions of w·penalty(r − c) (the χ² term: penalty x²); c = 0, or under `centred` the given
-    centre or else the weighted mean."""
+def brute_huber(kappa):
+    """Huber's loss of one float: x² within κ, 2κ·|x| − κ² beyond; x² everywhere when κ = 0 (the χ² term)."""
+    return lambda x: x * x if kappa == 0 or abs(x) <= kappa else 2 * kappa * abs(x) - kappa * kappa
+
+
+# the penalty a loss called without `td_huber` applies to r − c (x² while IQ_TD_HUBER is 0)
+DEFAULT_PENALTY = brute_huber(IQ_TD_HUBER)
+
+
+def chi2_mean(weighted_rewards, terminal_td, centre=None, penalty=DEFAULT_PENALTY):
+    """Mean over the actions of w·penalty(r − c) (the χ² term: penalty x²; by default the penalty of the
+    default td_huber); c = 0, or under `centred` the given centre or else the weighted mean."""
     if terminal_td == "centred" and centre is None:
         centre = sum(w * r for w, r in weighted_rewards) / sum(w for w, _ in weighted_rewards)
     c = centre if terminal_td == "centred" else 0.0
@@ -48,7 +58,8 @@ def chi2_mean(weighted_rewards, terminal_td, centre=None, penalty=lambda x: x * 
 
 def brute_force_iq(logits, labels, gamma, td_weight, alpha, terminal_td="include"):
     """One action at a time with plain floats: V by explicit sum over the vocabulary; the EOS
-    action's r² weighted 1 (include), 1 − γ (absorbing) or 0 (exclude)."""
+    action's penalty(r) (r², or Huber's under the default td_huber) weighted 1 (include), 1 − γ (absorbing)
+    or 0 (exclude)."""
     eos_weight = EOS_WEIGHT[terminal_td](gamma)
     B, T, V = logits.shape
     def v_of(b, t):
@@ -123,7 +134,7 @@ def test_q_equals_v_plus_alpha_log_pi():
     assert torch.allclose(mdp.q, mdp.v + alpha * log_pi, atol=1e-5)
 
 
-def brute_force_mean(logits, labels, reward, gamma, lam, terminal_td, penalty=lambda x: x * x):
+def brute_force_mean(logits, labels, reward, gamma, lam, terminal_td, penalty=DEFAULT_PENALTY):
     """Mean over actions of −log π + λ·w·penalty(r − c), with r = reward(b, t, a) written out by each test."""
     logps, weighted = [], []
     for b in range(labels.shape[0]):
@@ -344,7 +355,7 @@ def test_centred_chi2_is_the_weighted_variance_and_its_exact_gradient():
     mdp = token_mdp(logits, labels, eos_token_id=EOS)
     r = mdp.reward(0.95)
     rewards = r[mdp.mask]
-    td, stats = chi2_term(r, mdp, gamma=0.95, terminal_td="centred")
+    td, stats = chi2_term(r, mdp, gamma=0.95, terminal_td="centred", td_huber=0.0)
     variance = rewards.var(unbiased=False)  # with gradient through the mean
     assert td.item() == pytest.approx(variance.item(), abs=1e-12)
     got = torch.autograd.grad(td, logits, retain_graph=True)[0]
@@ -352,14 +363,15 @@ def test_centred_chi2_is_the_weighted_variance_and_its_exact_gradient():
     torch.testing.assert_close(got, want)
     assert stats["chi2_reward_sum"].item() == pytest.approx(rewards.sum().item())
     assert stats["chi2_weight_sum"].item() == rewards.numel()
-    given, stats = chi2_term(r, mdp, gamma=0.95, terminal_td="centred", reward_centre=-1.5)
+    given, stats = chi2_term(r, mdp, gamma=0.95, terminal_td="centred", reward_centre=-1.5, td_huber=0.0)
     assert given.item() == pytest.approx((rewards + 1.5).square().mean().item(), abs=1e-12)
     assert stats["reward_centre"].item() == -1.5
     # a constant added to every reward changes nothing under centred, everything under include
     shifted = TokenMDPShift(mdp, 3.0)
-    assert chi2_term(shifted.reward(0.95), mdp, gamma=0.95, terminal_td="centred")[0].item() == pytest.approx(td.item())
-    assert chi2_term(shifted.reward(0.95), mdp, gamma=0.95, terminal_td="include")[0].item() != pytest.approx(
-        chi2_term(r, mdp, gamma=0.95, terminal_td="include")[0].item())
+    chi2 = dict(gamma=0.95, td_huber=0.0)
+    assert chi2_term(shifted.reward(0.95), mdp, terminal_td="centred", **chi2)[0].item() == pytest.approx(td.item())
+    assert chi2_term(shifted.reward(0.95), mdp, terminal_td="include", **chi2)[0].item() != pytest.approx(
+        chi2_term(r, mdp, terminal_td="include", **chi2)[0].item())
 
 
 class TokenMDPShift:
@@ -385,15 +397,11 @@ def test_td_reversed_is_the_share_of_actions_whose_likelihood_the_loss_lowers(te
     log_pi = mdp.log_pi.detach().clone().requires_grad_(True)  # a leaf the reward and the likelihood share
     leaf = type(head)(q=head.v + head.alpha * log_pi, v=head.v, v_next=head.v_next, mask=head.mask,
                       terminal=head.terminal, actions=head.actions, alpha=head.alpha)
-    loss, stats = iq_objective(leaf, gamma=0.9, td_weight=0.4, terminal_td=terminal_td)
+    loss, stats = iq_objective(leaf, gamma=0.9, td_weight=0.4, terminal_td=terminal_td, td_huber=0.0)
     loss.backward()
     lowered = (log_pi.grad > 0)[head.mask].double().mean().item()
     assert 0 < lowered < 1
     assert stats["td_reversed"].item() == pytest.approx(lowered)
-
-
-def brute_huber(kappa):
-    return lambda x: x * x if abs(x) <= kappa else 2 * kappa * abs(x) - kappa * kappa
 
 
 @pytest.mark.parametrize("terminal_td", ["include", "centred", "exclude"])
@@ -412,7 +420,8 @@ def test_td_huber_value_matches_brute_force(terminal_td):
     want = brute_force_mean(logits, labels, reward, gamma, lam, terminal_td, penalty=brute_huber(kappa))
     assert loss.item() == pytest.approx(want, abs=1e-9)
     # κ is crossed: the Huber value is not the squared one
-    assert abs(want - brute_force_mean(logits, labels, reward, gamma, lam, terminal_td)) > 1e-3
+    squared = brute_force_mean(logits, labels, reward, gamma, lam, terminal_td, penalty=brute_huber(0.0))
+    assert abs(want - squared) > 1e-3
 
 
 def test_td_huber_bounds_the_pull_on_the_likelihood_so_none_is_lowered():
