@@ -75,12 +75,16 @@ def test_centred_reaches_the_expert_length_fast_with_a_stop_reward_like_the_othe
     assert abs(stop - other) < 0.05  # stopping earns what continuing earns: no return hidden in the stop action
 
 
+@pytest.mark.parametrize("td_huber", [0.5, 1.0])
 @pytest.mark.parametrize("td_weight", [0.3, 1.0])
-def test_centred_with_huber_reaches_the_expert_length_as_fast(counts, td_weight):
-    length, stop, other = train(counts, td_weight=td_weight, gamma=0.99, terminal_td="centred", td_huber=1.0,
-                                checkpoints=(1000,))[1000]
-    # Huber's loss moves the optimum a little (5.07 at λ 0.3, 5.08 at λ 1): within 1% of the expert's length
-    assert length == pytest.approx(5.10, abs=0.05)
+def test_centred_with_huber_converges_as_fast_near_the_expert_length(counts, td_weight, td_huber):
+    run = train(counts, td_weight=td_weight, gamma=0.99, terminal_td="centred", td_huber=td_huber,
+                checkpoints=(1000, 3000))
+    (length, stop, other), (settled, _, _) = run[1000], run[3000]
+    assert length == pytest.approx(settled, abs=0.01)  # at its optimum within 1,000 steps, as plain `centred`
+    # but Huber's loss moves that optimum off the expert's length a little: κ 1 5.07 / 5.08 at λ 0.3 / 1,
+    # κ 0.5 4.95 / 4.93 (χ² is exact; κ → 0 is MLE, exact too)
+    assert length == pytest.approx(5.10, rel=0.04)
     assert abs(stop - other) < 0.05
 
 

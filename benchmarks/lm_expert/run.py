@@ -52,6 +52,7 @@ ARMS = {
     "iq_td0.3": {"trainer": "iq", "td_weight": 0.3},
     # the same with the χ² term made Huber's loss (docs/design.md, "How large a td_weight")
     "iq_td0.3_huber": {"trainer": "iq", "td_weight": 0.3, "td_huber": 1.0},
+    "iq_td0.3_huber0.5": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.5},
     "gail": {"trainer": "gail"},
     "spin": {"trainer": "spin"},
 }

@@ -86,6 +86,7 @@ ARMS = {
     "iq_td0.3": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3},
     # the same with the χ² term made Huber's loss, which keeps every demonstrated token's likelihood weight positive
     "iq_td0.3_huber": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 1.0},
+    "iq_td0.3_huber0.5": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.5},
     # online IQ: a tenth of each batch sampled from the current policy (one decode per step); --arms adds it
     "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40},
 }
