@@ -20,11 +20,15 @@ SWEEPS = {"centred_markov_scarce": "IQConfig's default since issue 22, terminal_
           "centred_markov_plentiful": "The same, Markov expert, 5,000 demonstrations (3 seeds)",
           "centred_grammar_scarce": "The same, grammar expert, 150 demonstrations (3 seeds)",
           "centred_grammar_plentiful": "The same, grammar expert, 5,000 demonstrations (3 seeds)",
-          "huber_markov_scarce": "IQ's defaults with the χ² term made Huber's loss (td_huber 1) at λ 0.03-0.3, against "
-                                 "SFT (Markov expert, 150 demonstrations, 3 seeds)",
-          "huber_markov_plentiful": "The same, Markov expert, 5,000 demonstrations (3 seeds)",
-          "huber_grammar_scarce": "The same, grammar expert, 150 demonstrations (3 seeds)",
-          "huber_grammar_plentiful": "The same, grammar expert, 5,000 demonstrations (3 seeds)",
+          "huber0.5_markov_scarce": "centred with a value head and the χ² term made Huber's loss, td_huber 0.5, at "
+                                    "λ 0.03-0.3, against SFT (Markov expert, 150 demonstrations, 3 seeds)",
+          "huber0.5_markov_plentiful": "The same, Markov expert, 5,000 demonstrations (3 seeds)",
+          "huber0.5_grammar_scarce": "The same, grammar expert, 150 demonstrations (3 seeds)",
+          "huber0.5_grammar_plentiful": "The same, grammar expert, 5,000 demonstrations (3 seeds)",
+          "huber_markov_scarce": "The same with td_huber 1, Markov expert, 150 demonstrations (3 seeds)",
+          "huber_markov_plentiful": "The same with td_huber 1, Markov expert, 5,000 demonstrations (3 seeds)",
+          "huber_grammar_scarce": "The same with td_huber 1, grammar expert, 150 demonstrations (3 seeds)",
+          "huber_grammar_plentiful": "The same with td_huber 1, grammar expert, 5,000 demonstrations (3 seeds)",
           "online_centred_markov_scarce": "Online IQ with the defaults since this round (centred, a value head, the "
                                           "policy samples' EOS transitions in the value term) at policy shares 0.1 "
                                           "and 0.5 (Markov expert, 150 demonstrations, 3 seeds)",

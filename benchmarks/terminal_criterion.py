@@ -37,6 +37,7 @@ class Row:
 def _tiny(expert: str, regime: str) -> list[Row]:
     label, name = f"{expert}, {regime} (2x64)", f"{expert}_{regime}"
     return ([Row(label, f"sweeps/centred_{name}", f"centred_head_{lam}", lam, 0.0) for lam in (0.03, 0.1, 0.3)]
+            + [Row(label, f"sweeps/huber0.5_{name}", f"huber0.5_{lam}", lam, 0.5) for lam in (0.03, 0.1, 0.3)]
             + [Row(label, f"sweeps/huber_{name}", f"huber_{lam}", lam, 1.0) for lam in (0.03, 0.1, 0.3)])
 
 
@@ -44,10 +45,12 @@ ROWS = [
     *(row for e in ("markov", "grammar") for r in ("scarce", "plentiful") for row in _tiny(e, r)),
     Row("lm_expert, scarce", "lm_expert/results/scarce", "iq", 0.03, 0.0),
     Row("lm_expert, scarce", "lm_expert/results/scarce", "iq_td0.3", 0.3, 0.0),
+    Row("lm_expert, scarce", "lm_expert/results/scarce", "iq_td0.3_huber0.5", 0.3, 0.5),
     Row("lm_expert, scarce", "lm_expert/results/scarce", "iq_td0.3_huber", 0.3, 1.0),
     Row("lm_expert, plentiful", "lm_expert/results/plentiful", "iq", 0.03, 0.0),
     Row("SmolLM2, human chat", "pretrained/results", "iq", 0.03, 0.0),
     Row("SmolLM2, human chat", "pretrained/results", "iq_td0.3", 0.3, 0.0),
+    Row("SmolLM2, human chat", "pretrained/results", "iq_td0.3_huber0.5", 0.3, 0.5),
     Row("SmolLM2, human chat", "pretrained/results", "iq_td0.3_huber", 0.3, 1.0),
 ]
 
