@@ -17,12 +17,14 @@ from dataclasses import dataclass
 from benchmarks.verdicts import HEADLINE_AXES, at, frontier_against, stored_frontier
 
 ARM_NAMES = {  # headline arm -> how the table names it
-    "centred": "offline IQ (default: centred, value head)",
+    "huber": "offline IQ (default: centred, value head, td_huber 0.5)",
+    "huber_td0.3": "offline IQ, the defaults at λ 0.3",
+    "centred": "offline IQ, centred, value head, χ² (the default before td_huber)",
     "iq": "offline IQ, exclude (the default before)",
     "iq_td0.3": "offline IQ, exclude, λ 0.3",
     "online_0.1": "online IQ, share 0.1 (paper's; the defaults before)",
     "online_0.5": "online IQ, share 0.5 (exclude, V from the logits)",
-    "centred_td0.3": "offline IQ, centred, value head, λ 0.3",
+    "centred_td0.3": "offline IQ, centred, value head, χ², λ 0.3",
     "online_0.1_centred": "online IQ, share 0.1 (default: centred, value head, include)",
     "online_0.5_centred": "online IQ, share 0.5 (centred, value head, include)",
     "gail": "GAIL",
@@ -53,6 +55,8 @@ def _study(expert: str, regime: str) -> Setting:
     online = f"sweeps/online_0.5_0.03_excl_{name}"
     pooled = (online, f"{online}_seeds345") if name != "markov_scarce" else (online,)
     return Setting(f"tiny_{name}", f"{expert}, {regime} (2x64)", {
+        "huber": Source("huber0.5_0.03", (f"sweeps/huber0.5_{name}",)),
+        "huber_td0.3": Source("huber0.5_0.3", (f"sweeps/huber0.5_{name}",)),
         "centred": Source("centred_head_0.03", (f"sweeps/centred_{name}",)),
         "iq": Source("iq", (f"study/{name}",)), "iq_td0.3": Source("iq_td0.3", (f"study/{name}",)),
         "online_0.1": Source("online_iq", (f"study/{name}",)), "online_0.5": Source("online_0.5_0.03_excl", pooled),
@@ -82,10 +86,12 @@ SETTINGS = [
     Setting("quickstart_600", "quickstart at 600 steps", {"iq": Source("iq", ("sweeps/quickstart_600_steps",))}),
     Setting("arithmetic", "arithmetic, 50,000 demos (4x128)", {"iq": Source("iq", ("model_4x128/arithmetic_plentiful",))}),
     Setting("pretrained", "SmolLM2-135M, human chat (LoRA)",
-            {"centred": Source("iq", ("pretrained/results",), stored=True),
+            {"huber_td0.3": Source("iq_td0.3_huber0.5", ("pretrained/results",), stored=True),
+             "centred": Source("iq", ("pretrained/results",), stored=True),
              "centred_td0.3": Source("iq_td0.3", ("pretrained/results",), stored=True)}),
     Setting("lm_expert_scarce", "SmolLM2 expert (context distillation), 128 demos × 3 epochs, LoRA",
-            {"centred": Source("iq", ("lm_expert/results/scarce",)),
+            {"huber_td0.3": Source("iq_td0.3_huber0.5", ("lm_expert/results/scarce",)),
+             "centred": Source("iq", ("lm_expert/results/scarce",)),
              "centred_td0.3": Source("iq_td0.3", ("lm_expert/results/scarce",)),
              "online_0.1_centred": Source("online_iq", ("lm_expert/results/scarce",)),
              "gem": Source("gem", ("lm_expert/results/scarce",))}),

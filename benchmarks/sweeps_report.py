@@ -15,8 +15,9 @@ from benchmarks.verdicts import (FRONTIER_AXES, HEADLINE_AXES, at, budget_result
                                  frontier_against, pooled_frontier_against, stored_frontier, verdict_cell)
 
 # compare recipes of benchmarks/sweeps/ run on their own (`llm-irl compare benchmarks/sweeps/NAME.yaml`)
-SWEEPS = {"centred_markov_scarce": "IQConfig's default since issue 22, terminal_td centred with a value head, at λ 0.03-0.3, "
-                                   "against SFT and the old default (Markov expert, 150 demonstrations, 3 seeds)",
+SWEEPS = {"centred_markov_scarce": "terminal_td centred with a value head and IQ-Learn's χ² term (the default from issue 22 "
+                                   "until td_huber), at λ 0.03-0.3, against SFT and the default before (exclude) "
+                                   "(Markov expert, 150 demonstrations, 3 seeds)",
           "centred_markov_plentiful": "The same, Markov expert, 5,000 demonstrations (3 seeds)",
           "centred_grammar_scarce": "The same, grammar expert, 150 demonstrations (3 seeds)",
           "centred_grammar_plentiful": "The same, grammar expert, 5,000 demonstrations (3 seeds)",
@@ -64,8 +65,8 @@ SWEEPS = {"centred_markov_scarce": "IQConfig's default since issue 22, terminal_
           "seq2seq_markov/t5_scarce": "The T5 on 150 demonstrations (300 steps, 3 seeds)",
           "seq2seq_markov/llama_scarce": "builtin:tiny on 150 demonstrations (300 steps, 3 seeds)"}
 # compare recipes of benchmarks/model_4x128/ (a 4-layer, 128-wide Llama built by benchmarks.models)
-MODEL_4X128 = {"centred_markov_scarce": "4x128: IQ's default since issue 22 (centred, value head) against SFT, Markov "
-                                   "scarce (3 seeds)",
+MODEL_4X128 = {"centred_markov_scarce": "4x128: centred with a value head and the χ² term (the default from issue 22 until "
+                                   "td_huber) against SFT, Markov scarce (3 seeds)",
                "centred_markov_plentiful": "4x128: the same, Markov plentiful (3 seeds)",
                "centred_grammar_scarce": "4x128: the same, grammar scarce (3 seeds)",
                "centred_grammar_plentiful": "4x128: the same, grammar plentiful (3 seeds)",

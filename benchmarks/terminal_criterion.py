@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from benchmarks.sections import para
 from benchmarks.settings import BENCH
 from benchmarks.summary import load_summary
 from benchmarks.verdicts import expert_figure, figure
@@ -110,11 +111,11 @@ def section() -> list[str]:
     rows = table()
     if len(rows) == 2:
         return []
-    return [f"Issue 22's criterion at T = 1, from the stored summaries (`python -m benchmarks.terminal_criterion`): "
-            f"IQ's samples within ±{LENGTH_BAND:.0%} of the demonstrations' length and their EOS share at most "
-            f"{EOS_POINTS:g} points below SFT's. The EOS gap is the mean of the per-seed gaps with its 95% "
-            "Student-t interval over seeds; the demonstrations are the expert's own samples (tiny settings, "
-            "lm_expert) or the prompts' reference replies (human chat).", "", *rows]
+    return [*para(f"Issue 22's criterion at T = 1, from the stored summaries (`python -m benchmarks.terminal_criterion`): "
+                  f"IQ's samples within ±{LENGTH_BAND:.0%} of the demonstrations' length and their EOS share at most "
+                  f"{EOS_POINTS:g} points below SFT's. The EOS gap is the mean of the per-seed gaps with its 95% "
+                  "Student-t interval over seeds; the demonstrations are the expert's own samples (tiny settings, "
+                  "lm_expert) or the prompts' reference replies (human chat)."), *rows]
 
 
 if __name__ == "__main__":

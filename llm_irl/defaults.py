@@ -16,9 +16,11 @@ POLICY_TERMINAL_VALUE = ("include", "exclude")  # the choices of policy_terminal
 IQ_GAMMA = 0.99
 IQ_TD_WEIGHT = 0.03
 IQ_ALPHA = 1.0
-# 0: IQ-Learn's χ² term. κ > 0: Huber's, quadratic within κ nats of the centre and linear beyond, so the term's
-# pull on a demonstrated token's likelihood stays below 2·td_weight·κ (docs/design.md, "How large a td_weight")
-IQ_TD_HUBER = 0.0
+# κ > 0: the χ² term is Huber's loss of the reward's residual, quadratic within κ nats of the centre and linear
+# beyond, so the term's pull on a demonstrated token's likelihood stays within ±2·td_weight·κ (≤ 0.3 up to λ 0.3)
+# and never lowers it while td_weight ≤ 1/(2κ). 0 is IQ-Learn's χ² term, which at λ 0.3 lowers the likelihood of
+# the confident tokens, EOS among them, on real text (docs/design.md, "How large a td_weight"; BENCHMARKS.md)
+IQ_TD_HUBER = 0.5
 # `include` (IQ-Learn's) biases the learned policy toward never stopping; `exclude` reaches the expert's length only
 # once V has climbed to ~(future entropy)/(1 − γ), and leaves the return in the stop action; `centred` with a value
 # head does neither (docs/design.md, "Terminal transitions"; BENCHMARKS.md, the centred sweeps)

@@ -179,4 +179,30 @@ def test_the_verdict_table_reads_summaries_only(monkeypatch):
     monkeypatch.setattr(builtins, "open", guarded)
     rows = headline.rows()
     assert {r["setting"].key for r in rows} >= {"tiny_markov_scarce", "quickstart"}
-    assert "| offline IQ (default: centred, value head) |" in headline.readme_table(rows)
+    assert "| offline IQ (default: centred, value head, td_huber 0.5) |" in headline.readme_table(rows)
+
+
+def test_the_terminal_criterion_pairs_seeds_and_reads_the_demonstrations_length(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks import terminal_criterion as tc
+
+    fig = lambda v: {"value": v, "lo": v, "hi": v, "n": 3}
+    arm = lambda length, ended: {"temperatures": {"1": {"mean_length": fig(length), "terminated": fig(ended)}}}
+    summary = {"summary": {"sft": arm(10.0, 0.9), "iq": arm(10.5, 0.88)},
+               "expert": {"temperatures": {"expert": {"mean_length": fig(10.0)}}},
+               # per-seed EOS shares: gaps −4, −2, 0 points, mean −2
+               "seed_points": {"sft": [{"1": {"terminated": t}} for t in (0.90, 0.92, 0.88)],
+                               "iq": [{"1": {"terminated": t}} for t in (0.86, 0.90, 0.88)]}}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    monkeypatch.setattr(tc, "BENCH", str(tmp_path))
+    got = tc.read(tc.Row("s", "run", "iq", 0.3, 0.5))
+    assert got["eos_gap"]["value"] == pytest.approx(-2.0)
+    assert got["eos_gap"]["lo"] < -2.0 < got["eos_gap"]["hi"]
+    assert got["vs_demos"] == pytest.approx(1.05) and got["vs_sft"] == pytest.approx(1.05)
+    assert got["meets"]
+    summary["summary"]["iq"] = arm(11.5, 0.85)  # 15% longer than the demonstrations
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    assert not tc.read(tc.Row("s", "run", "iq", 0.3, 0.5))["meets"]
+    assert tc.read(tc.Row("s", "missing", "iq", 0.3, 0.5)) is None

@@ -13,14 +13,16 @@ from llm_irl.losses import iq_loss
 from llm_irl.tasks.tabular import EOS, S, expected_length, expert_rows
 
 
-def fit_length(input_ids, labels, *, td_weight, terminal_td, gamma=0.99):
+def fit_length(input_ids, labels, *, td_weight, terminal_td, gamma=0.99, td_huber=0.0):
+    """The expected length at the optimum of the loss with IQ-Learn's χ² term (td_huber 0, whatever the default:
+    Huber's loss moves the optimum by a few percent, tests/test_terminal_convergence.py)."""
     q = torch.zeros(S + 1, S + 1, dtype=torch.float64, requires_grad=True)
     opt = torch.optim.LBFGS([q], max_iter=500, tolerance_grad=1e-10, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
         loss, _ = iq_loss(q[input_ids], labels, eos_token_id=EOS, gamma=gamma, td_weight=td_weight,
-                          terminal_td=terminal_td, log_entropy=False)
+                          terminal_td=terminal_td, log_entropy=False, td_huber=td_huber)
         loss.backward()
         return loss
 

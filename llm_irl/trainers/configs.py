@@ -180,9 +180,9 @@ class IQConfig(SamplingConfig, SFTConfig):
     td_huber: float = field(
         default=IQ_TD_HUBER,
         metadata={"help": "κ > 0: the χ² term's (r − c)² becomes Huber's loss, quadratic within κ nats and linear "
-                          "beyond, so its pull on a demonstrated token's likelihood stays below 2·td_weight·κ and, "
+                          "beyond, so its pull on a demonstrated token's likelihood stays within ±2·td_weight·κ and, "
                           "while 2·td_weight·κ < 1, never lowers it (td_reversed logs the share it lowers). 0 is "
-                          "IQ-Learn's χ² term. Large td_weight on real text: try 1 (docs/design.md)."},
+                          "IQ-Learn's χ² term, which on real text at td_weight 0.3 costs EOS (docs/design.md)."},
     )
     alpha: float = field(
         default=IQ_ALPHA,
