@@ -246,7 +246,7 @@ def pretrained_section(here: str) -> list[str]:
                 for div in ("self_bleu_per_input", "distinct_2_across")
                 if (f := stored_frontier(results, arm, div)) is not None]
     return ["### SmolLM2-135M-Instruct on human chat (LoRA)", "",
-            *para("Runs: `python -m benchmarks.pretrained.prepare` once, then `python -m benchmarks.pretrained.run` "
+            *para("Runs: `python -m benchmarks.pretrained.prepare` once, then `python -m benchmarks.pretrained.run --seeds 0,1` "
                   f"(it writes {rel(PRETRAINED)}/), then `python -m benchmarks.summary {rel(PRETRAINED)}`; this section: "
                   f"`python -m benchmarks.report`. {results['runtime_s'] / 60:.0f} min of compute. Quality is ROUGE-1 "
                   "against the reference reply (no expert likelihood here), so the frontier has no coverage axis. "

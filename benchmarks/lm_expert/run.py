@@ -46,11 +46,12 @@ REGIMES = {
 }
 ARMS = {
     "sft": {"trainer": "sft"},
-    "iq": {"trainer": "iq"},  # the library's defaults
+    # the library's defaults when these lanes ran: IQ-Learn's χ² term, pinned since td_huber's default became 0.5
+    "iq": {"trainer": "iq", "td_huber": 0.0},
     "gem": {"trainer": "sft", "loss_type": "gem"},
-    "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40},  # the paper's mix-in
-    "iq_td0.3": {"trainer": "iq", "td_weight": 0.3},
-    # the same with the χ² term made Huber's loss (docs/design.md, "How large a td_weight")
+    "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40, "td_huber": 0.0},  # the paper's mix-in
+    "iq_td0.3": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.0},
+    # the same with the χ² term made Huber's loss (docs/design.md, "How large a td_weight"); 0.5 is the default now
     "iq_td0.3_huber": {"trainer": "iq", "td_weight": 0.3, "td_huber": 1.0},
     "iq_td0.3_huber0.5": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.5},
     "gail": {"trainer": "gail"},

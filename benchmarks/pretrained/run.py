@@ -44,7 +44,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from llm_irl.defaults import IQ_GAMMA, IQ_TD_WEIGHT, IQ_TERMINAL_TD, IQ_VALUE_PARAM
+from llm_irl.defaults import IQ_GAMMA, IQ_TD_HUBER, IQ_TD_WEIGHT, IQ_TERMINAL_TD, IQ_VALUE_PARAM
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -72,18 +72,20 @@ def lora_settings() -> dict:
 SETTINGS = {
     "full": {"steps": 100, "batch": 8, "seeds": [0, 1, 2], "num_prompts": 48, "k": 4,
              "temperatures": [0, 0.7, 1.0, 1.3], "max_new_tokens": 40, "num_heldout": 100,
-             "arms": ("sft", "iq", "iq_td0.3")},
+             "arms": ("sft", "iq", "iq_td0.3", "iq_td0.3_huber", "iq_td0.3_huber0.5")},
     "quick": {"steps": 10, "batch": 4, "seeds": [0], "num_prompts": 8, "k": 2,
               "temperatures": [0, 1.0], "max_new_tokens": 24, "num_heldout": 16,
               "arms": ("sft", "iq")},
 }
-IQ_DEFAULTS = {"gamma": IQ_GAMMA, "td_weight": IQ_TD_WEIGHT, "terminal_td": IQ_TERMINAL_TD, "value_param": IQ_VALUE_PARAM}
+IQ_DEFAULTS = {"gamma": IQ_GAMMA, "td_weight": IQ_TD_WEIGHT, "terminal_td": IQ_TERMINAL_TD, "value_param": IQ_VALUE_PARAM,
+               "td_huber": IQ_TD_HUBER}
 ARMS = {
     "sft": {"trainer": "sft"},
     # the library's IQ defaults, written into the recipe so a lane trained under older defaults is never reused
-    "iq": {"trainer": "iq", **IQ_DEFAULTS},
+    # (`iq` and `iq_td0.3` ran with IQ-Learn's χ² term, the default then: pinned since td_huber's default became 0.5)
+    "iq": {"trainer": "iq", **IQ_DEFAULTS, "td_huber": 0.0},
     # the same at the largest λ the terminal criterion covers (docs/design.md, "How large a td_weight")
-    "iq_td0.3": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3},
+    "iq_td0.3": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.0},
     # the same with the χ² term made Huber's loss, which keeps every demonstrated token's likelihood weight positive
     "iq_td0.3_huber": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 1.0},
     "iq_td0.3_huber0.5": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.5},
