@@ -6,10 +6,10 @@ run as:
     python -m benchmarks.terminal_convergence --quick    # λ 0.1 only, 3,000 steps; prints, writes nothing
     python -m benchmarks.terminal_convergence --online-only  # the online rows only, into the stored summary
 
-For each treatment (`terminal_td`, and `centred` with `td_huber` 0.5 and 1) × λ × γ, full-batch Adam (lr 0.05) on
-free logits per state fits the IQ loss to 2,000 expert episodes (`llm_irl.tasks.tabular`, expert length 5.10) and reads, at 300 /
-1,000 / 3,000 / 10,000 / 20,000 steps, the learned policy's exact expected length and the mean implied
-reward of the stop action against the other actions'. Writes benchmarks/sweeps/terminal_tabular/
+For each treatment (`terminal_td`, and `centred` with `td_huber` 0.5 and 1) × λ × γ, full-batch Adam (lr 0.05)
+on free logits per state fits the IQ loss to 2,000 expert episodes (`llm_irl.tasks.tabular`, expert length
+5.10) and reads, at 300 / 1,000 / 3,000 / 10,000 / 20,000 steps, the learned policy's exact expected length
+and the mean implied reward of the stop action against the other actions'. Writes benchmarks/sweeps/terminal_tabular/
 summary.json and report.md; BENCHMARKS.md's section reads the summary.
 Then online IQ under `centred` (`ONLINE`): the current policy's exact expected transitions mixed in at policy
 shares 0.1 and 0.5, with the policy samples' EOS transitions in the value term (`include`) or out (`exclude`),

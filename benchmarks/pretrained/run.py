@@ -72,7 +72,7 @@ def lora_settings() -> dict:
 SETTINGS = {
     "full": {"steps": 100, "batch": 8, "seeds": [0, 1, 2], "num_prompts": 48, "k": 4,
              "temperatures": [0, 0.7, 1.0, 1.3], "max_new_tokens": 40, "num_heldout": 100,
-             "arms": ("sft", "iq", "iq_td0.3", "iq_td0.3_huber", "iq_td0.3_huber0.5")},
+             "arms": ("sft", "iq", "iq_td0.3", "iq_td0.3_huber", "iq_td0.3_huber0.5", "iq_huber0.5")},
     "quick": {"steps": 10, "batch": 4, "seeds": [0], "num_prompts": 8, "k": 2,
               "temperatures": [0, 1.0], "max_new_tokens": 24, "num_heldout": 16,
               "arms": ("sft", "iq")},
@@ -89,6 +89,8 @@ ARMS = {
     # the same with the χ² term made Huber's loss, which keeps every demonstrated token's likelihood weight positive
     "iq_td0.3_huber": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 1.0},
     "iq_td0.3_huber0.5": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.5},
+    # the defaults since td_huber's became 0.5, spelled out
+    "iq_huber0.5": {"trainer": "iq", **IQ_DEFAULTS, "td_huber": 0.5},
     # online IQ: a tenth of each batch sampled from the current policy (one decode per step); --arms adds it
     "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40},
 }
