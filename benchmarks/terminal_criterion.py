@@ -72,10 +72,8 @@ def per_seed(results: dict, arm: str, metric: str) -> list[float]:
 
 def read(row: Row) -> dict | None:
     """The row's figures, or None when its folder or arm is not stored (yet)."""
-    path = os.path.join(BENCH, row.folder)
-    if not os.path.isfile(os.path.join(path, "summary.json")):
+    if (results := load_summary(os.path.join(BENCH, row.folder))) is None:
         return None
-    results = load_summary(path)
     length, sft_length = figure(results, row.arm, "mean_length", "1"), figure(results, "sft", "mean_length", "1")
     ended, sft_ended = per_seed(results, row.arm, "terminated"), per_seed(results, "sft", "terminated")
     if length is None or sft_length is None or not ended or len(ended) != len(sft_ended):
