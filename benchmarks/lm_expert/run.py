@@ -54,6 +54,7 @@ ARMS = {
     # the same with the χ² term made Huber's loss (docs/design.md, "How large a td_weight"); 0.5 is the default now
     "iq_td0.3_huber": {"trainer": "iq", "td_weight": 0.3, "td_huber": 1.0},
     "iq_td0.3_huber0.5": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.5},
+    "iq_td0.3_huber0.25": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.25},
     "gail": {"trainer": "gail"},
     "spin": {"trainer": "spin"},
 }
