@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 from llm_irl.defaults import IQ_ALPHA, IQ_GAMMA, IQ_TD_HUBER, IQ_TD_WEIGHT, IQ_TERMINAL_TD
-from llm_irl.losses import iq_objective
+from llm_irl.losses import Centre, iq_objective
 from llm_irl.soft_q import IGNORE_INDEX, TokenMDP, eos_mask, upcast
 
 # logits of 2^23 fp32 floats (32 MiB) per chunk: 256 rows at a 32k vocabulary, 64 at 128k
@@ -297,7 +297,7 @@ def chunked_iq_loss(
     hidden: torch.Tensor, lm_head_weight: torch.Tensor, labels: torch.Tensor, *, eos_token_id: int | Sequence[int],
     gamma: float = IQ_GAMMA, td_weight: float = IQ_TD_WEIGHT, alpha: float = IQ_ALPHA,
     terminal_td: str = IQ_TERMINAL_TD, log_entropy: bool = True, chunk_size: int | None = None,
-    lm_head_bias: torch.Tensor | None = None, reward_centre: float | None = None, td_huber: float = IQ_TD_HUBER,
+    lm_head_bias: torch.Tensor | None = None, reward_centre: Centre = None, td_huber: float = IQ_TD_HUBER,
 ) -> tuple[torch.Tensor, dict]:
     """`losses.iq_loss` on the logits h·Wᵀ + b, same value, gradients and stats:
 

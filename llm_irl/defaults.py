@@ -10,7 +10,8 @@ from __future__ import annotations
 
 # ---------------------------------------------------------------- inverse soft-Q (IQConfig, losses, chunked)
 
-TERMINAL_TD = ("include", "absorbing", "exclude", "centred")  # the choices of terminal_td
+TERMINAL_TD = ("include", "absorbing", "exclude", "centred", "centred_absorbing")  # the choices of terminal_td
+CENTRED = ("centred", "centred_absorbing")  # the terminal_td choices whose χ² term has a (running) centre
 POLICY_TERMINAL_VALUE = ("include", "exclude")  # the choices of policy_terminal_value
 
 IQ_GAMMA = 0.99

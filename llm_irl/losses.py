@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from llm_irl.defaults import (
+    CENTRED,
     IQ_ALPHA,
     IQ_GAMMA,
     IQ_POLICY_TERMINAL_VALUE,
@@ -42,6 +43,10 @@ from llm_irl.soft_q import (
     token_mdp,
     upcast,
 )
+
+# the χ² term's centre as a caller gives it: c under `centred`, (c, c_stop) under `centred_absorbing`;
+# None: the batch's own
+Centre = float | tuple[float, float] | None
 
 
 def sft_loss(logits: torch.Tensor, labels: torch.Tensor, *, log_entropy: bool = True,
@@ -70,18 +75,20 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor, *, log_entropy: bool = 
 
 def chi2_weights(mdp: TokenMDP, *, gamma: float, terminal_td: str) -> torch.Tensor:
     """Weight of each transition's r² in the χ² term: 1 for every non-terminal action, and for the
-    EOS action 1 (`include`, `centred`), 1 − γ (`absorbing`) or 0 (`exclude`); 0 off the action positions."""
+    EOS action 1 (`include` and the centred ones), 1 − γ (`absorbing`) or 0 (`exclude`); 0 off the action positions."""
     if terminal_td not in TERMINAL_TD:
         raise ValueError(f"terminal_td must be one of {TERMINAL_TD}, got {terminal_td!r}")
-    eos_weight = {"include": 1.0, "absorbing": 1.0 - gamma, "exclude": 0.0, "centred": 1.0}[terminal_td]
+    eos_weight = {"include": 1.0, "absorbing": 1.0 - gamma, "exclude": 0.0, "centred": 1.0,
+                  "centred_absorbing": 1.0}[terminal_td]
     weights = mdp.mask.to(mdp.q.dtype)
     return weights if eos_weight == 1.0 else weights.masked_fill(mdp.terminal, eos_weight)
 
 
 def chi2_term(r: torch.Tensor, mdp: TokenMDP, *, gamma: float, terminal_td: str,
-              reward_centre: float | None = None, td_huber: float = IQ_TD_HUBER) -> tuple[torch.Tensor, dict]:
+              reward_centre: Centre = None,
+              td_huber: float = IQ_TD_HUBER) -> tuple[torch.Tensor, dict]:
     """Σ w·(r − c)² over the batch's actions divided by their number (token-mean, like the NLL beside it),
-    and its stats; c = 0 except under `centred`.
+    and its stats; c = 0 except under the centred treatments.
 
     `centred` regularises the spread of the implied reward around a shared constant c instead of its
     distance from 0 (docs/design.md, "Terminal transitions"): c is `reward_centre` when given (the
@@ -89,19 +96,47 @@ def chi2_term(r: torch.Tensor, mdp: TokenMDP, *, gamma: float, terminal_td: str,
     taken without gradient, which gives exactly the gradient of the weighted variance. Its stats carry
     Σ w·r and Σ w (`chi2_reward_sum`, `chi2_weight_sum`) for such a running centre, and the c used.
 
+    `centred_absorbing` also learns the absorbing state's value v_A (V after EOS, 0 otherwise): the stop
+    reward is Q(s, EOS) − γ·v_A, and the v_A that minimises the χ² term centres the stop rewards on their own
+    mean c_stop while the other actions centre on theirs, c. So each group is centred on its own mean
+    (`reward_centre` is then the pair (c, c_stop)), the stats add the stop group's sums
+    (`chi2_stop_reward_sum`, `chi2_stop_weight_sum`) and v_A = (c_stop − c)/γ (`absorbing_value`). Without
+    it the stop action's mean residual is one-sided on real text (EOS is a confident token) and the χ² term
+    lowers EOS's likelihood at every stop (docs/design.md, "How large a td_weight").
+
     `td_huber` κ > 0 replaces (r − c)² by Huber's loss, (r − c)² within κ of c and 2κ·|r − c| − κ² beyond:
     the same value and gradient near the centre, a gradient bounded by 2κ far from it.
     """
     weights = chi2_weights(mdp, gamma=gamma, terminal_td=terminal_td)
-    stats = {}
-    if terminal_td == "centred":
-        with torch.no_grad():
-            reward_sum, weight_sum = (weights * r).sum(), weights.sum()
-            centre = (reward_sum / weight_sum.clamp_min(1) if reward_centre is None
-                      else torch.as_tensor(reward_centre, dtype=r.dtype, device=r.device))
-        stats = {"reward_centre": centre, "chi2_reward_sum": reward_sum, "chi2_weight_sum": weight_sum}
-        r = r - centre
-    return (weights * huber(r, td_huber)).sum() / mdp.mask.sum().clamp_min(1), stats
+    if terminal_td not in CENTRED:
+        return (weights * huber(r, td_huber)).sum() / mdp.mask.sum().clamp_min(1), {}
+    centre, stats = reward_centres(r, weights, mdp, gamma=gamma, terminal_td=terminal_td, given=reward_centre)
+    td = (weights * huber(r - centre, td_huber)).sum() / mdp.mask.sum().clamp_min(1)
+    return td, {**stats, "centres": centre}  # each position's c, for `reversed_share`: callers drop it from the logs
+
+
+def reward_centres(r: torch.Tensor, weights: torch.Tensor, mdp: TokenMDP, *, gamma: float, terminal_td: str,
+                   given: Centre) -> tuple[torch.Tensor, dict]:
+    """(the centre of each position's reward [B, T] or a scalar, the stats `chi2_term` describes), without
+    gradient: the given centre(s), else the batch's weighted mean(s)."""
+    split = terminal_td == "centred_absorbing"
+    if split and given is not None and not isinstance(given, (tuple, list)):
+        raise ValueError("terminal_td 'centred_absorbing' takes reward_centre as the pair (c, c_stop)")
+    with torch.no_grad():
+        as_tensor = lambda x: torch.as_tensor(x, dtype=r.dtype, device=r.device)
+        stops = weights * mdp.terminal if split else torch.zeros_like(weights)
+        actions = weights - stops
+        reward_sum, weight_sum = (actions * r).sum(), actions.sum()
+        stats = {"chi2_reward_sum": reward_sum, "chi2_weight_sum": weight_sum}
+        centre = reward_sum / weight_sum.clamp_min(1) if given is None else as_tensor(given[0] if split else given)
+        stats["reward_centre"] = centre
+        if not split:
+            return centre, stats
+        stop_sum, stop_weight = (stops * r).sum(), stops.sum()
+        stop_centre = stop_sum / stop_weight.clamp_min(1) if given is None else as_tensor(given[1])
+        stats.update(chi2_stop_reward_sum=stop_sum, chi2_stop_weight_sum=stop_weight,
+                     absorbing_value=(stop_centre - centre) / gamma)
+        return torch.where(mdp.terminal, stop_centre, centre), stats
 
 
 def huber(x: torch.Tensor, kappa: float) -> torch.Tensor:
@@ -149,7 +184,7 @@ def reversed_share(r: torch.Tensor, mdp: TokenMDP, *, gamma: float, td_weight: f
 
 
 def iq_objective(mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: str = IQ_TERMINAL_TD,
-                 reward_centre: float | None = None, td_huber: float = IQ_TD_HUBER):
+                 reward_centre: Centre = None, td_huber: float = IQ_TD_HUBER):
     """Token-mean of `−(Q(s,a) − V(s)) + td_weight·w·(r − c)²` over the action positions of `mdp`
     (w, c and the Huber form under `td_huber` from `chi2_term`)."""
     r = mdp.reward(gamma)
@@ -157,13 +192,13 @@ def iq_objective(mdp: TokenMDP, *, gamma: float, td_weight: float, terminal_td: 
     td, centring = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td, reward_centre=reward_centre,
                              td_huber=td_huber)
     reversed_ = reversed_share(r, mdp, gamma=gamma, td_weight=td_weight, terminal_td=terminal_td,
-                               centre=centring.get("reward_centre", 0.0), td_huber=td_huber)
+                               centre=centring.pop("centres", 0.0), td_huber=td_huber)
     # −(Q − V) = −α·log π, so the first term is α times the NLL
     return mdp.alpha * nll + td_weight * td, {**_iq_stats(mdp, nll, r, td), **centring, "td_reversed": reversed_}
 
 
 def value_head_objective(mdp: TokenMDP, values: torch.Tensor, *, gamma: float, td_weight: float,
-                         terminal_td: str = IQ_TERMINAL_TD, reward_centre: float | None = None,
+                         terminal_td: str = IQ_TERMINAL_TD, reward_centre: Centre = None,
                          td_huber: float = IQ_TD_HUBER):
     """The (π, V_ψ) form: `−α·log π + λ·(α·log π + V_ψ(s) − γ·V_ψ(s'))²`, V_ψ(s') = 0 after EOS.
 
@@ -191,7 +226,7 @@ def offset_mdp(mdp: TokenMDP, offsets: torch.Tensor) -> TokenMDP:
 
 
 def offset_objective(mdp: TokenMDP, offsets: torch.Tensor, *, gamma: float, td_weight: float,
-                     terminal_td: str = IQ_TERMINAL_TD, reward_centre: float | None = None,
+                     terminal_td: str = IQ_TERMINAL_TD, reward_centre: Centre = None,
                      td_huber: float = IQ_TD_HUBER):
     """IQ with `Q(s, ·) = logits(s, ·) + b(s)`: a learned scalar b per state, which the softmax never sees.
 
@@ -207,7 +242,7 @@ def offset_objective(mdp: TokenMDP, offsets: torch.Tensor, *, gamma: float, td_w
 
 def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float, td_weight: float,
                         terminal_td: str = IQ_TERMINAL_TD, reward_scale: float = 1.0,
-                        policy_terminal_value: str = IQ_POLICY_TERMINAL_VALUE, reward_centre: float | None = None,
+                        policy_terminal_value: str = IQ_POLICY_TERMINAL_VALUE, reward_centre: Centre = None,
                         td_huber: float = IQ_TD_HUBER):
     """Online IQ-Learn (χ²) on a batch mixing demonstrations and policy samples.
 
@@ -235,6 +270,7 @@ def online_iq_objective(mdp: TokenMDP, is_policy: torch.Tensor, *, gamma: float,
     r = mdp.reward(gamma)
     td, centring = chi2_term(r, mdp, gamma=gamma, terminal_td=terminal_td, reward_centre=reward_centre,
                              td_huber=td_huber)
+    centring.pop("centres", None)
     reward_loss = -masked_mean(r, demo)  # raise the demonstrations' implied reward
     value_terms = mdp.mask if policy_terminal_value == "include" else mdp.mask & ~(is_policy[:, None] & mdp.terminal)
     # lower V along the mixture's states (a mean over all its action tokens)
@@ -268,7 +304,7 @@ def iq_loss(
     alpha: float = IQ_ALPHA,
     terminal_td: str = IQ_TERMINAL_TD,
     log_entropy: bool = True,
-    reward_centre: float | None = None,
+    reward_centre: Centre = None,
     td_huber: float = IQ_TD_HUBER,
 ) -> tuple[torch.Tensor, dict]:
     """Offline inverse soft-Q loss with V taken from the logits.
@@ -295,7 +331,7 @@ def iq_value_head_loss(
     alpha: float = IQ_ALPHA,
     terminal_td: str = IQ_TERMINAL_TD,
     log_entropy: bool = True,
-    reward_centre: float | None = None,
+    reward_centre: Centre = None,
     td_huber: float = IQ_TD_HUBER,
 ) -> tuple[torch.Tensor, dict]:
     """`value_head_objective` from full logits and the head's values [B, T] (the lecture's min over π, V)."""
@@ -317,7 +353,7 @@ def online_iq_loss(
     terminal_td: str = IQ_TERMINAL_TD,
     policy_terminal_value: str = IQ_POLICY_TERMINAL_VALUE,
     log_entropy: bool = True,
-    reward_centre: float | None = None,
+    reward_centre: Centre = None,
     td_huber: float = IQ_TD_HUBER,
 ) -> tuple[torch.Tensor, dict]:
     """`online_iq_objective` from the full logits of a batch mixing demonstrations and policy samples."""

@@ -28,7 +28,7 @@ from llm_irl.builtin import is_builtin, load_builtin_model
 from llm_irl.errors import ConfigError
 from llm_irl.files import missing_local_path
 from llm_irl.special_tokens import ensure_pad_token
-from llm_irl.state_head import PER_STATE, VALUE_PARAM_KEY, restore_state_head, value_param_of
+from llm_irl.state_head import ABSORBING_VALUE_KEY, PER_STATE, VALUE_PARAM_KEY, restore_state_head, value_param_of
 
 
 def load_model(name_or_model, *, dtype: str = "auto", trust_remote_code: bool = False, seed: int = 0,
@@ -199,6 +199,8 @@ def save_policy_temperature(model: nn.Module, directory: str) -> None:
     setattr(saved, POLICY_TEMPERATURE_KEY, policy_temperature(base))
     if value_param_of(base) in PER_STATE:  # the state head's weights are among the adapters (modules_to_save)
         setattr(saved, VALUE_PARAM_KEY, value_param_of(base))
+    if (absorbing := getattr(base.config, ABSORBING_VALUE_KEY, None)) is not None:
+        setattr(saved, ABSORBING_VALUE_KEY, absorbing)
     saved.save_pretrained(directory)
 
 
@@ -209,11 +211,12 @@ def restore_policy_temperature(model: nn.Module, directory: str) -> None:
         return
     saved = GenerationConfig.from_pretrained(directory)
     alpha = saved.__dict__.pop(POLICY_TEMPERATURE_KEY, None)
-    value_param = saved.__dict__.pop(VALUE_PARAM_KEY, None)
+    recorded = {key: saved.__dict__.pop(key, None) for key in (VALUE_PARAM_KEY, ABSORBING_VALUE_KEY)}
     if alpha is None:
         return
     base = unwrap_model(model)
     setattr(base.config, POLICY_TEMPERATURE_KEY, float(alpha))
-    if value_param is not None:
-        setattr(base.config, VALUE_PARAM_KEY, value_param)
+    for key, value in recorded.items():
+        if value is not None:
+            setattr(base.config, key, value)
     base.generation_config = saved

@@ -1,10 +1,11 @@
 """The reward any causal LM carries, and what it is good for (docs/design.md, "Reward extraction").
 
 Logits are Q-values, so every transition has an implied reward r(s_t, a_t) = Q(s_t, a_t) − γ·V(s_{t+1}),
-with V(s') = 0 after EOS and bootstrapped from the last state's logits when a sample was cut at
-the length limit. A sample's return is Σ_t γ^t r_t. Returns rank a prompt's samples (best-of-N)
-and, if the reward means something, correlate with quality: Wulfmeier et al. (2024) report a
-Spearman correlation of 0.64 between IQ returns and ROUGE-1 against −0.05 for MLE.
+with V(s') = 0 after EOS (or the absorbing state's value v_A, where the objective learned one) and
+bootstrapped from the last state's logits when a sample was cut at the length limit. A sample's return
+is Σ_t γ^t r_t. Returns rank a prompt's samples (best-of-N) and, if the reward means something,
+correlate with quality: Wulfmeier et al. (2024) report a Spearman correlation of 0.64 between IQ
+returns and ROUGE-1 against −0.05 for MLE.
 
     from llm_irl.metrics.stats import spearman
     from llm_irl.rewards import best_of_n, implied_rewards
@@ -27,7 +28,7 @@ from llm_irl.modeling import eval_mode, policy_temperature, unwrap_model
 from llm_irl.seq2seq import decoder_prefix
 from llm_irl.soft_q import policy_entropy, token_mdp
 from llm_irl.special_tokens import resolve_eos_pad
-from llm_irl.state_head import state_values, value_param_of
+from llm_irl.state_head import absorbing_value_of, state_values, value_param_of
 
 
 @dataclass
@@ -57,7 +58,9 @@ def implied_rewards(
     None reads it from the model (`modeling.policy_temperature`: 1 for SFT and the IQ default).
     A model IQ trained with a state head (`value_param` head or offset, `llm_irl.state_head`) is read the
     way its objective regularised it: r = α·log π + V_ψ(s) − γ·V_ψ(s') with the value head, Q and V
-    shifted by b(s) with offsets. Any other model's V comes from its logits.
+    shifted by b(s) with offsets. Any other model's V comes from its logits. One trained with
+    `terminal_td: centred_absorbing` recorded the absorbing state's value v_A: its stop reward is
+    Q(s, EOS) − γ·v_A.
     """
     alpha = policy_temperature(model) if alpha is None else alpha
     if len(prompt_ids) != len(completion_ids):
@@ -66,6 +69,7 @@ def implied_rewards(
         raise ValueError("every completion needs at least one token (the first action)")
     eos, pad = resolve_eos_pad(model, tokenizer)
     per_state = value_param_of(unwrap_model(model))
+    absorbing = absorbing_value_of(unwrap_model(model))
     device = next(model.parameters()).device
     prefix = decoder_prefix(model)  # None for a causal LM
     rewards: list[list[float]] = []
@@ -81,7 +85,7 @@ def implied_rewards(
             if per_state != "logits":
                 values = state_values(unwrap_model(model))
                 mdp = value_head_mdp(mdp, values) if per_state == "head" else offset_mdp(mdp, values)
-            r = mdp.reward(gamma).float().cpu()
+            r = (mdp.reward(gamma) - gamma * absorbing * mdp.terminal).float().cpu()
             mask = mdp.mask.cpu()
             rewards += [row[m].tolist() for row, m in zip(r, mask)]
             n = int(mask.sum())

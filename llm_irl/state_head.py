@@ -19,6 +19,8 @@ from torch import nn
 
 STATE_HEAD = "state_head"
 VALUE_PARAM_KEY = "llm_irl_value_param"
+# V of the absorbing state after EOS, where the objective learned one (terminal_td centred_absorbing); 0 otherwise
+ABSORBING_VALUE_KEY = "llm_irl_absorbing_value"
 PER_STATE = ("head", "offset")  # the value_param choices that need a state head
 _OLD_NAME = "value_head"  # the head's name in checkpoints written before it held offsets too
 
@@ -60,6 +62,17 @@ def _load_old_name(module, state_dict, prefix, *args) -> None:
 def record_value_param(model: nn.Module, value_param: str) -> None:
     """Mark in `model`'s config where its V comes from, so a loader knows to give it its state head."""
     setattr(model.config, VALUE_PARAM_KEY, value_param)
+
+
+def record_absorbing_value(model: nn.Module, value: float) -> None:
+    """Mark in `model`'s config the absorbing state's learned value v_A, so its implied reward of stopping is
+    read back as the objective regularised it: Q(s, EOS) − γ·v_A."""
+    setattr(model.config, ABSORBING_VALUE_KEY, float(value))
+
+
+def absorbing_value_of(model: nn.Module) -> float:
+    """v_A recorded in `model`'s config (`record_absorbing_value`), 0 (IQ-Learn's V after EOS) if none."""
+    return float(getattr(getattr(model, "config", None), ABSORBING_VALUE_KEY, None) or 0.0)
 
 
 def value_param_of(model: nn.Module) -> str:

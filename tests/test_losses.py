@@ -34,7 +34,7 @@ def random_batch(seed=0, B=4, T=7):
 
 
 EOS_WEIGHT = {"include": lambda gamma: 1.0, "absorbing": lambda gamma: 1.0 - gamma, "exclude": lambda gamma: 0.0,
-              "centred": lambda gamma: 1.0}
+              "centred": lambda gamma: 1.0, "centred_absorbing": lambda gamma: 1.0}
 TERMINAL = list(EOS_WEIGHT)
 
 
@@ -48,12 +48,22 @@ DEFAULT_PENALTY = brute_huber(IQ_TD_HUBER)
 
 
 def chi2_mean(weighted_rewards, terminal_td, centre=None, penalty=DEFAULT_PENALTY):
-    """Mean over the actions of w·penalty(r − c) (the χ² term: penalty x²; by default the penalty of the
-    default td_huber); c = 0, or under `centred` the given centre or else the weighted mean."""
-    if terminal_td == "centred" and centre is None:
-        centre = sum(w * r for w, r in weighted_rewards) / sum(w for w, _ in weighted_rewards)
-    c = centre if terminal_td == "centred" else 0.0
-    return sum(w * penalty(r - c) for w, r in weighted_rewards) / len(weighted_rewards)
+    """Mean over the actions, given as (w, r, is_stop), of w·penalty(r − c) (the χ² term: penalty x²; by default
+    the penalty of the default td_huber). c = 0; under `centred` the given centre or else the weighted mean;
+    under `centred_absorbing` each group (stop actions, the others) on its own: the given pair (c, c_stop) or else
+    each group's weighted mean."""
+    def mean_of(group):
+        return sum(w * r for w, r, _ in group) / max(sum(w for w, _, _ in group), 1e-300)
+
+    stops = [x for x in weighted_rewards if x[2]]
+    others = [x for x in weighted_rewards if not x[2]]
+    if terminal_td == "centred_absorbing":
+        c, c_stop = centre if centre is not None else (mean_of(others), mean_of(stops))
+    elif terminal_td == "centred":
+        c = c_stop = centre if centre is not None else mean_of(weighted_rewards)
+    else:
+        c = c_stop = 0.0
+    return sum(w * penalty(r - (c_stop if stop else c)) for w, r, stop in weighted_rewards) / len(weighted_rewards)
 
 
 def brute_force_iq(logits, labels, gamma, td_weight, alpha, terminal_td="include"):
@@ -76,7 +86,7 @@ def brute_force_iq(logits, labels, gamma, td_weight, alpha, terminal_td="include
             r = q - gamma * v_next
             w = eos_weight if a == EOS else 1.0
             nlls.append(-(q - v) / alpha)
-            tds.append((w, r))
+            tds.append((w, r, a == EOS))
     n = len(nlls)
     td = chi2_mean(tds, terminal_td)
     return sum(nlls) / n * alpha + td_weight * td, sum(nlls) / n, td
@@ -146,7 +156,7 @@ def brute_force_mean(logits, labels, reward, gamma, lam, terminal_td, penalty=DE
             r = reward(b, t, a)
             w = EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0
             logps.append(logp)
-            weighted.append((w, r))
+            weighted.append((w, r, a == EOS))
     return -sum(logps) / len(logps) + lam * chi2_mean(weighted, terminal_td, penalty=penalty)
 
 
@@ -201,7 +211,7 @@ def brute_force_online(logits, labels, is_policy, gamma, lam, terminal_td="inclu
                 demo_r.append(r)
             left_out = policy_terminal_value == "exclude" and is_policy[b] and a == EOS
             mix_v.append(0.0 if left_out else v - gamma * v_next)  # still a mean over every mixture token
-            mix_r2.append((EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0, r))
+            mix_r2.append((EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0, r, a == EOS))
     mean = lambda xs: sum(xs) / len(xs)
     return -reward_scale * mean(demo_r) + mean(mix_v) + lam * chi2_mean(mix_r2, terminal_td)
 

@@ -99,7 +99,7 @@ def brute_force_iq(model, demos_, gamma, td_weight, terminal_td, centre):
             v = v_of(q_s)
             v_next = 0.0 if a == EOS else v_of(_state_logits(model, prompt, start + actions[: t + 1]))
             nlls.append(v - float(q_s[a]))
-            tds.append((EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0, float(q_s[a]) - gamma * v_next))
+            tds.append((EOS_WEIGHT[terminal_td](gamma) if a == EOS else 1.0, float(q_s[a]) - gamma * v_next, a == EOS))
     return sum(nlls) / len(nlls) + td_weight * chi2_mean(tds, terminal_td, centre)
 
 

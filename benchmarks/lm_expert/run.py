@@ -55,6 +55,8 @@ ARMS = {
     "iq_td0.3_huber": {"trainer": "iq", "td_weight": 0.3, "td_huber": 1.0},
     "iq_td0.3_huber0.5": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.5},
     "iq_td0.3_huber0.25": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.25},
+    # the absorbing state's value learned too, so the stop rewards centre on their own mean (terminal_td's help)
+    "iq_td0.3_absorbing": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.5, "terminal_td": "centred_absorbing"},
     "gail": {"trainer": "gail"},
     "spin": {"trainer": "spin"},
 }

@@ -194,10 +194,13 @@ class IQConfig(SamplingConfig, SFTConfig):
         metadata={"help": "How the terminal (EOS) transition enters the χ² term: 'include' (IQ-Learn: V(s')=0 after "
                           "EOS, which biases toward never stopping), 'absorbing' (its r² weighted by 1 − γ), "
                           "'exclude' (the reward of stopping left free: no length bias at the optimum, but it is "
-                          "reached slowly and the stop action then carries the whole return) or 'centred' (EOS "
+                          "reached slowly and the stop action then carries the whole return), 'centred' (EOS "
                           "included; the χ² term penalises the rewards' spread around their mean, as if a shared "
                           "value offset, the absorbing state's included, were learned: no length bias and a stop "
-                          "reward like the others'; needs a per-state level, value_param 'head' or 'offset')."},
+                          "reward like the others'; needs a per-state level, value_param 'head' or 'offset') or "
+                          "'centred_absorbing' (centred, and the absorbing state's value after EOS learned too: the "
+                          "stop rewards centre on their own mean, so the χ² term does not lower EOS's likelihood "
+                          "as a whole; the value is saved in the config for reading rewards back)."},
     )
     value_param: str = field(
         default=IQ_VALUE_PARAM,

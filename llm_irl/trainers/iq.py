@@ -28,6 +28,7 @@ from transformers import TrainerCallback
 
 from llm_irl.batching import batch_prompts, labelled_row, model_inputs, pad_batch, unpad_rows
 from llm_irl.chunked import chunked_mdp_and_entropy
+from llm_irl.defaults import CENTRED
 from llm_irl.lm_head import lm_head_hidden
 from llm_irl.modeling import unwrap_model
 from llm_irl.phase_timer import ROLLOUT, UPDATE
@@ -36,7 +37,7 @@ from llm_irl.rollout import generate_rollouts
 from llm_irl.seeding import derive_seed
 from llm_irl.soft_q import policy_entropy, token_mdp
 from llm_irl.special_tokens import eos_token_ids
-from llm_irl.state_head import attach_state_head, record_value_param, state_values
+from llm_irl.state_head import attach_state_head, record_absorbing_value, record_value_param, state_values
 from llm_irl.trainers.base import DemoTrainer
 from llm_irl.trainers.configs import IQConfig
 from llm_irl.trainers.reward_centre import FILE as CENTRE_FILE
@@ -51,7 +52,7 @@ class IQTrainer(DemoTrainer):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.args.terminal_td == "centred":
+        if self.args.terminal_td in CENTRED:
             self.add_callback(_EndStepCentre(self))
 
     def prepare_model(self, model, args):
@@ -65,8 +66,11 @@ class IQTrainer(DemoTrainer):
         record_value_param(model, args.value_param)  # so load_model gives a saved model its head back
         return attach_state_head(model)
 
-    def _centre(self) -> float | None:
-        """The centre every micro-batch of this step passes to the χ² term (None: not centred)."""
+    def _centre(self) -> float | tuple[float, float] | None:
+        """The centre every micro-batch of this step passes to the χ² term: c, (c, c_stop) under
+        `centred_absorbing`, None when not centred."""
+        if self.args.terminal_td == "centred_absorbing":
+            return self.reward_centre.value, self.reward_centre.stop_value
         return self.reward_centre.value if self.args.terminal_td == "centred" else None
 
     def policy_alpha(self, args) -> float:
@@ -209,6 +213,13 @@ class IQTrainer(DemoTrainer):
     def _pool_file(self, checkpoint: str) -> str:
         return os.path.join(checkpoint, file_name(self.args.process_index, self.args.world_size))
 
+    def _save(self, output_dir=None, state_dict=None):
+        # the absorbing state's value the objective learned goes into the config, for reading rewards back
+        if self.args.terminal_td == "centred_absorbing":
+            centre = self.reward_centre
+            record_absorbing_value(unwrap_model(self.model), (centre.stop_value - centre.value) / self.args.gamma)
+        super()._save(output_dir, state_dict)
+
     def _save_checkpoint(self, model, trial):
         # written before Trainer's own files, so a checkpoint marked complete holds it; every process
         # writes its own pool (each samples for its own batches)
@@ -216,7 +227,7 @@ class IQTrainer(DemoTrainer):
         if self.args.policy_mix > 0:
             os.makedirs(path, exist_ok=True)
             self.rollout_pool.save(self._pool_file(path))
-        if self.args.terminal_td == "centred" and self.args.should_save:  # the same on every process
+        if self.args.terminal_td in CENTRED and self.args.should_save:  # the same on every process
             os.makedirs(path, exist_ok=True)
             self.reward_centre.save(os.path.join(path, CENTRE_FILE))
         super()._save_checkpoint(model, trial)
@@ -227,7 +238,7 @@ class IQTrainer(DemoTrainer):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         if self.args.policy_mix > 0:
             self.rollout_pool.load(self._pool_file(resume_from_checkpoint))
-        if self.args.terminal_td == "centred":
+        if self.args.terminal_td in CENTRED:
             self.reward_centre.load(os.path.join(resume_from_checkpoint, CENTRE_FILE))
 
     def sum_over_processes(self, values: list[float]) -> list[float]:
