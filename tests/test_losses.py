@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from llm_irl.defaults import IQ_TD_HUBER
 from llm_irl.losses import iq_loss, iq_value_head_loss, sft_loss
-from llm_irl.soft_q import policy_entropy, token_mdp
+from llm_irl.soft_q import masked_mean, policy_entropy, token_mdp
 
 EOS = 2
 VOCAB = 5
@@ -451,3 +451,26 @@ def test_td_huber_bounds_the_pull_on_the_likelihood_so_none_is_lowered():
         lowered[kappa] = (log_pi.grad > 0)[mdp.mask].double().mean().item()
         assert stats["td_reversed"].item() == pytest.approx(lowered[kappa])
     assert lowered[0.0] > 0 and lowered[1.0] == 0
+
+
+def test_centred_absorbing_leaves_the_stop_actions_no_net_pull_from_the_chi2_term():
+    """With V from a value head the χ² term's pull on a demonstrated log π(a|s) is 2λ·(r − c): under `centred` the
+    stop actions share one sign of pull when their rewards sit apart from the rest, under `centred_absorbing`
+    (their own centre, the absorbing state's value learned) their pulls sum to zero at κ = 0."""
+    from llm_irl.losses import iq_objective, value_head_mdp
+
+    logits, labels = random_batch(7)
+    values = 3 * torch.randn(labels.shape, generator=torch.Generator().manual_seed(11), dtype=torch.float64)
+    values[labels == EOS] += 2.0  # a predictable value gap before each stop, as on real text
+    mdp = value_head_mdp(token_mdp(logits.double(), labels, eos_token_id=EOS), values)
+    pull = {}
+    for terminal_td in ("centred", "centred_absorbing"):
+        log_pi = mdp.log_pi.detach().clone().requires_grad_(True)
+        leaf = type(mdp)(q=mdp.v + log_pi, v=mdp.v, v_next=mdp.v_next, mask=mdp.mask, terminal=mdp.terminal,
+                         actions=mdp.actions, alpha=1.0)
+        td, _ = iq_objective(leaf, gamma=0.9, td_weight=1.0, terminal_td=terminal_td, td_huber=0.0)
+        nll = masked_mean(-log_pi, mdp.mask)
+        (td - nll).backward()  # the χ² term's part of the gradient alone
+        pull[terminal_td] = log_pi.grad[mdp.terminal].sum().item()
+    assert abs(pull["centred"]) > 1e-3
+    assert pull["centred_absorbing"] == pytest.approx(0.0, abs=1e-12)

@@ -96,15 +96,18 @@ def test_adapters_saved_elsewhere_keep_the_base_alpha(tmp_path):
 
 def test_iq_lora_save_reloads_its_value_head_through_load_model(tmp_path):
     """The value head trains in full beside the adapters and saves among them; `load_model` attaches it again,
-    so the reward read back (`llm_irl.rewards`) is the one the model was regularised on, not the logits' own."""
+    so the reward read back (`llm_irl.rewards`) is the one the model was regularised on, not the logits' own;
+    the absorbing state's learned value (`centred_absorbing`) comes back with it."""
     from llm_irl.rewards import implied_rewards
-    from llm_irl.state_head import value_param_of
+    from llm_irl.state_head import absorbing_value_of, value_param_of
 
     base, out = _base_dir(tmp_path), str(tmp_path / "iq")
-    trainer = _lora_run(IQTrainer, IQConfig, base, out, value_param="head")
+    trainer = _lora_run(IQTrainer, IQConfig, base, out, value_param="head", terminal_td="centred_absorbing")
     trained = trainer.model.base_model.model.state_head.modules_to_save["default"]
     reloaded = load_model(out)
     assert value_param_of(reloaded) == "head"
+    v_a = (trainer.reward_centre.stop_value - trainer.reward_centre.value) / 0.99
+    assert v_a != 0 and absorbing_value_of(reloaded) == pytest.approx(v_a)
     assert torch.equal(reloaded.state_head.weight, trained.weight) and torch.equal(reloaded.state_head.bias, trained.bias)
     assert trained.weight.abs().sum() > 0  # trained away from its zero start, so the comparison means something
     tok = load_tokenizer(out)

@@ -1,6 +1,7 @@
 """`terminal_td: centred` in the trainer: every micro-batch of a step is centred on the previous step's mean
 implied reward (0 before the first), the centre is checkpointed, and a model trained with a state head
-gives its reward back after saving and loading."""
+gives its reward back after saving and loading. `centred_absorbing` keeps a second centre for the stop
+actions, and its saved model reads the stop reward back against the absorbing state's learned value."""
 
 from __future__ import annotations
 
@@ -32,6 +33,32 @@ def test_each_step_is_centred_on_the_previous_steps_mean_reward(tmp_path):
     for before, now in zip(logs, logs[1:]):  # offline, the χ² term's weighted mean is the logged `reward`
         assert now["reward_centre"] == pytest.approx(before["reward"], rel=1e-5)
     assert trainer.reward_centre.value == pytest.approx(logs[-1]["reward"], rel=1e-5)
+
+
+def test_centred_absorbing_centres_the_stop_actions_on_their_own_previous_mean(tmp_path):
+    """Each step's two centres are the previous step's mean reward of the other actions and of the stop actions,
+    read back from the logged sums' definition: the logged `reward` mixes both groups, so it is neither."""
+    seen = []
+    trainer = _trainer(tmp_path, terminal_td="centred_absorbing")
+    observe = trainer.reward_centre.observe
+    trainer.reward_centre.observe = lambda stats, training: (seen.append({k: float(v) for k, v in stats.items()
+                                                                           if k.startswith("chi2_")}),
+                                                              observe(stats, training=training))[1]
+    centres = []
+    end_step = trainer.reward_centre.end_step
+    trainer.reward_centre.end_step = lambda reduce: (centres.append((trainer.reward_centre.value,
+                                                                     trainer.reward_centre.stop_value)),
+                                                      end_step(reduce))[1]
+    trainer.train()
+    assert centres[0] == (0.0, 0.0) and len(seen) == 4
+    for step, sums in enumerate(seen[:-1]):
+        c, c_stop = centres[step + 1]
+        assert c == pytest.approx(sums["chi2_reward_sum"] / sums["chi2_weight_sum"])
+        assert c_stop == pytest.approx(sums["chi2_stop_reward_sum"] / sums["chi2_stop_weight_sum"])
+        assert abs(c - c_stop) > 1e-3  # two centres, not one
+    logs = [h for h in trainer.state.log_history if "absorbing_value" in h]
+    assert len(logs) == 4 and logs[1]["absorbing_value"] == pytest.approx((centres[1][1] - centres[1][0]) / 0.99,
+                                                                          rel=1e-5)
 
 
 def test_resuming_restores_the_centre_and_ends_on_the_uninterrupted_weights(tmp_path):
@@ -72,3 +99,23 @@ def test_a_saved_value_head_model_loads_with_its_head_and_reads_its_reward(tmp_p
         from_logits = mdp.reward(0.99)[mdp.mask]
     torch.testing.assert_close(torch.tensor(got.rewards[0]), want.float())
     assert not torch.allclose(torch.tensor(got.rewards[0]), from_logits.float())
+
+
+def test_a_saved_centred_absorbing_model_reads_its_stop_reward_against_the_absorbing_value(tmp_path):
+    """The stop reward the objective regularised is Q(s, EOS) − γ·v_A; the saved config records v_A =
+    (c_stop − c)/γ and `implied_rewards` reads it, moving the stop reward alone."""
+    trainer = _trainer(tmp_path, terminal_td="centred_absorbing")
+    trainer.train()
+    trainer.save_model()
+    centre = trainer.reward_centre
+    v_a = (centre.stop_value - centre.value) / 0.99
+    assert abs(v_a) > 1e-3
+    loaded = load_model(str(tmp_path))
+    assert loaded.config.llm_irl_absorbing_value == pytest.approx(v_a)
+    tok = tokenizer()
+    prompts, completions = [tok("a b")["input_ids"]], [tok("d e")["input_ids"] + [tok.eos_token_id]]
+    got = implied_rewards(loaded, tok, prompts, completions, gamma=0.99).rewards[0]
+    loaded.config.llm_irl_absorbing_value = None  # read as IQ-Learn's V = 0 after EOS
+    plain = implied_rewards(loaded, tok, prompts, completions, gamma=0.99).rewards[0]
+    assert got[:-1] == pytest.approx(plain[:-1])
+    assert got[-1] == pytest.approx(plain[-1] - 0.99 * v_a, abs=1e-5)
