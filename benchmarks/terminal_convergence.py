@@ -6,7 +6,7 @@ run as:
     python -m benchmarks.terminal_convergence --quick    # λ 0.1 only, 3,000 steps; prints, writes nothing
     python -m benchmarks.terminal_convergence --online-only  # the online rows only, into the stored summary
 
-For each treatment (`terminal_td`, and `centred` with `td_huber` 0.5 and 1) × λ × γ, full-batch Adam (lr 0.05)
+For each treatment (`terminal_td`, `centred` with `td_huber` 0.5 and 1, `centred_absorbing` with 0.5) × λ × γ, full-batch Adam (lr 0.05)
 on free logits per state fits the IQ loss to 2,000 expert episodes (`llm_irl.tasks.tabular`, expert length
 5.10) and reads, at 300 / 1,000 / 3,000 / 10,000 / 20,000 steps, the learned policy's exact expected length
 and the mean implied reward of the stop action against the other actions'. Writes benchmarks/sweeps/terminal_tabular/
@@ -25,9 +25,9 @@ import os
 from llm_irl.tasks.tabular import expert_rows, train_tabular, transition_counts
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "sweeps", "terminal_tabular")
-# (terminal_td, td_huber): the four treatments with IQ-Learn's χ² term, and `centred` with the term made Huber's loss
+# (terminal_td, td_huber): the treatments with IQ-Learn's χ² term, and the centred ones with the term made Huber's loss
 TREATMENTS = (("include", 0.0), ("absorbing", 0.0), ("exclude", 0.0), ("centred", 0.0), ("centred", 0.5),
-              ("centred", 1.0))
+              ("centred", 1.0), ("centred_absorbing", 0.0), ("centred_absorbing", 0.5))
 TD_WEIGHTS = (0.03, 0.1, 0.3, 1.0)
 GAMMAS = (0.99, 0.9)
 STEPS = (300, 1000, 3000, 10000, 20000)

@@ -37,7 +37,7 @@ def counts(demos):
 
 
 @pytest.mark.parametrize("td_huber", [0.0, 0.5])
-@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude", "centred"])
+@pytest.mark.parametrize("terminal_td", ["include", "absorbing", "exclude", "centred", "centred_absorbing"])
 def test_count_form_equals_the_library_loss(demos, counts, terminal_td, td_huber):
     input_ids, labels = demos
     q = torch.randn(S + 1, S + 1, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).requires_grad_()
@@ -88,13 +88,30 @@ def test_centred_with_huber_converges_as_fast_near_the_expert_length(counts, td_
     assert abs(stop - other) < 0.05
 
 
+@pytest.mark.parametrize("td_huber", [0.0, 0.5])
+@pytest.mark.parametrize("td_weight", [0.03, 0.3, 1.0])
+def test_centred_absorbing_settles_where_centred_does_with_the_stop_reward_read_back_like_the_others(
+        counts, td_weight, td_huber):
+    """Learning the absorbing state's value leaves the optimum where `centred` has it (χ²: the expert's 5.10)
+    and reaches it within 300 steps; the stop reward read back against v_A is the other actions' mean."""
+    run = train(counts, td_weight=td_weight, gamma=0.99, terminal_td="centred_absorbing", td_huber=td_huber,
+                checkpoints=(300, 3000))
+    centred = train(counts, td_weight=td_weight, gamma=0.99, terminal_td="centred", td_huber=td_huber,
+                    checkpoints=(3000,))
+    (early, _, _), (length, stop, other) = run[300], run[3000]
+    assert early == pytest.approx(length, abs=0.01) and length == pytest.approx(centred[3000][0], abs=0.01)
+    if td_huber == 0:
+        assert length == pytest.approx(5.10, abs=0.01)
+    assert stop == pytest.approx(other, abs=1e-9)
+
+
 def policy_rows(q: torch.Tensor, n: int, seed: int, max_len: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
     """n episodes of softmax(q[:S]) from a uniform start, in expert_rows' layout."""
     return episode_rows(torch.softmax(q.detach()[:S], -1), n, torch.Generator().manual_seed(seed), max_len)
 
 
 @pytest.mark.parametrize("policy_terminal_value, td_huber", [("include", 0.0), ("exclude", 0.0), ("include", 0.5)])
-@pytest.mark.parametrize("terminal_td", ["include", "centred"])
+@pytest.mark.parametrize("terminal_td", ["include", "centred", "centred_absorbing"])
 def test_online_count_form_equals_the_library_loss(demos, counts, terminal_td, policy_terminal_value, td_huber):
     from llm_irl.losses import online_iq_loss
 

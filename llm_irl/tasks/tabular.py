@@ -21,7 +21,7 @@ from llm_irl.losses import huber
 S, EOS = 4, 4  # tokens 0..S-1 are the states, token S is EOS
 STOP = 0.2  # the expert's stopping probability in every state
 CHI2_EOS_WEIGHT = {"include": lambda gamma: 1.0, "absorbing": lambda gamma: 1.0 - gamma,
-                   "exclude": lambda gamma: 0.0, "centred": lambda gamma: 1.0}
+                   "exclude": lambda gamma: 0.0, "centred": lambda gamma: 1.0, "centred_absorbing": lambda gamma: 1.0}
 
 
 def expert_rows(n: int = 2000, seed: int = 0, max_len: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
@@ -89,11 +89,20 @@ def values_and_rewards(q: torch.Tensor, gamma: float) -> tuple[torch.Tensor, tor
 def chi2_sum(counts: torch.Tensor, r: torch.Tensor, *, gamma: float, terminal_td: str,
              td_huber: float = 0.0) -> torch.Tensor:
     """Σ counts·w·huber(r − c), w and c as `losses.chi2_term` has them (c the detached weighted mean under
-    `centred`, else 0; huber(x) = x² when `td_huber` is 0)."""
+    `centred`, that of the stop actions and of the others under `centred_absorbing`, else 0; huber(x) = x²
+    when `td_huber` is 0)."""
     w = torch.ones_like(counts)
     w[:, EOS] = CHI2_EOS_WEIGHT[terminal_td](gamma)
-    centre = ((counts * w * r).sum() / (counts * w).sum()).detach() if terminal_td == "centred" else 0.0
-    return (counts * w * huber(r - centre, td_huber)).sum()
+    weighted = counts * w
+    mean = lambda group: ((weighted * r * group).sum() / (weighted * group).sum()).detach()
+    centre = torch.zeros_like(r)
+    if terminal_td == "centred":
+        centre += mean(torch.ones_like(r))
+    elif terminal_td == "centred_absorbing":
+        stop = torch.zeros_like(r)
+        stop[:, EOS] = 1.0
+        centre = stop * mean(stop) + (1 - stop) * mean(1 - stop)
+    return (weighted * huber(r - centre, td_huber)).sum()
 
 
 def tabular_iq_loss(q: torch.Tensor, counts: torch.Tensor, *, td_weight: float, gamma: float,
@@ -126,7 +135,8 @@ def train_tabular(counts: torch.Tensor, *, td_weight: float, gamma: float, termi
                   checkpoints: tuple[int, ...], lr: float = 0.05, policy_share: float = 0.0,
                   policy_terminal_value: str = "include", td_huber: float = 0.0) -> dict[int, dict[str, float]]:
     """Full-batch Adam from Q = 0; at each checkpoint step the expected length and the mean implied reward of
-    the stop action and of the other actions (demonstration-weighted). With `policy_share` m > 0 the objective is
+    the stop action and of the other actions (demonstration-weighted; the stop reward read back against the
+    learned absorbing value under `centred_absorbing`). With `policy_share` m > 0 the objective is
     online IQ's on a mixture whose policy rows are m of all rows (their exact expected counts under the current
     policy, redrawn every step)."""
     q = torch.zeros(S + 1, S + 1, dtype=torch.float64, requires_grad=True)
@@ -149,6 +159,10 @@ def train_tabular(counts: torch.Tensor, *, td_weight: float, gamma: float, termi
             with torch.no_grad():
                 stop = (counts[:, EOS] * r[:, EOS]).sum() / counts[:, EOS].sum()
                 other = (counts[:, :S] * r[:, :S]).sum() / counts[:, :S].sum()
+                if terminal_td == "centred_absorbing":  # read back as Q(s, EOS) − γ·v_A, v_A = (c_stop − c)/γ
+                    mix = counts + policy if policy_share > 0 else counts  # the counts the χ² term centres on
+                    c_stop = (mix[:, EOS] * r[:, EOS]).sum() / mix[:, EOS].sum()
+                    stop = stop - (c_stop - (mix[:, :S] * r[:, :S]).sum() / mix[:, :S].sum())
             out[step] = {"length": expected_length(q.detach()), "reward_stop": float(stop),
                          "reward_other": float(other)}
     return out
