@@ -24,6 +24,7 @@ from benchmarks.verdicts import expert_figure, figure
 from llm_irl.metrics.stats import seed_interval
 
 LENGTH_BAND, EOS_POINTS = 0.10, 3.0
+ABSORBING = "centred_absorbing"
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,16 @@ class Row:
     arm: str
     td_weight: float
     td_huber: float
+    terminal_td: str = "centred"
 
 
 def _tiny(expert: str, regime: str) -> list[Row]:
     label, name = f"{expert}, {regime} (2x64)", f"{expert}_{regime}"
     return ([Row(label, f"sweeps/centred_{name}", f"centred_head_{lam}", lam, 0.0) for lam in (0.03, 0.1, 0.3)]
             + [Row(label, f"sweeps/huber0.5_{name}", f"huber0.5_{lam}", lam, 0.5) for lam in (0.03, 0.1, 0.3)]
-            + [Row(label, f"sweeps/huber_{name}", f"huber_{lam}", lam, 1.0) for lam in (0.03, 0.1, 0.3)])
+            + [Row(label, f"sweeps/huber_{name}", f"huber_{lam}", lam, 1.0) for lam in (0.03, 0.1, 0.3)]
+            + [Row(label, f"sweeps/absorbing_{name}", f"absorbing_{lam}", lam, 0.5, ABSORBING)
+               for lam in (0.03, 0.1, 0.3)])
 
 
 ROWS = [
@@ -49,6 +53,9 @@ ROWS = [
     Row("lm_expert, scarce", "lm_expert/results/scarce", "iq_td0.3_huber0.5", 0.3, 0.5),
     Row("lm_expert, scarce", "lm_expert/results/scarce", "iq_td0.3_huber", 0.3, 1.0),
     Row("lm_expert, scarce, 2 draws per model", "lm_expert/results/scarce_draws2", "iq_td0.3_huber0.5", 0.3, 0.5),
+    Row("lm_expert, scarce, 2 draws per model", "lm_expert/results/scarce_draws2", "iq_td0.3_huber0.25", 0.3, 0.25),
+    Row("lm_expert, scarce, 2 draws per model", "lm_expert/results/scarce_draws2", "iq_td0.3_absorbing", 0.3, 0.5,
+        ABSORBING),
     Row("lm_expert, plentiful", "lm_expert/results/plentiful", "iq", 0.03, 0.0),
     Row("SmolLM2, human chat", "pretrained/results", "iq", 0.03, 0.0),
     Row("SmolLM2, human chat", "pretrained/results", "iq_huber0.5", 0.03, 0.5),
@@ -91,18 +98,18 @@ def read(row: Row) -> dict | None:
 
 
 def table(rows=ROWS) -> list[str]:
-    lines = ["| setting | λ | td_huber | length (T 1) | × demonstrations (SFT's) | × SFT | ended EOS (SFT) "
-             "| EOS − SFT, points [95%] | seeds | meets |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| setting | terminal_td | λ | td_huber | length (T 1) | × demonstrations (SFT's) | × SFT "
+             "| ended EOS (SFT) | EOS − SFT, points [95%] | seeds | meets |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if (f := read(row)) is None:
             continue
         gap = f["eos_gap"]
         gap_text = f"{gap['value']:+.1f} [{gap['lo']:+.1f}, {gap['hi']:+.1f}]" if gap else "–"
         demos = f"{f['vs_demos']:.2f} ({f['sft_vs_demos']:.2f})" if f["vs_demos"] else "–"
-        lines.append(f"| {row.setting} | {row.td_weight:g} | {row.td_huber:g} | {f['length']:.1f} | {demos} | "
-                     f"{f['vs_sft']:.2f} | {f['ended']:.1%} ({f['sft_ended']:.1%}) | {gap_text} | {f['seeds']} | "
-                     f"{'yes' if f['meets'] else '**no**'} |")
+        lines.append(f"| {row.setting} | {row.terminal_td} | {row.td_weight:g} | {row.td_huber:g} | "
+                     f"{f['length']:.1f} | {demos} | {f['vs_sft']:.2f} | {f['ended']:.1%} ({f['sft_ended']:.1%}) | "
+                     f"{gap_text} | {f['seeds']} | {'yes' if f['meets'] else '**no**'} |")
     return lines
 
 
