@@ -91,6 +91,10 @@ ARMS = {
     "iq_td0.3_huber0.5": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.5},
     # the defaults since td_huber's became 0.5, spelled out
     "iq_huber0.5": {"trainer": "iq", **IQ_DEFAULTS, "td_huber": 0.5},
+    # the absorbing state's value learned too, so the stop rewards centre on their own mean (terminal_td's help)
+    "iq_td0.3_absorbing": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.5,
+                           "terminal_td": "centred_absorbing"},
+    "iq_absorbing": {"trainer": "iq", **IQ_DEFAULTS, "td_huber": 0.5, "terminal_td": "centred_absorbing"},
     # online IQ: a tenth of each batch sampled from the current policy (one decode per step); --arms adds it
     "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40},
 }
