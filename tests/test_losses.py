@@ -51,14 +51,22 @@ def chi2_mean(weighted_rewards, terminal_td, centre=None, penalty=DEFAULT_PENALT
     """Mean over the actions, given as (w, r, is_stop), of w·penalty(r − c) (the χ² term: penalty x²; by default
     the penalty of the default td_huber). c = 0; under `centred` the given centre or else the weighted mean;
     under `centred_absorbing` each group (stop actions, the others) on its own: the given pair (c, c_stop) or else
-    each group's weighted mean."""
+    each group's minimiser of Σ w·penalty(r − c)."""
     def mean_of(group):
         return sum(w * r for w, r, _ in group) / max(sum(w for w, _, _ in group), 1e-300)
+
+    def minimiser(group):  # of Σ w·penalty(r − c), convex in c: ternary search between the extreme rewards
+        lo, hi = min((r for _, r, _ in group), default=0.0), max((r for _, r, _ in group), default=0.0)
+        cost = lambda c: sum(w * penalty(r - c) for w, r, _ in group)
+        for _ in range(200):
+            a, b = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+            lo, hi = (a, hi) if cost(a) > cost(b) else (lo, b)
+        return (lo + hi) / 2
 
     stops = [x for x in weighted_rewards if x[2]]
     others = [x for x in weighted_rewards if not x[2]]
     if terminal_td == "centred_absorbing":
-        c, c_stop = centre if centre is not None else (mean_of(others), mean_of(stops))
+        c, c_stop = centre if centre is not None else (minimiser(others), minimiser(stops))
     elif terminal_td == "centred":
         c = c_stop = centre if centre is not None else mean_of(weighted_rewards)
     else:
@@ -453,10 +461,12 @@ def test_td_huber_bounds_the_pull_on_the_likelihood_so_none_is_lowered():
     assert lowered[0.0] > 0 and lowered[1.0] == 0
 
 
-def test_centred_absorbing_leaves_the_stop_actions_no_net_pull_from_the_chi2_term():
-    """With V from a value head the χ² term's pull on a demonstrated log π(a|s) is 2λ·(r − c): under `centred` the
-    stop actions share one sign of pull when their rewards sit apart from the rest, under `centred_absorbing`
-    (their own centre, the absorbing state's value learned) their pulls sum to zero at κ = 0."""
+@pytest.mark.parametrize("td_huber", [0.0, 0.5])
+def test_centred_absorbing_leaves_the_stop_actions_no_net_pull_from_the_chi2_term(td_huber):
+    """With V from a value head the χ² term's pull on a demonstrated log π(a|s) is 2λ·ψ(r − c) (ψ the identity, or
+    the clip at ±κ under Huber's loss): under `centred` the stop actions share one sign of pull when their rewards
+    sit apart from the rest, under `centred_absorbing` (their own centre, the absorbing state's value learned)
+    their pulls sum to zero, and so do the other actions'."""
     from llm_irl.losses import iq_objective, value_head_mdp
 
     logits, labels = random_batch(7)
@@ -468,9 +478,10 @@ def test_centred_absorbing_leaves_the_stop_actions_no_net_pull_from_the_chi2_ter
         log_pi = mdp.log_pi.detach().clone().requires_grad_(True)
         leaf = type(mdp)(q=mdp.v + log_pi, v=mdp.v, v_next=mdp.v_next, mask=mdp.mask, terminal=mdp.terminal,
                          actions=mdp.actions, alpha=1.0)
-        td, _ = iq_objective(leaf, gamma=0.9, td_weight=1.0, terminal_td=terminal_td, td_huber=0.0)
+        td, _ = iq_objective(leaf, gamma=0.9, td_weight=1.0, terminal_td=terminal_td, td_huber=td_huber)
         nll = masked_mean(-log_pi, mdp.mask)
         (td - nll).backward()  # the χ² term's part of the gradient alone
-        pull[terminal_td] = log_pi.grad[mdp.terminal].sum().item()
-    assert abs(pull["centred"]) > 1e-3
-    assert pull["centred_absorbing"] == pytest.approx(0.0, abs=1e-12)
+        pull[terminal_td] = (log_pi.grad[mdp.terminal].sum().item(),
+                             log_pi.grad[mdp.mask & ~mdp.terminal].sum().item())
+    assert abs(pull["centred"][0]) > 1e-3
+    assert pull["centred_absorbing"] == pytest.approx((0.0, 0.0), abs=1e-10)

@@ -36,10 +36,11 @@ def test_each_step_is_centred_on_the_previous_steps_mean_reward(tmp_path):
 
 
 def test_centred_absorbing_centres_the_stop_actions_on_their_own_previous_mean(tmp_path):
-    """Each step's two centres are the previous step's mean reward of the other actions and of the stop actions,
-    read back from the logged sums' definition: the logged `reward` mixes both groups, so it is neither."""
+    """Each step's two centres are the previous step's mean reward of the other actions and of the stop actions (each
+    reward clipped to within κ of the centre in use: one step toward the Huber location), read back from the
+    reported sums: the logged `reward` mixes both groups, so it is neither."""
     seen = []
-    trainer = _trainer(tmp_path, terminal_td="centred_absorbing")
+    trainer = _trainer(tmp_path, terminal_td="centred_absorbing", max_steps=12)
     observe = trainer.reward_centre.observe
     trainer.reward_centre.observe = lambda stats, training: (seen.append({k: float(v) for k, v in stats.items()
                                                                            if k.startswith("chi2_")}),
@@ -50,14 +51,16 @@ def test_centred_absorbing_centres_the_stop_actions_on_their_own_previous_mean(t
                                                                      trainer.reward_centre.stop_value)),
                                                       end_step(reduce))[1]
     trainer.train()
-    assert centres[0] == (0.0, 0.0) and len(seen) == 4
+    assert centres[0] == (0.0, 0.0) and len(seen) == 12
     for step, sums in enumerate(seen[:-1]):
         c, c_stop = centres[step + 1]
         assert c == pytest.approx(sums["chi2_reward_sum"] / sums["chi2_weight_sum"])
         assert c_stop == pytest.approx(sums["chi2_stop_reward_sum"] / sums["chi2_stop_weight_sum"])
-        assert abs(c - c_stop) > 1e-3  # two centres, not one
+        # under td_huber κ (0.5 by default) the sums are of rewards clipped to the centre ± κ: a step moves it ≤ κ
+        assert abs(c - centres[step][0]) <= 0.5 + 1e-9 and abs(c_stop - centres[step][1]) <= 0.5 + 1e-9
+    assert any(abs(c - c_stop) > 1e-3 for c, c_stop in centres)  # two centres, not one
     logs = [h for h in trainer.state.log_history if "absorbing_value" in h]
-    assert len(logs) == 4 and logs[1]["absorbing_value"] == pytest.approx((centres[1][1] - centres[1][0]) / 0.99,
+    assert len(logs) == 12 and logs[1]["absorbing_value"] == pytest.approx((centres[1][1] - centres[1][0]) / 0.99,
                                                                           rel=1e-5)
 
 
@@ -104,7 +107,7 @@ def test_a_saved_value_head_model_loads_with_its_head_and_reads_its_reward(tmp_p
 def test_a_saved_centred_absorbing_model_reads_its_stop_reward_against_the_absorbing_value(tmp_path):
     """The stop reward the objective regularised is Q(s, EOS) − γ·v_A; the saved config records v_A =
     (c_stop − c)/γ and `implied_rewards` reads it, moving the stop reward alone."""
-    trainer = _trainer(tmp_path, terminal_td="centred_absorbing")
+    trainer = _trainer(tmp_path, terminal_td="centred_absorbing", max_steps=12)
     trainer.train()
     trainer.save_model()
     centre = trainer.reward_centre

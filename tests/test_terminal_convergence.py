@@ -90,19 +90,17 @@ def test_centred_with_huber_converges_as_fast_near_the_expert_length(counts, td_
 
 @pytest.mark.parametrize("td_huber", [0.0, 0.5])
 @pytest.mark.parametrize("td_weight", [0.03, 0.3, 1.0])
-def test_centred_absorbing_settles_where_centred_does_with_the_stop_reward_read_back_like_the_others(
-        counts, td_weight, td_huber):
-    """Learning the absorbing state's value leaves the optimum where `centred` has it (χ²: the expert's 5.10)
-    and reaches it within 300 steps; the stop reward read back against v_A is the other actions' mean."""
+def test_centred_absorbing_reaches_the_expert_length_within_300_steps_under_huber_too(counts, td_weight, td_huber):
+    """Learning the absorbing state's value, each group centred on its own minimiser (the Huber location under κ):
+    the expert's 5.10 within 300 steps at every λ, κ 0.5 included, where `centred` with κ 0.5 settles at
+    4.93-5.08; no drift of the reward's level after (its flat direction gets no pull); the stop reward read
+    back against v_A is like the other actions'."""
     run = train(counts, td_weight=td_weight, gamma=0.99, terminal_td="centred_absorbing", td_huber=td_huber,
                 checkpoints=(300, 3000))
-    centred = train(counts, td_weight=td_weight, gamma=0.99, terminal_td="centred", td_huber=td_huber,
-                    checkpoints=(3000,))
-    (early, _, _), (length, stop, other) = run[300], run[3000]
-    assert early == pytest.approx(length, abs=0.01) and length == pytest.approx(centred[3000][0], abs=0.01)
-    if td_huber == 0:
-        assert length == pytest.approx(5.10, abs=0.01)
-    assert stop == pytest.approx(other, abs=1e-9)
+    (early, _, early_other), (length, stop, other) = run[300], run[3000]
+    assert early == pytest.approx(5.10, abs=0.01) and length == pytest.approx(5.10, abs=0.01)
+    assert other == pytest.approx(early_other, abs=0.02)
+    assert abs(stop - other) < 0.15  # Huber locations, not means: equal up to the groups' skew
 
 
 def policy_rows(q: torch.Tensor, n: int, seed: int, max_len: int = 40) -> tuple[torch.Tensor, torch.Tensor]:

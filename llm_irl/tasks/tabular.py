@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from llm_irl.losses import huber
+from llm_irl.losses import huber, huber_location
 
 S, EOS = 4, 4  # tokens 0..S-1 are the states, token S is EOS
 STOP = 0.2  # the expert's stopping probability in every state
@@ -89,8 +89,8 @@ def values_and_rewards(q: torch.Tensor, gamma: float) -> tuple[torch.Tensor, tor
 def chi2_sum(counts: torch.Tensor, r: torch.Tensor, *, gamma: float, terminal_td: str,
              td_huber: float = 0.0) -> torch.Tensor:
     """Σ counts·w·huber(r − c), w and c as `losses.chi2_term` has them (c the detached weighted mean under
-    `centred`, that of the stop actions and of the others under `centred_absorbing`, else 0; huber(x) = x²
-    when `td_huber` is 0)."""
+    `centred`, the Huber location of the stop actions and of the others under `centred_absorbing`, else 0;
+    huber(x) = x² when `td_huber` is 0)."""
     w = torch.ones_like(counts)
     w[:, EOS] = CHI2_EOS_WEIGHT[terminal_td](gamma)
     weighted = counts * w
@@ -98,10 +98,11 @@ def chi2_sum(counts: torch.Tensor, r: torch.Tensor, *, gamma: float, terminal_td
     centre = torch.zeros_like(r)
     if terminal_td == "centred":
         centre += mean(torch.ones_like(r))
-    elif terminal_td == "centred_absorbing":
+    elif terminal_td == "centred_absorbing":  # each group on its Huber location (its mean when κ = 0)
         stop = torch.zeros_like(r)
         stop[:, EOS] = 1.0
-        centre = stop * mean(stop) + (1 - stop) * mean(1 - stop)
+        location = lambda group: huber_location(r.detach(), weighted * group, td_huber)
+        centre = stop * location(stop) + (1 - stop) * location(1 - stop)
     return (weighted * huber(r - centre, td_huber)).sum()
 
 
@@ -161,8 +162,8 @@ def train_tabular(counts: torch.Tensor, *, td_weight: float, gamma: float, termi
                 other = (counts[:, :S] * r[:, :S]).sum() / counts[:, :S].sum()
                 if terminal_td == "centred_absorbing":  # read back as Q(s, EOS) − γ·v_A, v_A = (c_stop − c)/γ
                     mix = counts + policy if policy_share > 0 else counts  # the counts the χ² term centres on
-                    c_stop = (mix[:, EOS] * r[:, EOS]).sum() / mix[:, EOS].sum()
-                    stop = stop - (c_stop - (mix[:, :S] * r[:, :S]).sum() / mix[:, :S].sum())
+                    c_stop = huber_location(r[:, EOS], mix[:, EOS], td_huber)
+                    stop = stop - (c_stop - huber_location(r[:, :S], mix[:, :S], td_huber))
             out[step] = {"length": expected_length(q.detach()), "reward_stop": float(stop),
                          "reward_other": float(other)}
     return out
