@@ -19,6 +19,8 @@ from benchmarks.verdicts import HEADLINE_AXES, at, frontier_against, stored_fron
 ARM_NAMES = {  # headline arm -> how the table names it
     "huber": "offline IQ (default: centred, value head, td_huber 0.5)",
     "huber_td0.3": "offline IQ, the defaults at λ 0.3",
+    "absorbing": "offline IQ, centred_absorbing (value head, td_huber 0.5)",
+    "absorbing_td0.3": "offline IQ, centred_absorbing at λ 0.3",
     "centred": "offline IQ, centred, value head, χ² (the default before td_huber)",
     "iq": "offline IQ, exclude (the default before)",
     "iq_td0.3": "offline IQ, exclude, λ 0.3",
@@ -57,6 +59,8 @@ def _study(expert: str, regime: str) -> Setting:
     return Setting(f"tiny_{name}", f"{expert}, {regime} (2x64)", {
         "huber": Source("huber0.5_0.03", (f"sweeps/huber0.5_{name}",)),
         "huber_td0.3": Source("huber0.5_0.3", (f"sweeps/huber0.5_{name}",)),
+        "absorbing": Source("absorbing_0.03", (f"sweeps/absorbing_{name}",)),
+        "absorbing_td0.3": Source("absorbing_0.3", (f"sweeps/absorbing_{name}",)),
         "centred": Source("centred_head_0.03", (f"sweeps/centred_{name}",)),
         "iq": Source("iq", (f"study/{name}",)), "iq_td0.3": Source("iq_td0.3", (f"study/{name}",)),
         "online_0.1": Source("online_iq", (f"study/{name}",)), "online_0.5": Source("online_0.5_0.03_excl", pooled),
@@ -88,10 +92,14 @@ SETTINGS = [
     Setting("pretrained", "SmolLM2-135M, human chat (LoRA)",
             {"huber": Source("iq_huber0.5", ("pretrained/results",), stored=True),
              "huber_td0.3": Source("iq_td0.3_huber0.5", ("pretrained/results",), stored=True),
+             "absorbing": Source("iq_absorbing", ("pretrained/results",), stored=True),
+             "absorbing_td0.3": Source("iq_td0.3_absorbing", ("pretrained/results",), stored=True),
              "centred": Source("iq", ("pretrained/results",), stored=True),
              "centred_td0.3": Source("iq_td0.3", ("pretrained/results",), stored=True)}),
     Setting("lm_expert_scarce", "SmolLM2 expert (context distillation), 128 demos × 3 epochs, LoRA",
             {"huber_td0.3": Source("iq_td0.3_huber0.5", ("lm_expert/results/scarce",)),
+             # two sampling draws per model, SFT's too
+             "absorbing_td0.3": Source("iq_td0.3_absorbing", ("lm_expert/results/scarce_draws2",)),
              "centred": Source("iq", ("lm_expert/results/scarce",)),
              "centred_td0.3": Source("iq_td0.3", ("lm_expert/results/scarce",)),
              "online_0.1_centred": Source("online_iq", ("lm_expert/results/scarce",)),
