@@ -145,3 +145,13 @@ def test_online_centred_with_the_policys_stops_in_the_value_term_reaches_the_exp
     # leaving them out (the old heuristic) keeps the length off and the return in the stop action
     length, stop, other = train(counts, policy_terminal_value="exclude", **kw)[1000]
     assert length > 5.5 and stop > other + 0.5
+
+
+@pytest.mark.parametrize("policy_share", [0.1, 0.5])
+def test_online_centred_absorbing_under_huber_reaches_the_expert_length_within_300_steps(counts, policy_share):
+    """Online, v_A enters the χ² term only (the value term keeps V = 0 after EOS); with κ 0.5 at λ 0.3 the policy
+    has the expert's length within 300 steps, where `centred` settles at 4.81 (share 0.5) to 4.93 (share 0.1)."""
+    kw = dict(td_weight=0.3, gamma=0.99, checkpoints=(300,), policy_share=policy_share, td_huber=0.5)
+    length, stop, other = train(counts, terminal_td="centred_absorbing", **kw)[300]
+    assert length == pytest.approx(5.10, abs=0.01) and abs(stop - other) < 0.15
+    assert train(counts, terminal_td="centred", **kw)[300][0] < 5.0
