@@ -24,8 +24,10 @@ IQ_ALPHA = 1.0
 IQ_TD_HUBER = 0.5
 # `include` (IQ-Learn's) biases the learned policy toward never stopping; `exclude` reaches the expert's length only
 # once V has climbed to ~(future entropy)/(1 − γ), and leaves the return in the stop action; `centred` with a value
-# head does neither (docs/design.md, "Terminal transitions"; BENCHMARKS.md, the centred sweeps)
-IQ_TERMINAL_TD = "centred"
+# head does neither, but on real text its χ² term lowers EOS's likelihood at every stop (EOS is a confident token);
+# `centred_absorbing` learns the value after EOS too, so the stop rewards centre on their own (docs/design.md,
+# "Terminal transitions"; BENCHMARKS.md, "Terminal treatments")
+IQ_TERMINAL_TD = "centred_absorbing"
 IQ_VALUE_PARAM = "head"
 # online IQ: under `centred` the policy samples' stops stay in the value term, as in IQ-Learn; leaving them out
 # (`exclude`) keeps the stop action's reward high and the length off the expert's (tabular: docs/design.md, "Online IQ")

@@ -37,9 +37,9 @@ COMMON = {
 }
 ARMS = {
     "sft": {"trainer": "sft"},
-    # IQConfig's defaults, spelled out: the χ² term centred (EOS kept in) and Huber's beyond 0.5 nats, V from a
-    # value head
-    "iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.03, "td_huber": 0.5, "terminal_td": "centred",
+    # IQConfig's defaults, spelled out: the χ² term centred, the stop rewards on their own centre (the value after EOS
+    # learned), Huber's beyond 0.5 nats, V from a value head
+    "iq": {"trainer": "iq", "gamma": 0.99, "td_weight": 0.03, "td_huber": 0.5, "terminal_td": "centred_absorbing",
            "value_param": "head"},
     # online: half of each batch sampled from the current policy, their EOS transitions out of the value term
     # (BENCHMARKS.md "Online IQ at larger policy shares"; the paper used a tenth), with IQ-Learn's χ² term as measured

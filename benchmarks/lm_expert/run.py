@@ -46,16 +46,18 @@ REGIMES = {
 }
 ARMS = {
     "sft": {"trainer": "sft"},
-    # the library's defaults when these lanes ran: IQ-Learn's χ² term, pinned since td_huber's default became 0.5
-    "iq": {"trainer": "iq", "td_huber": 0.0},
+    # the library's defaults when these lanes ran: IQ-Learn's χ² term, pinned since td_huber's default became 0.5,
+    # and `terminal_td: centred` (every IQ arm here but the absorbing one), pinned since it became `centred_absorbing`
+    "iq": {"trainer": "iq", "td_huber": 0.0, "terminal_td": "centred"},
     "gem": {"trainer": "sft", "loss_type": "gem"},
-    "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40, "td_huber": 0.0},  # the paper's mix-in
-    "iq_td0.3": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.0},
-    # the same with the χ² term made Huber's loss (docs/design.md, "How large a td_weight"); 0.5 is the default now
-    "iq_td0.3_huber": {"trainer": "iq", "td_weight": 0.3, "td_huber": 1.0},
-    "iq_td0.3_huber0.5": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.5},
-    "iq_td0.3_huber0.25": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.25},
-    # the absorbing state's value learned too, so the stop rewards centre on their own mean (terminal_td's help)
+    "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40, "td_huber": 0.0,  # the paper's mix-in
+                  "terminal_td": "centred"},
+    "iq_td0.3": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.0, "terminal_td": "centred"},
+    # the same with the χ² term made Huber's loss (docs/design.md, "How large a td_weight")
+    "iq_td0.3_huber": {"trainer": "iq", "td_weight": 0.3, "td_huber": 1.0, "terminal_td": "centred"},
+    "iq_td0.3_huber0.5": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.5, "terminal_td": "centred"},
+    "iq_td0.3_huber0.25": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.25, "terminal_td": "centred"},
+    # the defaults at λ 0.3: the absorbing state's value learned too, so the stop rewards centre on their own
     "iq_td0.3_absorbing": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.5, "terminal_td": "centred_absorbing"},
     "gail": {"trainer": "gail"},
     "spin": {"trainer": "spin"},

@@ -82,19 +82,19 @@ IQ_DEFAULTS = {"gamma": IQ_GAMMA, "td_weight": IQ_TD_WEIGHT, "terminal_td": IQ_T
 ARMS = {
     "sft": {"trainer": "sft"},
     # the library's IQ defaults, written into the recipe so a lane trained under older defaults is never reused
-    # (`iq` and `iq_td0.3` ran with IQ-Learn's χ² term, the default then: pinned since td_huber's default became 0.5)
-    "iq": {"trainer": "iq", **IQ_DEFAULTS, "td_huber": 0.0},
+    # (`iq` and `iq_td0.3` ran with IQ-Learn's χ² term, the default then: pinned since td_huber's default became 0.5;
+    # these five ran with `terminal_td: centred`, pinned since the default became `centred_absorbing`)
+    "iq": {"trainer": "iq", **IQ_DEFAULTS, "td_huber": 0.0, "terminal_td": "centred"},
     # the same at the largest λ the terminal criterion covers (docs/design.md, "How large a td_weight")
-    "iq_td0.3": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.0},
+    "iq_td0.3": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.0, "terminal_td": "centred"},
     # the same with the χ² term made Huber's loss, which keeps every demonstrated token's likelihood weight positive
-    "iq_td0.3_huber": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 1.0},
-    "iq_td0.3_huber0.5": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.5},
-    # the defaults since td_huber's became 0.5, spelled out
-    "iq_huber0.5": {"trainer": "iq", **IQ_DEFAULTS, "td_huber": 0.5},
-    # the absorbing state's value learned too, so the stop rewards centre on their own mean (terminal_td's help)
+    "iq_td0.3_huber": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 1.0, "terminal_td": "centred"},
+    "iq_td0.3_huber0.5": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.5, "terminal_td": "centred"},
+    "iq_huber0.5": {"trainer": "iq", **IQ_DEFAULTS, "td_huber": 0.5, "terminal_td": "centred"},
+    # the defaults since: the absorbing state's value learned too, so the stop rewards centre on their own mean
+    "iq_absorbing": {"trainer": "iq", **IQ_DEFAULTS, "td_huber": 0.5, "terminal_td": "centred_absorbing"},
     "iq_td0.3_absorbing": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.5,
                            "terminal_td": "centred_absorbing"},
-    "iq_absorbing": {"trainer": "iq", **IQ_DEFAULTS, "td_huber": 0.5, "terminal_td": "centred_absorbing"},
     # online IQ: a tenth of each batch sampled from the current policy (one decode per step); --arms adds it
     "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40},
 }
