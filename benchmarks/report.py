@@ -184,15 +184,18 @@ def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
                   "models (`python -m benchmarks.stop_reward benchmarks/sweeps/centred_*`; a state-head model is read "
                   "with its head). SFT's and `exclude`'s stop action earns several nats while every other action "
                   "costs one or two; under `centred` it earns what the others earn and carries about its share of "
-                  "the actions' return."),
-            *stop_reward.section([os.path.join(SWEEPS, f"centred_{e}_{r}") for e in ("markov", "grammar")
-                                  for r in ("scarce", "plentiful")]), "",
+                  "the actions' return. The `absorbing_*` sweeps (`centred_absorbing`) read the stop reward against "
+                  "the learned value after EOS, as `llm_irl.rewards` does."),
+            *stop_reward.section([os.path.join(SWEEPS, f"{kind}_{e}_{r}") for kind in ("centred", "absorbing")
+                                  for e in ("markov", "grammar") for r in ("scarce", "plentiful")]), "",
             *para("The same on real text: SmolLM2-135M-Instruct students of the lm_expert study (scarce regime, "
                   "LoRA; 48 held-out expert replies, mean over 3 seeds; `python -m benchmarks.stop_reward "
                   "benchmarks/lm_expert/runs/scarce/lanes/ARM_seedS ... --merge benchmarks/lm_expert/results/scarce`, "
-                  "the adapters reloaded with their value head). SFT's logits put the whole return in the stop "
-                  "action; IQ's default reward does not."),
-            *stop_reward.section([LM_EXPERT_SCARCE], {LM_EXPERT_SCARCE: "lm_expert, scarce"}), "",
+                  "the adapters reloaded with their value head; the λ 0.3 arm with `centred_absorbing` merged into "
+                  "results/scarce_draws2). SFT's logits put the whole return in the stop action; IQ's reward does not."),
+            *stop_reward.section([LM_EXPERT_SCARCE, f"{LM_EXPERT_SCARCE}_draws2"],
+                                 {LM_EXPERT_SCARCE: "lm_expert, scarce", f"{LM_EXPERT_SCARCE}_draws2": "lm_expert, scarce"}),
+            "",
             "## Sweeps: compare recipes run on their own", "",
             *para("Each `benchmarks/sweeps/NAME.yaml` is run as `llm-irl compare benchmarks/sweeps/NAME.yaml` into "
                   "`benchmarks/sweeps/NAME/` (a header comment in the recipe says how, when it was run in parts)."),
