@@ -72,7 +72,8 @@ def lora_settings() -> dict:
 SETTINGS = {
     "full": {"steps": 100, "batch": 8, "seeds": [0, 1, 2], "num_prompts": 48, "k": 4,
              "temperatures": [0, 0.7, 1.0, 1.3], "max_new_tokens": 40, "num_heldout": 100,
-             "arms": ("sft", "iq", "iq_td0.3", "iq_td0.3_huber", "iq_td0.3_huber0.5", "iq_huber0.5")},
+             "arms": ("sft", "iq", "iq_td0.3", "iq_td0.3_huber", "iq_td0.3_huber0.5", "iq_huber0.5", "iq_absorbing",
+                      "iq_td0.3_absorbing")},
     "quick": {"steps": 10, "batch": 4, "seeds": [0], "num_prompts": 8, "k": 2,
               "temperatures": [0, 1.0], "max_new_tokens": 24, "num_heldout": 16,
               "arms": ("sft", "iq")},
