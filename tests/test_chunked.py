@@ -51,11 +51,13 @@ def assert_close_all(got, want, tol):
 
 @pytest.mark.parametrize("chunk", CHUNKS)
 @pytest.mark.parametrize(
-    "gamma,td_weight,alpha", [(0.99, 0.1, 1.0), (1.0, 0.5, 1.0), (0.9, 1.0, 0.5), (0.95, 0.0, 2.0)]
+    "gamma,td_weight,alpha,terminal_td", [(0.99, 0.1, 1.0, "include"), (1.0, 0.5, 1.0, "include"),
+                                          (0.9, 1.0, 0.5, "include"), (0.95, 0.0, 2.0, "include"),
+                                          (0.9, 0.3, 1.0, "centred_absorbing")]
 )
-def test_chunked_iq_loss_matches_full_logits(chunk, gamma, td_weight, alpha):
+def test_chunked_iq_loss_matches_full_logits(chunk, gamma, td_weight, alpha, terminal_td):
     hidden, weight, bias, labels = random_problem(seed=chunk)
-    kw = dict(eos_token_id=EOS, gamma=gamma, td_weight=td_weight, alpha=alpha, terminal_td="include")
+    kw = dict(eos_token_id=EOS, gamma=gamma, td_weight=td_weight, alpha=alpha, terminal_td=terminal_td)
     want, want_stats = iq_loss(F.linear(hidden, weight, bias), labels, **kw)
     got, got_stats = chunked_iq_loss(hidden, weight, labels, chunk_size=chunk, lm_head_bias=bias, **kw)
     torch.testing.assert_close(got, want, atol=1e-10, rtol=1e-10)
