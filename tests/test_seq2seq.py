@@ -284,7 +284,7 @@ def test_cli_train_then_generate_evaluate_and_rewards(arch, trainer, tmp_path, c
     from llm_irl.rewards import implied_rewards
     from llm_irl.losses import value_head_mdp
     from llm_irl.soft_q import token_mdp
-    from llm_irl.state_head import state_values
+    from llm_irl.state_head import absorbing_value_of, state_values
 
     out = tmp_path / "out"
     recipe = _recipe(tmp_path / "r.yaml", trainer=trainer, model_name_or_path=_model_dir(arch, tmp_path / "base"),
@@ -308,9 +308,12 @@ def test_cli_train_then_generate_evaluate_and_rewards(arch, trainer, tmp_path, c
     with torch.no_grad():
         out = model(**model_inputs(batch), output_hidden_states=True)
         mdp = token_mdp(out.logits, batch["labels"], eos_token_id=EOS)
-        if trainer == "iq":  # IQ's default V is a value head on the decoder's states: r = α·log π + V_ψ(s) − γ·V_ψ(s')
+        want = mdp.reward(0.9)
+        if trainer == "iq":  # IQ's default V is a value head on the decoder's states: r = α·log π + V_ψ(s) − γ·V_ψ(s'),
+            # and the value after EOS v_A it learned (terminal_td centred_absorbing) is what the stop reward is read against
             mdp = value_head_mdp(mdp, state_values(model))
-    assert got == pytest.approx(mdp.reward(0.9)[mdp.mask].tolist(), abs=1e-5)
+            want = mdp.reward(0.9) - 0.9 * absorbing_value_of(model) * mdp.terminal
+    assert got == pytest.approx(want[mdp.mask].tolist(), abs=1e-5)
 
 
 def test_console_script_trains_and_compare_reports_on_a_t5(tmp_path):
