@@ -30,6 +30,12 @@ SWEEPS = {"centred_markov_scarce": "terminal_td centred with a value head and IQ
           "huber_markov_plentiful": "The same with td_huber 1, Markov expert, 5,000 demonstrations (3 seeds)",
           "huber_grammar_scarce": "The same with td_huber 1, grammar expert, 150 demonstrations (3 seeds)",
           "huber_grammar_plentiful": "The same with td_huber 1, grammar expert, 5,000 demonstrations (3 seeds)",
+          "absorbing_markov_scarce": "terminal_td centred_absorbing (the default since: the value after EOS learned "
+                                     "too), a value head and td_huber 0.5, at λ 0.03-0.3, against SFT (Markov expert, "
+                                     "150 demonstrations, 3 seeds)",
+          "absorbing_markov_plentiful": "The same, Markov expert, 5,000 demonstrations (3 seeds)",
+          "absorbing_grammar_scarce": "The same, grammar expert, 150 demonstrations (3 seeds)",
+          "absorbing_grammar_plentiful": "The same, grammar expert, 5,000 demonstrations (3 seeds)",
           "online_centred_markov_scarce": "Online IQ with the defaults since this round (centred, a value head, the "
                                           "policy samples' EOS transitions in the value term) at policy shares 0.1 "
                                           "and 0.5 (Markov expert, 150 demonstrations, 3 seeds)",
