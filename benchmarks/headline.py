@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from benchmarks.verdicts import HEADLINE_AXES, at, frontier_against, stored_frontier
 
 ARM_NAMES = {  # headline arm -> how the table names it
-    "huber": "offline IQ (default: centred, value head, td_huber 0.5)",
-    "huber_td0.3": "offline IQ, the defaults at λ 0.3",
-    "absorbing": "offline IQ, centred_absorbing (value head, td_huber 0.5)",
-    "absorbing_td0.3": "offline IQ, centred_absorbing at λ 0.3",
+    "absorbing": "offline IQ (default: centred_absorbing, value head, td_huber 0.5)",
+    "absorbing_td0.3": "offline IQ, the defaults at λ 0.3",
+    "huber": "offline IQ, centred, value head, td_huber 0.5 (the default before centred_absorbing)",
+    "huber_td0.3": "offline IQ, centred, td_huber 0.5, λ 0.3",
     "centred": "offline IQ, centred, value head, χ² (the default before td_huber)",
     "iq": "offline IQ, exclude (the default before)",
     "iq_td0.3": "offline IQ, exclude, λ 0.3",
