@@ -179,7 +179,7 @@ def test_the_verdict_table_reads_summaries_only(monkeypatch):
     monkeypatch.setattr(builtins, "open", guarded)
     rows = headline.rows()
     assert {r["setting"].key for r in rows} >= {"tiny_markov_scarce", "quickstart"}
-    assert "| offline IQ (default: centred, value head, td_huber 0.5) |" in headline.readme_table(rows)
+    assert "| offline IQ (default: centred_absorbing, value head, td_huber 0.5) |" in headline.readme_table(rows)
 
 
 def test_the_terminal_criterion_pairs_seeds_and_reads_the_demonstrations_length(tmp_path, monkeypatch):
