@@ -62,6 +62,8 @@ ROWS = [
     Row("SmolLM2, human chat", "pretrained/results", "iq_td0.3", 0.3, 0.0),
     Row("SmolLM2, human chat", "pretrained/results", "iq_td0.3_huber0.5", 0.3, 0.5),
     Row("SmolLM2, human chat", "pretrained/results", "iq_td0.3_huber", 0.3, 1.0),
+    Row("SmolLM2, human chat", "pretrained/results", "iq_absorbing", 0.03, 0.5, ABSORBING),
+    Row("SmolLM2, human chat", "pretrained/results", "iq_td0.3_absorbing", 0.3, 0.5, ABSORBING),
 ]
 
 
