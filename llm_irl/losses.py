@@ -73,13 +73,17 @@ def sft_loss(logits: torch.Tensor, labels: torch.Tensor, *, log_entropy: bool = 
     return loss, stats
 
 
+# the weight of the EOS transition's r² in the χ² term, by terminal_td, as a function of γ (the tabular bed's too)
+EOS_CHI2_WEIGHT = {"include": lambda gamma: 1.0, "absorbing": lambda gamma: 1.0 - gamma,
+                   "exclude": lambda gamma: 0.0, "centred": lambda gamma: 1.0, "centred_absorbing": lambda gamma: 1.0}
+
+
 def chi2_weights(mdp: TokenMDP, *, gamma: float, terminal_td: str) -> torch.Tensor:
     """Weight of each transition's r² in the χ² term: 1 for every non-terminal action, and for the
     EOS action 1 (`include` and the centred ones), 1 − γ (`absorbing`) or 0 (`exclude`); 0 off the action positions."""
     if terminal_td not in TERMINAL_TD:
         raise ValueError(f"terminal_td must be one of {TERMINAL_TD}, got {terminal_td!r}")
-    eos_weight = {"include": 1.0, "absorbing": 1.0 - gamma, "exclude": 0.0, "centred": 1.0,
-                  "centred_absorbing": 1.0}[terminal_td]
+    eos_weight = EOS_CHI2_WEIGHT[terminal_td](gamma)
     weights = mdp.mask.to(mdp.q.dtype)
     return weights if eos_weight == 1.0 else weights.masked_fill(mdp.terminal, eos_weight)
 

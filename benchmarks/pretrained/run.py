@@ -92,7 +92,7 @@ ARMS = {
     "iq_td0.3_huber": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 1.0, "terminal_td": "centred"},
     "iq_td0.3_huber0.5": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.5, "terminal_td": "centred"},
     "iq_huber0.5": {"trainer": "iq", **IQ_DEFAULTS, "td_huber": 0.5, "terminal_td": "centred"},
-    # the defaults since: the absorbing state's value learned too, so the stop rewards centre on their own mean
+    # the defaults since: the absorbing state's value learned too, so the stop rewards centre on their own
     "iq_absorbing": {"trainer": "iq", **IQ_DEFAULTS, "td_huber": 0.5, "terminal_td": "centred_absorbing"},
     "iq_td0.3_absorbing": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.5,
                            "terminal_td": "centred_absorbing"},

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import torch
 
-from llm_irl.losses import huber, huber_location
+from llm_irl.losses import EOS_CHI2_WEIGHT, huber, huber_location
 
 S, EOS = 4, 4  # tokens 0..S-1 are the states, token S is EOS
 STOP = 0.2  # the expert's stopping probability in every state
-CHI2_EOS_WEIGHT = {"include": lambda gamma: 1.0, "absorbing": lambda gamma: 1.0 - gamma,
-                   "exclude": lambda gamma: 0.0, "centred": lambda gamma: 1.0, "centred_absorbing": lambda gamma: 1.0}
 
 
 def expert_rows(n: int = 2000, seed: int = 0, max_len: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,12 +90,11 @@ def chi2_sum(counts: torch.Tensor, r: torch.Tensor, *, gamma: float, terminal_td
     `centred`, the Huber location of the stop actions and of the others under `centred_absorbing`, else 0;
     huber(x) = x² when `td_huber` is 0)."""
     w = torch.ones_like(counts)
-    w[:, EOS] = CHI2_EOS_WEIGHT[terminal_td](gamma)
+    w[:, EOS] = EOS_CHI2_WEIGHT[terminal_td](gamma)
     weighted = counts * w
-    mean = lambda group: ((weighted * r * group).sum() / (weighted * group).sum()).detach()
     centre = torch.zeros_like(r)
-    if terminal_td == "centred":
-        centre += mean(torch.ones_like(r))
+    if terminal_td == "centred":  # the weighted mean
+        centre += huber_location(r.detach(), weighted, 0.0)
     elif terminal_td == "centred_absorbing":  # each group on its Huber location (its mean when κ = 0)
         stop = torch.zeros_like(r)
         stop[:, EOS] = 1.0

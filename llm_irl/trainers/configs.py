@@ -199,7 +199,7 @@ class IQConfig(SamplingConfig, SFTConfig):
                           "value offset, the absorbing state's included, were learned: no length bias and a stop "
                           "reward like the others'; needs a per-state level, value_param 'head' or 'offset') or "
                           "'centred_absorbing' (centred, and the absorbing state's value after EOS learned too: the "
-                          "stop rewards centre on their own mean, so the χ² term does not lower EOS's likelihood "
+                          "stop rewards centre on their own centre, so the χ² term does not lower EOS's likelihood "
                           "as a whole; the value is saved in the config for reading rewards back)."},
     )
     value_param: str = field(
