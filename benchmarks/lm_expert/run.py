@@ -59,6 +59,10 @@ ARMS = {
     "iq_td0.3_huber0.25": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.25, "terminal_td": "centred"},
     # the defaults at λ 0.3: the absorbing state's value learned too, so the stop rewards centre on their own
     "iq_td0.3_absorbing": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.5, "terminal_td": "centred_absorbing"},
+    "iq_td0.3_absorbing_huber0.25": {"trainer": "iq", "td_weight": 0.3, "td_huber": 0.25,
+                                     "terminal_td": "centred_absorbing"},
+    # the defaults as they stand (λ 0.03, Huber κ 0.5, `centred_absorbing`)
+    "iq_absorbing": {"trainer": "iq", "td_huber": 0.5, "terminal_td": "centred_absorbing"},
     "gail": {"trainer": "gail"},
     "spin": {"trainer": "spin"},
 }
