@@ -10,10 +10,18 @@ prints the table. For each (setting, IQ arm) the run folder holds SFT on the sam
 The criterion: length within ±10% of the demonstrations' and the EOS share at most 3 points below SFT's, both as
 point estimates (the interval says how far to trust them). SFT's own length against the demonstrations is
 printed beside it: where SFT misses the ±10% too, the length part reads the setting, not the objective.
+
+"The demonstrations" are the rows each arm trained on, counted as the trainer sees them (completion tokens with
+EOS, after `max_length`): 150 Markov demonstrations are 13% shorter than the expert's own samples on the
+evaluation prompts, so an imitator that matched its data exactly would read 0.87× against those. Their lengths
+are measured once (`python -m benchmarks.terminal_criterion --measure`, which needs the benchmarks' data and
+models on disk) into demonstration_lengths.json; a setting not measured there falls back to the expert's samples.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 from dataclasses import dataclass
 
@@ -24,6 +32,7 @@ from benchmarks.verdicts import expert_figure, figure
 from llm_irl.metrics.stats import seed_interval
 
 LENGTH_BAND, EOS_POINTS = 0.10, 3.0
+TRAINING_LENGTHS = os.path.join(BENCH, "demonstration_lengths.json")
 ABSORBING = "centred_absorbing"
 
 
@@ -73,6 +82,51 @@ def demonstrations_length(results: dict) -> float | None:
     return expert["value"] if expert else results.get("reference_length")
 
 
+def training_key(common: dict) -> str:
+    """What fixes the training rows' token count: the data, the tokenizer (the model's) and `max_length`."""
+    return f"{common['dataset']} | {common['model_name_or_path']} | max_length {common.get('max_length')}"
+
+
+def measure_training_length(common: dict) -> dict:
+    """The mean number of actions per training row as the trainer encodes it (completion tokens with EOS, after
+    `max_length`), from the run's own dataset and tokenizer."""
+    from llm_irl.data import load_demonstrations
+    from llm_irl.modeling import load_tokenizer
+    from llm_irl.soft_q import IGNORE_INDEX
+
+    rows = load_demonstrations(common["dataset"], load_tokenizer(common["model_name_or_path"]),
+                               max_length=common.get("max_length"))
+    actions = [sum(label != IGNORE_INDEX for label in row["labels"]) for row in rows]
+    return {"tokens": sum(actions) / len(actions), "rows": len(actions)}
+
+
+def load_training_lengths() -> dict:
+    if not os.path.exists(TRAINING_LENGTHS):
+        return {}
+    with open(TRAINING_LENGTHS, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def training_length(results: dict) -> float | None:
+    """The stored mean length of the rows this run trained on (None when not measured)."""
+    if "dataset" not in results.get("common", {}):
+        return None
+    return load_training_lengths().get(training_key(results["common"]), {}).get("tokens")
+
+
+def measure(rows=ROWS) -> dict:
+    """demonstration_lengths.json for every stored row's training data (run from the repository root)."""
+    lengths = load_training_lengths()
+    for folder in dict.fromkeys(row.folder for row in rows):
+        if (results := load_summary(os.path.join(BENCH, folder))) is not None:
+            key = training_key(results["common"])
+            lengths[key] = lengths.get(key) or measure_training_length(results["common"])
+    with open(TRAINING_LENGTHS, "w", encoding="utf-8") as f:
+        json.dump(dict(sorted(lengths.items())), f, indent=1)
+        f.write("\n")
+    return lengths
+
+
 def per_seed(results: dict, arm: str, metric: str) -> list[float]:
     """The arm's per-seed figure at T = 1, seeds in order ([] when a summary predates it)."""
     values = [points.get("1", {}).get(metric) for points in results.get("seed_points", {}).get(arm, [])]
@@ -87,11 +141,15 @@ def read(row: Row) -> dict | None:
     ended, sft_ended = per_seed(results, row.arm, "terminated"), per_seed(results, "sft", "terminated")
     if length is None or sft_length is None or not ended or len(ended) != len(sft_ended):
         return None
-    demos = demonstrations_length(results)
+    expert = demonstrations_length(results)
+    trained_on = training_length(results)
+    demos = trained_on or expert
     gap = seed_interval([100 * (a - b) for a, b in zip(ended, sft_ended)]) if len(ended) > 1 else None
     out = {"length": length["value"], "vs_sft": length["value"] / sft_length["value"], "demos": demos,
+           "demos_are": "training rows" if trained_on else "expert's samples",
            "vs_demos": length["value"] / demos if demos else None,
            "sft_vs_demos": sft_length["value"] / demos if demos else None,
+           "vs_expert": length["value"] / expert if expert else None,
            "ended": sum(ended) / len(ended), "sft_ended": sum(sft_ended) / len(sft_ended),
            "eos_gap": gap, "seeds": len(ended)}
     out["meets"] = (out["vs_demos"] is not None and abs(out["vs_demos"] - 1) <= LENGTH_BAND
@@ -100,17 +158,18 @@ def read(row: Row) -> dict | None:
 
 
 def table(rows=ROWS) -> list[str]:
-    lines = ["| setting | terminal_td | λ | td_huber | length (T 1) | × demonstrations (SFT's) | × SFT "
-             "| ended EOS (SFT) | EOS − SFT, points [95%] | seeds | meets |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| setting | terminal_td | λ | td_huber | length (T 1) | × demonstrations (SFT's) | × expert's samples "
+             "| × SFT | ended EOS (SFT) | EOS − SFT, points [95%] | seeds | meets |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if (f := read(row)) is None:
             continue
         gap = f["eos_gap"]
         gap_text = f"{gap['value']:+.1f} [{gap['lo']:+.1f}, {gap['hi']:+.1f}]" if gap else "–"
         demos = f"{f['vs_demos']:.2f} ({f['sft_vs_demos']:.2f})" if f["vs_demos"] else "–"
+        expert = f"{f['vs_expert']:.2f}" if f["vs_expert"] and f["demos_are"] == "training rows" else "–"
         lines.append(f"| {row.setting} | {row.terminal_td} | {row.td_weight:g} | {row.td_huber:g} | "
-                     f"{f['length']:.1f} | {demos} | {f['vs_sft']:.2f} | {f['ended']:.1%} ({f['sft_ended']:.1%}) | "
+                     f"{f['length']:.1f} | {demos} | {expert} | {f['vs_sft']:.2f} | {f['ended']:.1%} ({f['sft_ended']:.1%}) | "
                      f"{gap_text} | {f['seeds']} | {'yes' if f['meets'] else '**no**'} |")
     return lines
 
@@ -123,9 +182,18 @@ def section() -> list[str]:
     return [*para(f"Issue 22's criterion at T = 1, from the stored summaries (`python -m benchmarks.terminal_criterion`): "
                   f"IQ's samples within ±{LENGTH_BAND:.0%} of the demonstrations' length and their EOS share at most "
                   f"{EOS_POINTS:g} points below SFT's. The EOS gap is the mean of the per-seed gaps with its 95% "
-                  "Student-t interval over seeds; the demonstrations are the expert's own samples (tiny settings, "
-                  "lm_expert) or the prompts' reference replies (human chat)."), *rows]
+                  "Student-t interval over seeds. The demonstrations are the rows the arm trained on, counted as the "
+                  "trainer encodes them (completion tokens with EOS; demonstration_lengths.json); beside them, the "
+                  "expert's own samples on the evaluation prompts (tiny settings, lm_expert) or the prompts' reference "
+                  "replies (human chat), which the criterion read before: 150 Markov demonstrations are 13% shorter "
+                  "than the expert's samples, so there an exact imitator of its data reads 0.87×."), *rows]
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="Issue 22's length criterion from the stored summaries.")
+    parser.add_argument("--measure", action="store_true",
+                        help="first measure the training rows' lengths into demonstration_lengths.json (needs the "
+                             "benchmarks' data and models on disk)")
+    if parser.parse_args().measure:
+        measure()
     print("\n".join(table()))

@@ -206,3 +206,36 @@ def test_the_terminal_criterion_pairs_seeds_and_reads_the_demonstrations_length(
     (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
     assert not tc.read(tc.Row("s", "run", "iq", 0.3, 0.5))["meets"]
     assert tc.read(tc.Row("s", "missing", "iq", 0.3, 0.5)) is None
+
+
+def test_the_terminal_criterion_reads_length_against_the_rows_trained_on_when_measured(tmp_path, monkeypatch):
+    import json
+
+    from benchmarks import terminal_criterion as tc
+
+    fig = lambda v: {"value": v, "lo": v, "hi": v, "n": 2}
+    arm = lambda length: {"temperatures": {"1": {"mean_length": fig(length), "terminated": fig(0.9)}}}
+    common = {"dataset": "d.jsonl", "model_name_or_path": "m", "max_length": 32}
+    summary = {"common": common, "summary": {"sft": arm(8.0), "iq": arm(8.0)},
+               "expert": {"temperatures": {"expert": {"mean_length": fig(10.0)}}},
+               "seed_points": {a: [{"1": {"terminated": 0.9}}] * 2 for a in ("sft", "iq")}}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "summary.json").write_text(json.dumps(summary))
+    monkeypatch.setattr(tc, "BENCH", str(tmp_path))
+    monkeypatch.setattr(tc, "TRAINING_LENGTHS", str(tmp_path / "lengths.json"))
+    row = tc.Row("s", "run", "iq", 0.3, 0.5)
+    assert not tc.read(row)["meets"]  # 0.8× the expert's samples, the fallback
+    (tmp_path / "lengths.json").write_text(json.dumps({tc.training_key(common): {"tokens": 7.6, "rows": 9}}))
+    got = tc.read(row)
+    assert got["vs_demos"] == pytest.approx(8.0 / 7.6) and got["vs_expert"] == pytest.approx(0.8) and got["meets"]
+
+
+def test_training_rows_are_counted_as_the_trainer_encodes_them():
+    from benchmarks.terminal_criterion import measure_training_length
+    from llm_irl.builtin import builtin_dataset
+
+    rows = builtin_dataset("builtin:markov:40")
+    got = measure_training_length({"dataset": "builtin:markov:40", "model_name_or_path": "builtin:tiny",
+                                   "max_length": None})
+    # the word-level tokenizer: one token per word, then EOS
+    assert got == {"tokens": pytest.approx(sum(len(r["completion"].split()) + 1 for r in rows) / 40), "rows": 40}
