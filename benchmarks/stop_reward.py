@@ -9,7 +9,8 @@ For each arm and seed of a compare folder (its models under runs/ARM/seedN/, git
 demonstrations of the recipe's eval_dataset (first 200) are scored with `llm_irl.rewards.implied_rewards`,
 which reads a state-head model's own reward. Prints one row per arm (mean over seeds) and writes
 stop_reward.json beside the folder's summary.json. A treatment whose reward sits in the stop action shows a
-stop reward far above the others and a share of the return far from the stop's share of tokens.
+stop reward far above the others and a share of the return far from the stop's share of tokens. Beside them, the
+model's π(EOS) where each demonstration stops (`stop_probability`): how far training lowered the stop there.
 """
 
 from __future__ import annotations
@@ -18,10 +19,16 @@ import argparse
 import json
 import os
 
+import torch
+
+from llm_irl.batching import labelled_row, pad_batch
 from llm_irl.data import encode_rows, read_rows
 from llm_irl.defaults import IQ_VALUE_PARAM
-from llm_irl.modeling import load_model, load_tokenizer
+from llm_irl.modeling import eval_mode, load_model, load_tokenizer, policy_temperature
 from llm_irl.rewards import implied_rewards
+from llm_irl.scoring import logits_over_actions
+from llm_irl.seq2seq import decoder_prefix
+from llm_irl.soft_q import action_mask, token_logprobs
 from llm_irl.state_head import PER_STATE, VALUE_PARAM_KEY, restore_state_head
 
 N_DEMOS = 200
@@ -39,6 +46,24 @@ def demonstrations(eval_dataset: str, tokenizer, max_length: int) -> tuple[list[
     return prompts, completions
 
 
+@torch.no_grad()
+def stop_probability(model, tokenizer, prompts, completions, batch_size: int = 64) -> float:
+    """The model's mean π(EOS) at the states where the held-out demonstrations stop, teacher-forced (π as sampled
+    at T = 1: softmax(logits/α)). No sampling noise, so it resolves what the share of samples ending with EOS
+    cannot at a few hundred samples: how far an objective lowered the stop where the expert stops."""
+    rows = [labelled_row(p, c, decoder_prefix(model)) for p, c in zip(prompts, completions)
+            if c[-1] == tokenizer.eos_token_id]
+    alpha, device, probs = policy_temperature(model), next(model.parameters()).device, []
+    with eval_mode(model):
+        for start in range(0, len(rows), batch_size):
+            batch = {k: v.to(device) for k, v in pad_batch(rows[start:start + batch_size], tokenizer.pad_token_id).items()}
+            logits, labels = logits_over_actions(model, batch)
+            logp = token_logprobs(logits / alpha, labels)
+            last = action_mask(labels).cumsum(-1).argmax(-1)  # each row's last action: its EOS
+            probs += logp[torch.arange(len(last)), last].exp().tolist()
+    return sum(probs) / len(probs)
+
+
 def stop_figures(model, tokenizer, prompts, completions, gamma: float) -> dict[str, float]:
     out = implied_rewards(model, tokenizer, prompts, completions, gamma=gamma)
     eos = tokenizer.eos_token_id
@@ -51,7 +76,8 @@ def stop_figures(model, tokenizer, prompts, completions, gamma: float) -> dict[s
     mean = lambda xs: sum(xs) / len(xs) if xs else float("nan")
     # pooled over the demonstrations: a per-row ratio is unstable where a row's return is near 0
     return {"reward_stop": mean(stop), "reward_other": mean(other), "stop_share_of_return": sum(stop) / total,
-            "stop_share_of_tokens": len(stop) / (len(stop) + len(other))}
+            "stop_share_of_tokens": len(stop) / (len(stop) + len(other)),
+            "stop_probability": stop_probability(model, tokenizer, prompts, completions)}
 
 
 def seed_figures(folder: str) -> dict[str, list[dict[str, float]]]:
@@ -78,8 +104,10 @@ def seed_figures(folder: str) -> dict[str, list[dict[str, float]]]:
     return by_arm
 
 
-def mean_by_arm(per_arm: dict[str, list[dict[str, float]]]) -> dict[str, dict[str, float]]:
-    return {arm: {k: sum(s[k] for s in seeds) / len(seeds) for k in seeds[0]} | {"seeds": len(seeds)}
+def mean_by_arm(per_arm: dict[str, list[dict[str, float]]]) -> dict[str, dict]:
+    """Each figure's mean over seeds; the stop probability per seed too (seeds in order), for paired gaps."""
+    return {arm: {k: sum(s[k] for s in seeds) / len(seeds) for k in seeds[0]}
+            | {"seeds": len(seeds), "stop_probability_by_seed": [s["stop_probability"] for s in seeds]}
             for arm, seeds in per_arm.items() if seeds}
 
 
@@ -90,16 +118,18 @@ def folder_figures(folder: str) -> dict[str, dict[str, float]]:
 def section(folders: list[str], labels: dict[str, str] | None = None) -> list[str]:
     """BENCHMARKS.md's table of the stored stop_reward.json files (a folder without one is left out); a setting is
     named by `labels[folder]`, else by the folder's name."""
-    lines = ["| setting | arm | r(stop) | r(other actions) | stop's share of the return | stop's share of the actions |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| setting | arm | r(stop) | r(other actions) | stop's share of the return | stop's share of the actions "
+             "| π(stop) where the demonstration stops |", "|---|---|---|---|---|---|---|"]
     for folder in folders:
         path = os.path.join(folder, "stop_reward.json")
         if not os.path.isfile(path):
             continue
         with open(path, encoding="utf-8") as f:
             for arm, fig in json.load(f).items():
-                lines.append(f"| {(labels or {}).get(folder, os.path.basename(folder))} | {arm} | {fig['reward_stop']:+.2f} | {fig['reward_other']:+.2f} | "
-                             f"{fig['stop_share_of_return']:+.2f} | {fig['stop_share_of_tokens']:.2f} |")
+                p_stop = f"{fig['stop_probability']:.3f}" if "stop_probability" in fig else "–"  # measured since
+                lines.append(f"| {(labels or {}).get(folder, os.path.basename(folder))} | {arm} | {fig['reward_stop']:+.2f} | "
+                             f"{fig['reward_other']:+.2f} | {fig['stop_share_of_return']:+.2f} | "
+                             f"{fig['stop_share_of_tokens']:.2f} | {p_stop} |")
     return lines if len(lines) > 2 else []
 
 
@@ -123,7 +153,8 @@ def main(argv=None) -> int:
         print(f"== {folder}")
         for arm, fig in figures.items():
             print(f"{arm:22s} r(stop) {fig['reward_stop']:+8.2f}  r(other) {fig['reward_other']:+7.2f}  "
-                  f"stop share of return {fig['stop_share_of_return']:+7.2f} (of tokens {fig['stop_share_of_tokens']:.2f})")
+                  f"stop share of return {fig['stop_share_of_return']:+7.2f} (of tokens {fig['stop_share_of_tokens']:.2f})  "
+                  f"π(stop) where the demonstration stops {fig['stop_probability']:.3f}")
     return 0
 
 

@@ -239,3 +239,22 @@ def test_training_rows_are_counted_as_the_trainer_encodes_them():
                                    "max_length": None})
     # the word-level tokenizer: one token per word, then EOS
     assert got == {"tokens": pytest.approx(sum(len(r["completion"].split()) + 1 for r in rows) / 40), "rows": 40}
+
+
+def test_stop_probability_is_the_models_eos_probability_where_each_demonstration_stops():
+    import torch
+
+    from benchmarks.stop_reward import stop_probability
+    from llm_irl.builtin import load_builtin_model
+
+    model, tok = load_builtin_model("builtin:tiny", seed=0)
+    eos = tok.eos_token_id
+    prompts = [[3, 5, 6], [3, 7]]
+    completions = [[8, 9, eos], [10, 11, 12, eos], [8, 9]]  # the last never stops: not counted
+    expected = []
+    with torch.no_grad():
+        for p, c in zip(prompts, completions[:2]):
+            logits = model(input_ids=torch.tensor([p + c[:-1]])).logits[0, -1]
+            expected.append(torch.softmax(logits, -1)[eos].item())
+    got = stop_probability(model, tok, [*prompts, [3]], completions, batch_size=2)
+    assert got == pytest.approx(sum(expected) / 2, rel=1e-5)
