@@ -133,6 +133,22 @@ def per_seed(results: dict, arm: str, metric: str) -> list[float]:
     return values if None not in values else []
 
 
+def stop_probability(row: Row) -> dict | None:
+    """The arm's and SFT's mean π(EOS) where the held-out demonstrations stop, and the gap with its interval over
+    paired seeds, from the folder's stop_reward.json (`benchmarks.stop_reward`); None where it was not measured."""
+    path = os.path.join(BENCH, row.folder, "stop_reward.json")
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        stored = json.load(f)
+    arm, sft = (stored.get(name, {}).get("stop_probability_by_seed") for name in (row.arm, "sft"))
+    if not arm or not sft or len(arm) != len(sft):
+        return None
+    gaps = [a - b for a, b in zip(arm, sft)]
+    return {"value": sum(arm) / len(arm), "sft": sum(sft) / len(sft),
+            "gap": seed_interval(gaps) if len(gaps) > 1 else {"value": gaps[0], "lo": None, "hi": None}}
+
+
 def read(row: Row) -> dict | None:
     """The row's figures, or None when its folder or arm is not stored (yet)."""
     if (results := load_summary(os.path.join(BENCH, row.folder))) is None:
@@ -151,7 +167,7 @@ def read(row: Row) -> dict | None:
            "sft_vs_demos": sft_length["value"] / demos if demos else None,
            "vs_expert": length["value"] / expert if expert else None,
            "ended": sum(ended) / len(ended), "sft_ended": sum(sft_ended) / len(sft_ended),
-           "eos_gap": gap, "seeds": len(ended)}
+           "eos_gap": gap, "seeds": len(ended), "stop_probability": stop_probability(row)}
     out["meets"] = (out["vs_demos"] is not None and abs(out["vs_demos"] - 1) <= LENGTH_BAND
                     and 100 * (out["ended"] - out["sft_ended"]) >= -EOS_POINTS)
     return out
@@ -159,8 +175,9 @@ def read(row: Row) -> dict | None:
 
 def table(rows=ROWS) -> list[str]:
     lines = ["| setting | terminal_td | λ | td_huber | length (T 1) | × demonstrations (SFT's) | × expert's samples "
-             "| × SFT | ended EOS (SFT) | EOS − SFT, points [95%] | seeds | meets |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| × SFT | ended EOS (SFT) | EOS − SFT, points [95%] | π(stop) at the demonstrations' ends (SFT's) "
+             "| its gap [95%] | seeds | meets |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if (f := read(row)) is None:
             continue
@@ -168,9 +185,13 @@ def table(rows=ROWS) -> list[str]:
         gap_text = f"{gap['value']:+.1f} [{gap['lo']:+.1f}, {gap['hi']:+.1f}]" if gap else "–"
         demos = f"{f['vs_demos']:.2f} ({f['sft_vs_demos']:.2f})" if f["vs_demos"] else "–"
         expert = f"{f['vs_expert']:.2f}" if f["vs_expert"] and f["demos_are"] == "training rows" else "–"
+        stop = f["stop_probability"]
+        stop_text = f"{stop['value']:.3f} ({stop['sft']:.3f})" if stop else "–"
+        stop_gap = (f"{stop['gap']['value']:+.3f} [{stop['gap']['lo']:+.3f}, {stop['gap']['hi']:+.3f}]"
+                    if stop and stop["gap"]["lo"] is not None else "–")
         lines.append(f"| {row.setting} | {row.terminal_td} | {row.td_weight:g} | {row.td_huber:g} | "
                      f"{f['length']:.1f} | {demos} | {expert} | {f['vs_sft']:.2f} | {f['ended']:.1%} ({f['sft_ended']:.1%}) | "
-                     f"{gap_text} | {f['seeds']} | {'yes' if f['meets'] else '**no**'} |")
+                     f"{gap_text} | {stop_text} | {stop_gap} | {f['seeds']} | {'yes' if f['meets'] else '**no**'} |")
     return lines
 
 

@@ -228,6 +228,13 @@ def test_the_terminal_criterion_reads_length_against_the_rows_trained_on_when_me
     (tmp_path / "lengths.json").write_text(json.dumps({tc.training_key(common): {"tokens": 7.6, "rows": 9}}))
     got = tc.read(row)
     assert got["vs_demos"] == pytest.approx(8.0 / 7.6) and got["vs_expert"] == pytest.approx(0.8) and got["meets"]
+    assert got["stop_probability"] is None  # not measured
+    stored = {"sft": {"stop_probability_by_seed": [0.5, 0.6]}, "iq": {"stop_probability_by_seed": [0.45, 0.59]}}
+    (tmp_path / "run" / "stop_reward.json").write_text(json.dumps(stored))
+    stop = tc.read(row)["stop_probability"]
+    assert stop["value"] == pytest.approx(0.52) and stop["sft"] == pytest.approx(0.55)
+    assert stop["gap"]["value"] == pytest.approx(-0.03)  # seeds paired: −0.05 and −0.01
+    assert stop["gap"]["lo"] < -0.03 < stop["gap"]["hi"]
 
 
 def test_training_rows_are_counted_as_the_trainer_encodes_them():
