@@ -185,7 +185,10 @@ def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
                   "with its head). SFT's and `exclude`'s stop action earns several nats while every other action "
                   "costs one or two; under `centred` it earns what the others earn and carries about its share of "
                   "the actions' return. The `absorbing_*` sweeps (`centred_absorbing`) read the stop reward against "
-                  "the learned value after EOS, as `llm_irl.rewards` does."),
+                  "the learned value after EOS, as `llm_irl.rewards` does. The last column is the model's π(EOS) "
+                  "where each held-out demonstration stops, teacher-forced: how far training lowered the stop where "
+                  "the expert stops, without the sampling noise of the share of samples that end (its gap to SFT's, "
+                  "seeds paired, is in the criterion table above)."),
             *stop_reward.section([os.path.join(SWEEPS, f"{kind}_{e}_{r}") for kind in ("centred", "absorbing")
                                   for e in ("markov", "grammar") for r in ("scarce", "plentiful")]), "",
             *para("The same on real text: SmolLM2-135M-Instruct students of the lm_expert study (scarce regime, "

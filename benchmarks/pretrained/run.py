@@ -73,7 +73,7 @@ SETTINGS = {
     "full": {"steps": 100, "batch": 8, "seeds": [0, 1, 2], "num_prompts": 48, "k": 4,
              "temperatures": [0, 0.7, 1.0, 1.3], "max_new_tokens": 40, "num_heldout": 100,
              "arms": ("sft", "iq", "iq_td0.3", "iq_td0.3_huber", "iq_td0.3_huber0.5", "iq_huber0.5", "iq_absorbing",
-                      "iq_td0.3_absorbing")},
+                      "iq_td0.1_absorbing", "iq_td0.3_absorbing")},
     "quick": {"steps": 10, "batch": 4, "seeds": [0], "num_prompts": 8, "k": 2,
               "temperatures": [0, 1.0], "max_new_tokens": 24, "num_heldout": 16,
               "arms": ("sft", "iq")},
@@ -95,6 +95,8 @@ ARMS = {
     # the defaults since: the absorbing state's value learned too, so the stop rewards centre on their own
     "iq_absorbing": {"trainer": "iq", **IQ_DEFAULTS, "td_huber": 0.5, "terminal_td": "centred_absorbing"},
     "iq_td0.3_absorbing": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.5,
+                           "terminal_td": "centred_absorbing"},
+    "iq_td0.1_absorbing": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.1, "td_huber": 0.5,
                            "terminal_td": "centred_absorbing"},
     # online IQ: a tenth of each batch sampled from the current policy (one decode per step); --arms adds it
     "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40},
