@@ -63,8 +63,12 @@ ROWS = [
     Row("lm_expert, scarce", "lm_expert/results/scarce", "iq_td0.3_huber", 0.3, 1.0),
     Row("lm_expert, scarce, 2 draws per model", "lm_expert/results/scarce_draws2", "iq_td0.3_huber0.5", 0.3, 0.5),
     Row("lm_expert, scarce, 2 draws per model", "lm_expert/results/scarce_draws2", "iq_td0.3_huber0.25", 0.3, 0.25),
+    Row("lm_expert, scarce, 2 draws per model", "lm_expert/results/scarce_draws2", "iq_absorbing", 0.03, 0.5,
+        ABSORBING),
     Row("lm_expert, scarce, 2 draws per model", "lm_expert/results/scarce_draws2", "iq_td0.3_absorbing", 0.3, 0.5,
         ABSORBING),
+    Row("lm_expert, scarce, 2 draws per model", "lm_expert/results/scarce_draws2", "iq_td0.3_absorbing_huber0.25",
+        0.3, 0.25, ABSORBING),
     Row("lm_expert, plentiful", "lm_expert/results/plentiful", "iq", 0.03, 0.0),
     Row("SmolLM2, human chat", "pretrained/results", "iq", 0.03, 0.0),
     Row("SmolLM2, human chat", "pretrained/results", "iq_huber0.5", 0.03, 0.5),
@@ -72,6 +76,7 @@ ROWS = [
     Row("SmolLM2, human chat", "pretrained/results", "iq_td0.3_huber0.5", 0.3, 0.5),
     Row("SmolLM2, human chat", "pretrained/results", "iq_td0.3_huber", 0.3, 1.0),
     Row("SmolLM2, human chat", "pretrained/results", "iq_absorbing", 0.03, 0.5, ABSORBING),
+    Row("SmolLM2, human chat", "pretrained/results", "iq_td0.1_absorbing", 0.1, 0.5, ABSORBING),
     Row("SmolLM2, human chat", "pretrained/results", "iq_td0.3_absorbing", 0.3, 0.5, ABSORBING),
 ]
 
