@@ -105,6 +105,7 @@ SETTINGS = [
     Setting("lm_expert_scarce", "SmolLM2 expert (context distillation), 128 demos × 3 epochs, LoRA",
             {"huber_td0.3": Source("iq_td0.3_huber0.5", ("lm_expert/results/scarce",)),
              # two sampling draws per model, SFT's too
+             "absorbing": Source("iq_absorbing", ("lm_expert/results/scarce_draws2",)),
              "absorbing_td0.3": Source("iq_td0.3_absorbing", ("lm_expert/results/scarce_draws2",)),
              "centred": Source("iq", ("lm_expert/results/scarce",)),
              "centred_td0.3": Source("iq_td0.3", ("lm_expert/results/scarce",)),
