@@ -19,6 +19,7 @@ from benchmarks.verdicts import HEADLINE_AXES, at, frontier_against, stored_fron
 ARM_NAMES = {  # headline arm -> how the table names it
     "absorbing": "offline IQ (default: centred_absorbing, value head, td_huber 0.5)",
     "absorbing_td0.3": "offline IQ, the defaults at λ 0.3",
+    "absorbing_td0.3_huber0.25": "offline IQ, the defaults at λ 0.3 with td_huber 0.25",
     "huber": "offline IQ, centred, value head, td_huber 0.5 (the default before centred_absorbing)",
     "huber_td0.3": "offline IQ, centred, td_huber 0.5, λ 0.3",
     "centred": "offline IQ, centred, value head, χ² (the default before td_huber)",
@@ -107,6 +108,7 @@ SETTINGS = [
              # two sampling draws per model, SFT's too
              "absorbing": Source("iq_absorbing", ("lm_expert/results/scarce_draws2",)),
              "absorbing_td0.3": Source("iq_td0.3_absorbing", ("lm_expert/results/scarce_draws2",)),
+             "absorbing_td0.3_huber0.25": Source("iq_td0.3_absorbing_huber0.25", ("lm_expert/results/scarce_draws2",)),
              "centred": Source("iq", ("lm_expert/results/scarce",)),
              "centred_td0.3": Source("iq_td0.3", ("lm_expert/results/scarce",)),
              "online_0.1_centred": Source("online_iq", ("lm_expert/results/scarce",)),

@@ -22,7 +22,7 @@ from benchmarks import headline, stop_reward, terminal_convergence, terminal_cri
 from benchmarks.figures import figure_path
 from benchmarks.sections import (REPORT, claims, frontier_matrix, length_effect, link, para, provenance,
                                  sft_validity, study_body, study_results, tidy)
-from benchmarks.settings import GAIL_STUDY, GRID_STUDY, GRID_STUDY_BIGGER, ROOT, STUDY, SWEEPS, rel
+from benchmarks.settings import GAIL_STUDY, GRID_STUDY, GRID_STUDY_BIGGER, PRETRAINED, ROOT, STUDY, SWEEPS, rel
 from benchmarks.sweeps_report import lm_expert_section, model_4x128_sections, pretrained_section, sweep_sections
 from benchmarks.verdicts import FRONTIER_AXES, frontiers, gap_text
 
@@ -195,9 +195,12 @@ def write_benchmarks(path: str = BENCHMARKS_MD) -> None:
                   "LoRA; 48 held-out expert replies, mean over 3 seeds; `python -m benchmarks.stop_reward "
                   "benchmarks/lm_expert/runs/scarce/lanes/ARM_seedS ... --merge benchmarks/lm_expert/results/scarce`, "
                   "the adapters reloaded with their value head; the λ 0.3 arm with `centred_absorbing` merged into "
-                  "results/scarce_draws2). SFT's logits put the whole return in the stop action; IQ's reward does not."),
-            *stop_reward.section([LM_EXPERT_SCARCE, f"{LM_EXPERT_SCARCE}_draws2"],
-                                 {LM_EXPERT_SCARCE: "lm_expert, scarce", f"{LM_EXPERT_SCARCE}_draws2": "lm_expert, scarce"}),
+                  "results/scarce_draws2), and the human-chat students (100 held-out reference replies, mean over "
+                  "2 seeds, merged into benchmarks/pretrained/results). SFT's logits put the whole return in the stop "
+                  "action; IQ's reward does not."),
+            *stop_reward.section([LM_EXPERT_SCARCE, f"{LM_EXPERT_SCARCE}_draws2", PRETRAINED],
+                                 {LM_EXPERT_SCARCE: "lm_expert, scarce", f"{LM_EXPERT_SCARCE}_draws2": "lm_expert, scarce",
+                                  PRETRAINED: "human chat"}),
             "",
             "## Sweeps: compare recipes run on their own", "",
             *para("Each `benchmarks/sweeps/NAME.yaml` is run as `llm-irl compare benchmarks/sweeps/NAME.yaml` into "
