@@ -51,8 +51,8 @@ def stop_probability(model, tokenizer, prompts, completions, batch_size: int = 6
     """The model's mean π(EOS) at the states where the held-out demonstrations stop, teacher-forced (π as sampled
     at T = 1: softmax(logits/α)). No sampling noise, so it resolves what the share of samples ending with EOS
     cannot at a few hundred samples: how far an objective lowered the stop where the expert stops."""
-    rows = [labelled_row(p, c, decoder_prefix(model)) for p, c in zip(prompts, completions)
-            if c[-1] == tokenizer.eos_token_id]
+    prefix = decoder_prefix(model)  # None for a causal LM
+    rows = [labelled_row(p, c, prefix) for p, c in zip(prompts, completions) if c[-1] == tokenizer.eos_token_id]
     alpha, device, probs = policy_temperature(model), next(model.parameters()).device, []
     with eval_mode(model):
         for start in range(0, len(rows), batch_size):
@@ -126,7 +126,7 @@ def section(folders: list[str], labels: dict[str, str] | None = None) -> list[st
             continue
         with open(path, encoding="utf-8") as f:
             for arm, fig in json.load(f).items():
-                p_stop = f"{fig['stop_probability']:.3f}" if "stop_probability" in fig else "–"  # measured since
+                p_stop = f"{fig['stop_probability']:.3f}" if "stop_probability" in fig else "–"  # files written before it have none
                 lines.append(f"| {(labels or {}).get(folder, os.path.basename(folder))} | {arm} | {fig['reward_stop']:+.2f} | "
                              f"{fig['reward_other']:+.2f} | {fig['stop_share_of_return']:+.2f} | "
                              f"{fig['stop_share_of_tokens']:.2f} | {p_stop} |")
