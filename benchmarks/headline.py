@@ -64,6 +64,7 @@ def _study(expert: str, regime: str) -> Setting:
         "huber_td0.3": Source("huber0.5_0.3", (f"sweeps/huber0.5_{name}",)),
         "absorbing": Source("absorbing_0.03", (f"sweeps/absorbing_{name}",)),
         "absorbing_td0.3": Source("absorbing_0.3", (f"sweeps/absorbing_{name}",)),
+        "absorbing_td0.3_huber0.25": Source("absorbing_0.3_huber0.25", (f"sweeps/absorbing_huber0.25_{name}",)),
         "centred": Source("centred_head_0.03", (f"sweeps/centred_{name}",)),
         "iq": Source("iq", (f"study/{name}",)), "iq_td0.3": Source("iq_td0.3", (f"study/{name}",)),
         "online_0.1": Source("online_iq", (f"study/{name}",)), "online_0.5": Source("online_0.5_0.03_excl", pooled),

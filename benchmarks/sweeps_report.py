@@ -36,6 +36,16 @@ SWEEPS = {"centred_markov_scarce": "terminal_td centred with a value head and IQ
           "absorbing_markov_plentiful": "The same, Markov expert, 5,000 demonstrations (3 seeds)",
           "absorbing_grammar_scarce": "The same, grammar expert, 150 demonstrations (3 seeds)",
           "absorbing_grammar_plentiful": "The same, grammar expert, 5,000 demonstrations (3 seeds)",
+          "absorbing_huber0.25_markov_scarce": "The defaults at λ 0.3 with td_huber 0.25, the κ that met the EOS "
+                                               "criterion on the pirate expert, against SFT (Markov expert, 150 "
+                                               "demonstrations, 3 seeds)",
+          "absorbing_huber0.25_markov_plentiful": "The same, Markov expert, 5,000 demonstrations (3 seeds)",
+          "absorbing_huber0.25_grammar_scarce": "The same, grammar expert, 150 demonstrations (3 seeds)",
+          "absorbing_huber0.25_grammar_plentiful": "The same, grammar expert, 5,000 demonstrations (3 seeds)",
+          "online_absorbing_quickstart": "Online IQ with the defaults (centred_absorbing, a value head, td_huber 0.5, "
+                                         "the policy samples' stops in the value term) at policy shares 0.1 and 0.5, "
+                                         "the quickstart's setting (seeds 0-2)",
+          "online_absorbing_quickstart_seeds345": "The same on seeds 3-5",
           "online_centred_markov_scarce": "Online IQ with the defaults since this round (centred, a value head, the "
                                           "policy samples' EOS transitions in the value term) at policy shares 0.1 "
                                           "and 0.5 (Markov expert, 150 demonstrations, 3 seeds)",

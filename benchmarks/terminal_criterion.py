@@ -52,7 +52,8 @@ def _tiny(expert: str, regime: str) -> list[Row]:
             + [Row(label, f"sweeps/huber0.5_{name}", f"huber0.5_{lam}", lam, 0.5) for lam in (0.03, 0.1, 0.3)]
             + [Row(label, f"sweeps/huber_{name}", f"huber_{lam}", lam, 1.0) for lam in (0.03, 0.1, 0.3)]
             + [Row(label, f"sweeps/absorbing_{name}", f"absorbing_{lam}", lam, 0.5, ABSORBING)
-               for lam in (0.03, 0.1, 0.3)])
+               for lam in (0.03, 0.1, 0.3)]
+            + [Row(label, f"sweeps/absorbing_huber0.25_{name}", "absorbing_0.3_huber0.25", 0.3, 0.25, ABSORBING)])
 
 
 ROWS = [
