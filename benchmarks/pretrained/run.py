@@ -98,6 +98,9 @@ ARMS = {
                            "terminal_td": "centred_absorbing"},
     "iq_td0.1_absorbing": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.1, "td_huber": 0.5,
                            "terminal_td": "centred_absorbing"},
+    # κ 0.25 at λ 0.3: the κ that met the EOS criterion on the pirate expert (docs/design.md, "How large a td_weight")
+    "iq_td0.3_absorbing_huber0.25": {"trainer": "iq", **IQ_DEFAULTS, "td_weight": 0.3, "td_huber": 0.25,
+                                     "terminal_td": "centred_absorbing"},
     # online IQ: a tenth of each batch sampled from the current policy (one decode per step); --arms adds it
     "online_iq": {"trainer": "iq", "policy_mix": 0.1, "max_new_tokens": 40},
 }
