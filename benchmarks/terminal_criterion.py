@@ -82,7 +82,7 @@ ROWS = [
 ]
 
 
-def demonstrations_length(results: dict) -> float | None:
+def expert_samples_length(results: dict) -> float | None:
     """The expert's own samples' mean length, or (human chat, no expert) the reference replies'."""
     expert = expert_figure(results, "mean_length")
     return expert["value"] if expert else results.get("reference_length")
@@ -163,15 +163,14 @@ def read(row: Row) -> dict | None:
     ended, sft_ended = per_seed(results, row.arm, "terminated"), per_seed(results, "sft", "terminated")
     if length is None or sft_length is None or not ended or len(ended) != len(sft_ended):
         return None
-    expert = demonstrations_length(results)
+    expert = expert_samples_length(results)
     trained_on = training_length(results)
-    demos = trained_on or expert
+    demos = trained_on or expert  # the expert's samples stand in where the training rows were not measured
     gap = seed_interval([100 * (a - b) for a, b in zip(ended, sft_ended)]) if len(ended) > 1 else None
     out = {"length": length["value"], "vs_sft": length["value"] / sft_length["value"], "demos": demos,
-           "demos_are": "training rows" if trained_on else "expert's samples",
            "vs_demos": length["value"] / demos if demos else None,
            "sft_vs_demos": sft_length["value"] / demos if demos else None,
-           "vs_expert": length["value"] / expert if expert else None,
+           "vs_expert": length["value"] / expert if expert and trained_on else None,  # else the column above
            "ended": sum(ended) / len(ended), "sft_ended": sum(sft_ended) / len(sft_ended),
            "eos_gap": gap, "seeds": len(ended), "stop_probability": stop_probability(row)}
     out["meets"] = (out["vs_demos"] is not None and abs(out["vs_demos"] - 1) <= LENGTH_BAND
@@ -190,7 +189,7 @@ def table(rows=ROWS) -> list[str]:
         gap = f["eos_gap"]
         gap_text = f"{gap['value']:+.1f} [{gap['lo']:+.1f}, {gap['hi']:+.1f}]" if gap else "–"
         demos = f"{f['vs_demos']:.2f} ({f['sft_vs_demos']:.2f})" if f["vs_demos"] else "–"
-        expert = f"{f['vs_expert']:.2f}" if f["vs_expert"] and f["demos_are"] == "training rows" else "–"
+        expert = f"{f['vs_expert']:.2f}" if f["vs_expert"] else "–"
         stop = f["stop_probability"]
         stop_text = f"{stop['value']:.3f} ({stop['sft']:.3f})" if stop else "–"
         stop_gap = (f"{stop['gap']['value']:+.3f} [{stop['gap']['lo']:+.3f}, {stop['gap']['hi']:+.3f}]"
